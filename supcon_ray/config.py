@@ -1,0 +1,112 @@
+"""The validated configuration of one training run, and how bad input is reported.
+
+:class:`TrainConfig` is the single description of a run: the CLI builds it from flags, a study
+trial builds it from the study file, Ray Train workers receive it as a plain dict. Validation
+happens here, before anything starts; a bad value raises :class:`ConfigError`, whose message
+names the key and what is allowed, and every command line turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .augment import AUGMENTATIONS
+from .data import validate_dataset_name
+from .losses import LOSSES
+from .models import MODELS
+from .optim import OPTIMIZERS, SCHEDULES
+
+EXIT_USAGE = 2
+
+
+class ConfigError(ValueError):
+    """Bad user input: unknown names, impossible numbers, unreadable files or resources."""
+
+
+def _one_of(kind: str, valid: tuple[str, ...] | list[str]):
+    def check(value: str) -> str:
+        if value not in valid:
+            raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
+        return value
+
+    return check
+
+
+class TrainConfig(BaseModel):
+    """Everything one run needs. Defaults suit a CPU run on ``digits``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    loss: str = "supcon"
+    dataset: str = "digits"
+    data_dir: str = "./data"
+    download: bool = False
+    model: str = "resnet-mini"
+    epochs: int = Field(10, ge=1)
+    linear_epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: str = "sgd"
+    lr: float = Field(0.1, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    schedule: str = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    augment: str = "simaugment"
+    temperature: float = Field(0.1, gt=0)
+    base_temperature: float | None = Field(None, gt=0)
+    variant: Literal["out", "in"] = "out"
+    loss_method: Literal["auto", "dense", "blockwise"] = "auto"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    linear_optimizer: str = "sgd"
+    linear_lr: float = Field(0.1, gt=0)
+    linear_batch_size: int = Field(256, ge=1)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0)
+    workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    sync_bn: bool = False
+    amp: bool | None = None  # None: on when training on a GPU
+    channels_last: bool | None = None  # None: on when training on a GPU
+
+    _names = field_validator("loss")(_one_of("loss", LOSSES))
+    _models = field_validator("model")(_one_of("model", MODELS))
+    _optims = field_validator("optimizer", "linear_optimizer")(_one_of("optimizer", OPTIMIZERS))
+    _scheds = field_validator("schedule")(_one_of("schedule", SCHEDULES))
+    _augs = field_validator("augment")(_one_of("augmentation", tuple(AUGMENTATIONS)))
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        return validate_dataset_name(value)
+
+    @property
+    def contrastive(self) -> bool:
+        return self.loss in ("supcon", "simclr")
+
+
+def format_validation_error(err: ValidationError, source: str = "") -> str:
+    """One line per problem: ``source: key.path: message``."""
+    lines = []
+    for e in err.errors():
+        path = ""
+        for part in e["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        prefix = f"{source}: " if source else ""
+        lines.append(f"{prefix}{path or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def make_train_config(values: dict, source: str = "") -> TrainConfig:
+    """Validate ``values`` into a :class:`TrainConfig`, raising :class:`ConfigError` on bad input."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None

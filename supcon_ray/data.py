@@ -1,0 +1,235 @@
+"""Datasets by name, each with fixed train / validation / test splits.
+
+Names: ``digits`` (scikit-learn's bundled 8x8 digits, upsampled; fully offline), ``cifar10`` and
+``cifar100`` (torchvision; downloaded only when asked), ``parquet:DIR`` (``DIR/train.parquet`` and
+``DIR/test.parquet`` with an encoded ``image`` column and an integer ``label``) and
+``imagefolder:DIR`` (``DIR/train/<class>/*`` and ``DIR/test/<class>/*``).
+
+Every dataset yields a validation split carved from its training set, stratified and fixed by
+``split_seed`` (independent of the run seed, so every run of a study sees the same split).
+Anything that selects looks at validation only; the test split is for the one final measurement.
+Items are ``(uint8 image tensor [C, H, W], int label)`` before the transform.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+DATASETS = ("digits", "cifar10", "cifar100", "parquet:DIR", "imagefolder:DIR")
+DIGITS_SIZE = 16  # 8x8 upsampled 2x: enough room for crops, cheap enough for CPU studies
+
+
+class DataError(ValueError):
+    """A dataset that cannot be found or read; the message says where to put the files."""
+
+
+def validate_dataset_name(name: str) -> str:
+    """Return ``name`` if it is a valid dataset name, else raise ``ValueError`` listing them."""
+    if name in ("digits", "cifar10", "cifar100"):
+        return name
+    for prefix in ("parquet:", "imagefolder:"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name
+    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+
+
+@dataclass
+class Splits:
+    """Train / validation / test datasets of untransformed ``(uint8 [C,H,W], label)`` items."""
+
+    name: str
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one uint8 tensor ``[N, C, H, W]``."""
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray) -> None:
+        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+
+class EncodedImages(Dataset):
+    """Encoded images (JPEG/PNG bytes) decoded on access with PIL."""
+
+    def __init__(self, blobs: list[bytes], labels: np.ndarray, mode: str) -> None:
+        self.blobs, self.labels, self.mode = blobs, np.asarray(labels, dtype=np.int64), mode
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+        from torchvision.transforms.v2.functional import pil_to_tensor
+
+        with Image.open(io.BytesIO(self.blobs[i])) as im:
+            return pil_to_tensor(im.convert(self.mode)), int(self.labels[i])
+
+
+class PilToTensor(Dataset):
+    """Wrap a torchvision dataset that yields PIL images so it yields uint8 tensors."""
+
+    def __init__(self, base: Dataset, mode: str = "RGB") -> None:
+        self.base, self.mode = base, mode
+        self.labels = np.asarray(getattr(base, "targets"), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from torchvision.transforms.v2.functional import pil_to_tensor
+
+        image, label = self.base[i]
+        return pil_to_tensor(image.convert(self.mode)), int(label)
+
+
+class Transformed(Dataset):
+    """Apply ``transform`` to the image of every item."""
+
+    def __init__(self, base: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[i]
+        return self.transform(image), label
+
+
+def _labels(ds: Dataset) -> np.ndarray:
+    if isinstance(ds, Subset):
+        return _labels(ds.dataset)[np.asarray(ds.indices)]
+    return ds.labels
+
+
+def _carve_validation(train: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(train))
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=_labels(train))
+    return Subset(train, np.sort(tr).tolist()), Subset(train, np.sort(va).tolist())
+
+
+def _channel_stats(ds: Dataset, limit: int = 2000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    step = max(1, len(ds) // limit)
+    images = torch.stack([ds[i][0] for i in range(0, len(ds), step)]).float() / 255.0
+    mean = images.mean(dim=(0, 2, 3))
+    std = images.std(dim=(0, 2, 3)).clamp(min=1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _digits() -> tuple[Dataset, Dataset]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
+    images = torch.nn.functional.interpolate(images, size=DIGITS_SIZE, mode="bilinear", align_corners=False)
+    images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    idx = np.arange(len(bunch.target))
+    tr, te = train_test_split(idx, test_size=0.2, random_state=0, stratify=bunch.target)
+    return TensorImages(images[tr], bunch.target[tr]), TensorImages(images[te], bunch.target[te])
+
+
+def _cifar(name: str, data_dir: str, download: bool) -> tuple[Dataset, Dataset]:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    root = os.path.join(data_dir, name)
+    try:
+        return (PilToTensor(cls(root, train=True, download=download)),
+                PilToTensor(cls(root, train=False, download=download)))
+    except RuntimeError as err:
+        raise DataError(
+            f"{name} not found under {root!r} ({err}). Put torchvision's extracted files there "
+            f"(e.g. {root}/cifar-10-batches-py), run once with --download on a machine with internet, "
+            f"or use parquet:DIR for a folder holding train.parquet and test.parquet."
+        ) from None
+
+
+def _parquet(directory: str) -> tuple[Dataset, Dataset]:
+    import pyarrow.parquet as pq
+
+    out = []
+    for split in ("train", "test"):
+        path = Path(directory) / f"{split}.parquet"
+        if not path.is_file():
+            raise DataError(f"parquet dataset: {path} does not exist (expected train.parquet and test.parquet in {directory})")
+        table = pq.read_table(path, columns=["image", "label"])
+        blobs = table.column("image").to_pylist()
+        labels = table.column("label").to_numpy().astype(np.int64)
+        mode = "L" if _is_grayscale(blobs[0]) else "RGB"
+        out.append(EncodedImages(blobs, labels, mode))
+    return out[0], out[1]
+
+
+def _is_grayscale(blob: bytes) -> bool:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(blob)) as im:
+        return im.mode in ("L", "1", "I;16")
+
+
+def _imagefolder(directory: str) -> tuple[Dataset, Dataset]:
+    from torchvision import datasets
+
+    out = []
+    for split in ("train", "test"):
+        path = Path(directory) / split
+        if not path.is_dir():
+            raise DataError(f"imagefolder dataset: {path} does not exist (expected {directory}/train/<class>/* and {directory}/test/<class>/*)")
+        out.append(PilToTensor(datasets.ImageFolder(str(path))))
+    return out[0], out[1]
+
+
+_KNOWN_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+def load_dataset(
+    name: str,
+    data_dir: str = "./data",
+    download: bool = False,
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> Splits:
+    """Load the dataset ``name`` (see :data:`DATASETS`) with its fixed splits."""
+    validate_dataset_name(name)
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if name == "digits":
+        train_full, test = _digits()
+    elif name in ("cifar10", "cifar100"):
+        train_full, test = _cifar(name, data_dir, download)
+    elif name.startswith("parquet:"):
+        train_full, test = _parquet(name.split(":", 1)[1])
+    else:
+        train_full, test = _imagefolder(name.split(":", 1)[1])
+    train, val = _carve_validation(train_full, val_fraction, split_seed)
+    first = train_full[0][0]
+    mean, std = _KNOWN_STATS.get(name) or _channel_stats(train)
+    num_classes = int(max(_labels(train_full).max(), _labels(test).max())) + 1
+    return Splits(name, train, val, test, num_classes, int(first.shape[0]), int(first.shape[-1]), mean, std)

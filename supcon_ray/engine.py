@@ -1,0 +1,347 @@
+"""The one training loop, with the loss as a parameter.
+
+A run is a list of stages: ``supcon`` / ``simclr`` pre-train the encoder and projection head with
+the contrastive loss on two views, then train a linear classifier on the frozen encoder
+(``pretrain`` -> ``linear``); ``ce`` trains encoder and classifier end to end (``ce``). Every stage
+goes through :func:`_fit_stage`; what differs (module, data, objective, optimizer settings) is
+described by a :class:`_Stage`.
+
+The loop runs the same way in one process and inside each Ray Train worker: a :class:`Session`
+says which rank it is, on which device, and where metrics and checkpoints go. Each epoch it
+reports ``epoch, stage, train_loss, lr, images_per_second, val_top1`` (validation top-1 where the
+stage evaluates) and a checkpoint (network, optimizer, scheduler, RNG state, epoch, history) from
+which a resumed run continues exactly. Test top-1 is measured once, at the end.
+
+A non-finite loss ends the run cleanly with ``status="diverged"``, the stage and epoch it happened,
+and ``test_top1 = val_top1 = 1 / num_classes`` (chance level, so a stability study counts the run
+instead of losing it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from .augment import MultiView, build_transform
+from .config import ConfigError, TrainConfig
+from .data import Splits, Transformed, load_dataset
+from .losses import SupConLoss, cross_entropy_loss
+from .models import Network, build_network
+from .optim import build_optimizer, build_scheduler
+
+STAGES = {"supcon": ("pretrain", "linear"), "simclr": ("pretrain", "linear"), "ce": ("ce",)}
+#: ``reporter(metrics, state)``: ``state`` is the checkpoint dict (rank 0 only, else None).
+Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
+
+
+@dataclass
+class Session:
+    """Where the loop runs and where its reports go."""
+
+    reporter: Reporter
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resume_state: dict[str, Any] | None = None
+    show_progress: bool = False
+    # Called when each training batch starts (benchmarks time the first one).
+    on_batch: Callable[[], None] | None = None
+
+
+@dataclass
+class _Stage:
+    name: str
+    module: nn.Module  # what is trained (and wrapped in DDP when distributed)
+    dataset: torch.utils.data.Dataset
+    objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    epochs: int
+    batch_size: int  # global
+    optimizer: str
+    lr: float
+    weight_decay: float
+    distributed: bool  # False: every rank runs the stage identically on the full data
+    evaluate: Callable[[], float] | None  # validation top-1 after each epoch
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def _all_reduce_sum(values: list[float], session: Session) -> list[float]:
+    if session.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=session.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _amp_context(cfg: TrainConfig, device: torch.device):
+    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    if not use_amp or device.type != "cuda":
+        return torch.autocast(device_type="cpu", enabled=False), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast(device_type="cuda", dtype=dtype), scaler
+
+
+@torch.no_grad()
+def _top1(module: nn.Module, dataset, batch_size: int, session: Session, shard: bool) -> float:
+    """Top-1 accuracy of ``module`` on ``dataset``; sharded over ranks when ``shard``."""
+    was_training = module.training
+    module.eval()
+    indices = range(session.rank, len(dataset), session.world_size) if shard else range(len(dataset))
+    subset = torch.utils.data.Subset(dataset, list(indices))
+    correct = total = 0
+    for x, y in DataLoader(subset, batch_size=batch_size):
+        x, y = x.to(session.device), y.to(session.device)
+        correct += (module(x).argmax(1) == y).sum().item()
+        total += y.numel()
+    module.train(was_training)
+    if shard:
+        correct, total = _all_reduce_sum([correct, total], session)
+    return correct / max(total, 1)
+
+
+@torch.no_grad()
+def _encode(encoder: nn.Module, dataset, session: Session, batch_size: int = 512) -> TensorDataset:
+    """Frozen-encoder features of the whole ``dataset`` (every rank computes all of them)."""
+    encoder.eval()
+    feats, labels = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size):
+        feats.append(encoder(x.to(session.device)).float())
+        labels.append(y.to(session.device))
+    return TensorDataset(torch.cat(feats), torch.cat(labels))
+
+
+class Trainer:
+    """Runs one :class:`TrainConfig` through its stages in one :class:`Session`."""
+
+    def __init__(self, cfg: TrainConfig, session: Session, splits: Splits | None = None) -> None:
+        self.cfg, self.session = cfg, session
+        self.splits = splits or load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_fraction)
+        if cfg.batch_size % session.world_size:
+            raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of workers ({session.world_size})")
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.net: Network = build_network(cfg.model, self.splits.in_channels, self.splits.num_classes).to(session.device)
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else session.device.type == "cuda"
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.eval_tf = build_transform("none", self.splits.image_size, self.splits.mean, self.splits.std)
+        self.history: list[dict[str, Any]] = []
+        self.features: dict[str, TensorDataset] = {}
+        self.chance = 1.0 / self.splits.num_classes
+
+    # -- stages ---------------------------------------------------------------------------
+    def _stage(self, name: str) -> _Stage:
+        cfg, s = self.cfg, self.splits
+        train_tf = build_transform(cfg.augment, s.image_size, s.mean, s.std)
+        if name == "pretrain":
+            supcon = SupConLoss(cfg.temperature, cfg.base_temperature, cfg.variant, method=cfg.loss_method)
+            use_labels = cfg.loss == "supcon"
+
+            def contrastive(module, x, y):
+                b, v = x.shape[:2]
+                z = module(self._layout(x.reshape(b * v, *x.shape[2:])))
+                return supcon(z.float().view(b, v, -1), y if use_labels else None)
+
+            return _Stage(name, self.net.contrastive(), Transformed(s.train, MultiView(train_tf, 2)), contrastive,
+                          cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr, cfg.weight_decay, True, None)
+        ce = cross_entropy_loss(cfg.label_smoothing)
+
+        def classify(module, x, y):
+            return ce(module(self._layout(x)).float(), y)
+
+        if name == "ce":
+            module = self.net.end_to_end()
+            evaluate = lambda: _top1(module, Transformed(s.val, self.eval_tf), 512, self.session, shard=True)  # noqa: E731
+            return _Stage(name, module, Transformed(s.train, train_tf), classify, cfg.epochs, cfg.batch_size,
+                          cfg.optimizer, cfg.lr, cfg.weight_decay, True, evaluate)
+        # linear: cached frozen-encoder features; every rank trains the same classifier on all of them
+        for split in ("train", "val", "test"):
+            self.features[split] = _encode(self.net.encoder, Transformed(getattr(s, split), self.eval_tf), self.session)
+        evaluate = lambda: _top1(self.net.classifier, self.features["val"], 4096, self.session, shard=False)  # noqa: E731
+        return _Stage(name, self.net.classifier, self.features["train"], classify, cfg.linear_epochs,
+                      cfg.linear_batch_size, cfg.linear_optimizer, cfg.linear_lr, 0.0, False, evaluate)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.session.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    # -- the loop -------------------------------------------------------------------------
+    def _fit_stage(self, stage: _Stage, resume: dict[str, Any] | None) -> float:
+        cfg, session = self.cfg, self.session
+        world = session.world_size if stage.distributed else 1
+        rank = session.rank if stage.distributed else 0
+        per_worker = stage.batch_size // world
+        sampler = DistributedSampler(stage.dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        loader = DataLoader(stage.dataset, batch_size=per_worker, sampler=sampler, drop_last=True,
+                            num_workers=cfg.num_workers, pin_memory=session.device.type == "cuda",
+                            persistent_workers=cfg.num_workers > 0)
+        if len(loader) == 0:
+            raise ConfigError(f"batch_size {stage.batch_size} is larger than the {stage.name} training set "
+                              f"({len(stage.dataset)} samples over {world} worker(s))")
+        module = stage.module
+        if stage.distributed and world > 1:
+            if cfg.sync_bn:
+                module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            module = nn.parallel.DistributedDataParallel(
+                module, device_ids=[session.device.index] if session.device.type == "cuda" else None)
+        optimizer = build_optimizer(stage.optimizer, stage.module.parameters(), stage.lr, cfg.momentum,
+                                    stage.weight_decay, cfg.nesterov)
+        steps = stage.epochs * len(loader)
+        scheduler = build_scheduler(optimizer, cfg.schedule, steps, int(cfg.warmup_epochs * len(loader)))
+        autocast, scaler = _amp_context(cfg, session.device)
+        start_epoch = 0
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            start_epoch = resume["epoch"]
+        train_loss = math.nan
+        for epoch in range(start_epoch, stage.epochs):
+            sampler.set_epoch(epoch)
+            module.train()
+            loss_sum, n_steps, images, t0 = 0.0, 0, 0, time.perf_counter()
+            batches = loader
+            if session.show_progress and session.rank == 0:
+                from tqdm import tqdm
+
+                batches = tqdm(loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False, dynamic_ncols=True)
+            for x, y in batches:
+                if session.on_batch is not None:
+                    session.on_batch()
+                y = y.to(session.device, non_blocking=True)
+                with autocast:
+                    loss = stage.objective(module, x, y)
+                bad = 0.0 if torch.isfinite(loss) else 1.0
+                if stage.distributed and world > 1:
+                    bad = _all_reduce_sum([bad], session)[0]
+                if bad:
+                    raise _Diverged(epoch + 1)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item()
+                n_steps += 1
+                images += x.shape[0]
+            seconds = time.perf_counter() - t0
+            if stage.distributed and world > 1:
+                loss_sum, images = _all_reduce_sum([loss_sum / world, images], session)
+            train_loss = loss_sum / max(n_steps, 1)
+            if not math.isfinite(train_loss):
+                raise _Diverged(epoch + 1)
+            metrics = {
+                "stage": stage.name,
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "images_per_second": images / max(seconds, 1e-9),
+                "val_top1": stage.evaluate() if stage.evaluate is not None else None,
+                "epoch_seconds": seconds,
+            }
+            self.history.append(metrics)
+            state = None
+            if session.rank == 0:
+                state = self._state(stage.name, epoch + 1, optimizer, scheduler)
+            session.reporter(dict(metrics, done=False), state)
+        return train_loss
+
+    def _state(self, stage: str, epoch: int, optimizer, scheduler) -> dict[str, Any]:
+        return {
+            "network": self.net.state_dict(),
+            "stage": stage,
+            "epoch": epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": list(self.history),
+        }
+
+    def run(self) -> dict[str, Any]:
+        """Train every stage (resuming where the session's checkpoint left off); return the final result."""
+        cfg, session = self.cfg, self.session
+        t0 = time.perf_counter()
+        stages = STAGES[cfg.loss]
+        resume = session.resume_state
+        done_before = 0
+        if resume is not None:
+            self.net.load_state_dict(resume["network"])
+            self.history = list(resume["history"])
+            done_before = stages.index(resume["stage"])
+            if resume["epoch"] >= self._epochs_of(resume["stage"]):
+                done_before += 1  # that stage had finished
+                resume = None
+        torch.manual_seed(cfg.seed * 1009 + session.rank + 1)  # augmentation randomness differs per rank
+        if session.resume_state is not None:
+            torch.set_rng_state(session.resume_state["rng"])
+        status, diverged_at = "completed", None
+        main_loss = math.nan
+        for i, name in enumerate(stages):
+            if i < done_before:
+                continue
+            stage = self._stage(name)
+            try:
+                loss = self._fit_stage(stage, resume if resume is not None and resume["stage"] == name else None)
+            except _Diverged as d:
+                status, diverged_at = "diverged", {"stage": name, "epoch": d.epoch}
+                break
+            if name != "linear":
+                main_loss = loss
+        if done_before and "linear" in stages and not self.features and status == "completed":
+            for split in ("train", "val", "test"):  # resumed after the linear stage had finished
+                self.features[split] = _encode(self.net.encoder, Transformed(getattr(self.splits, split), self.eval_tf), session)
+        if status == "completed":
+            val_top1, test_top1 = self._final_accuracy()
+        else:
+            val_top1 = test_top1 = self.chance
+        if math.isnan(main_loss):
+            main_loss = next((h["train_loss"] for h in reversed(self.history) if h["stage"] != "linear"), math.nan)
+        return {
+            "loss": cfg.loss,
+            "status": status,
+            "test_top1": test_top1,
+            "val_top1": val_top1,
+            "train_loss": main_loss,
+            "linear_train_loss": next((h["train_loss"] for h in reversed(self.history) if h["stage"] == "linear"), None),
+            "epochs": cfg.epochs,
+            "linear_epochs": cfg.linear_epochs if cfg.contrastive else None,
+            "diverged_stage": diverged_at["stage"] if diverged_at else None,
+            "diverged_epoch": diverged_at["epoch"] if diverged_at else None,
+            "num_classes": self.splits.num_classes,
+            "chance_top1": self.chance,
+            "world_size": session.world_size,
+            "seconds": time.perf_counter() - t0,
+            "history": self.history,
+        }
+
+    def _epochs_of(self, stage: str) -> int:
+        return self.cfg.linear_epochs if stage == "linear" else self.cfg.epochs
+
+    def _final_accuracy(self) -> tuple[float, float]:
+        if self.cfg.contrastive:
+            clf = self.net.classifier
+            return (_top1(clf, self.features["val"], 4096, self.session, shard=False),
+                    _top1(clf, self.features["test"], 4096, self.session, shard=False))
+        module = self.net.end_to_end()
+        return (_top1(module, Transformed(self.splits.val, self.eval_tf), 512, self.session, shard=True),
+                _top1(module, Transformed(self.splits.test, self.eval_tf), 512, self.session, shard=True))
+
+
+def train(cfg: TrainConfig, session: Session, splits: Splits | None = None) -> dict[str, Any]:
+    """Run ``cfg`` in ``session`` and return the final result (see :class:`Trainer`)."""
+    return Trainer(cfg, session, splits).run()

@@ -1,0 +1,278 @@
+"""Losses: supervised contrastive (SupCon), self-supervised contrastive (SimCLR) and cross-entropy.
+
+Notation follows Khosla et al., "Supervised Contrastive Learning" (NeurIPS 2020). For an anchor
+``i`` with normalised feature ``z_i``, ``A(i)`` is every other sample in the contrast set and
+``P(i)`` the members of ``A(i)`` with the anchor's label:
+
+* ``variant="out"`` (Eq. 2, the paper's default):
+  ``-(tau/tau_b) * 1/|P(i)| * sum_p log( exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) )``
+* ``variant="in"`` (Eq. 3):
+  ``-(tau/tau_b) * log( 1/|P(i)| * sum_p exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) )``
+
+``labels=None`` makes every sample its own class, which is SimCLR's NT-Xent loss.
+
+Contract of :class:`SupConLoss`:
+
+* ``features`` is ``[batch, n_views, dim]``; it is L2-normalised inside (normalising an already
+  normalised vector changes nothing), any ``n_views >= 1`` works.
+* The loss is the mean over anchors that have at least one positive. An anchor without a positive
+  (a class seen once with one view) contributes nothing; if no anchor has one the loss is 0.
+* Under ``torch.distributed`` (``gather=True``, world size > 1) every worker's features and labels
+  are all-gathered with a differentiable all-gather, so each local anchor is contrasted with the
+  whole global batch and gradients flow back to the worker that produced each feature. Each worker
+  returns ``world_size * (its anchors' share of the global loss)``: the average over workers is
+  exactly the single-process loss on the concatenated batch, and because DistributedDataParallel
+  averages gradients, parameter gradients equal the single-process ones (the same convention as a
+  per-worker mean cross-entropy).
+
+Two implementations give the same values and gradients:
+
+* ``dense``: builds the ``anchors x contrast`` logit matrix and keeps it for backward.
+* ``blockwise``: memory linear in the batch. The positive term of ``L_out`` needs no pairwise
+  matrix (``sum_p z_i.z_p = z_i . (class feature sum) - z_i.z_i``); log-sum-exps are computed in
+  row blocks by an autograd function that recomputes each block in backward instead of storing it.
+
+``method="auto"`` picks dense for small problems, where it is faster, and blockwise otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("supcon", "simclr", "ce")
+
+#: ``method="auto"`` uses the dense form while anchors x contrast stays below this many entries.
+#: Chosen from ``python -m benchmarks.loss`` on the project's 2-core CPU (see README, Performance).
+AUTO_DENSE_MAX_ENTRIES = 512 * 512
+DEFAULT_BLOCK_ROWS = 256
+
+
+def _allowed_mask(
+    rows: slice,
+    n_contrast: int,
+    self_index: torch.Tensor,
+    anchor_labels: torch.Tensor | None,
+    contrast_labels: torch.Tensor | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """Boolean ``[rows, n_contrast]`` mask of the contrast samples each anchor may use."""
+    idx = self_index[rows]
+    if anchor_labels is None:
+        allowed = torch.ones(idx.numel(), n_contrast, dtype=torch.bool, device=device)
+    else:
+        allowed = anchor_labels[rows, None] == contrast_labels[None, :]
+    in_contrast = idx >= 0
+    allowed[torch.nonzero(in_contrast).squeeze(1), idx[in_contrast]] = False
+    return allowed
+
+
+class _BlockwiseLogSumExp(torch.autograd.Function):
+    """``out_i = log sum_{j allowed} exp(anchors_i . contrast_j * inv_temp)``, in row blocks.
+
+    Only ``O(block_rows x n_contrast)`` memory is live at a time; backward recomputes each block.
+    Rows with nothing allowed give ``-inf`` and a zero gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors, contrast, self_index, anchor_labels, contrast_labels, inv_temp, block_rows):
+        n = anchors.shape[0]
+        out = anchors.new_empty(n)
+        with torch.no_grad():
+            for start in range(0, n, block_rows):
+                rows = slice(start, min(start + block_rows, n))
+                logits = (anchors[rows] @ contrast.T).mul_(inv_temp)
+                allowed = _allowed_mask(rows, contrast.shape[0], self_index, anchor_labels, contrast_labels, anchors.device)
+                logits.masked_fill_(~allowed, -math.inf)
+                out[rows] = torch.logsumexp(logits, dim=1)
+        ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out)
+        ctx.inv_temp = inv_temp
+        ctx.block_rows = block_rows
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        anchors, contrast, self_index, anchor_labels, contrast_labels, out = ctx.saved_tensors
+        inv_temp, block_rows = ctx.inv_temp, ctx.block_rows
+        n = anchors.shape[0]
+        grad_anchors = torch.zeros_like(anchors)
+        grad_contrast = torch.zeros_like(contrast)
+        finite = torch.isfinite(out)
+        safe_out = torch.where(finite, out, torch.zeros_like(out))
+        weight = torch.where(finite, grad_out, torch.zeros_like(grad_out))
+        for start in range(0, n, block_rows):
+            rows = slice(start, min(start + block_rows, n))
+            logits = (anchors[rows] @ contrast.T).mul_(inv_temp)
+            allowed = _allowed_mask(rows, contrast.shape[0], self_index, anchor_labels, contrast_labels, anchors.device)
+            logits.masked_fill_(~allowed, -math.inf)
+            # softmax over the allowed columns, scaled by the upstream gradient of each row
+            probs = logits.sub_(safe_out[rows, None]).exp_().mul_(weight[rows, None] * inv_temp)
+            grad_anchors[rows] = probs @ contrast
+            grad_contrast.addmm_(probs.T, anchors[rows])
+        return grad_anchors, grad_contrast, None, None, None, None, None
+
+
+def _gather(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """All-gather ``features`` (differentiably) and ``labels`` from every worker.
+
+    Returns the global features, global labels, this worker's rank and the world size.
+    Every worker must pass the same batch size.
+    """
+    from torch.distributed.nn.functional import all_gather as differentiable_all_gather
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    all_features = torch.cat(differentiable_all_gather(features), dim=0)
+    label_list = [torch.empty_like(labels) for _ in range(world)]
+    dist.all_gather(label_list, labels)
+    return all_features, torch.cat(label_list, dim=0), rank, world
+
+
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss (``variant`` "out" = Eq. 2, "in" = Eq. 3); SimCLR when ``labels`` is None.
+
+    Args:
+        temperature: ``tau`` in the paper; must be positive.
+        base_temperature: ``tau_b``; the loss is scaled by ``tau / tau_b``. ``None`` means ``tau``.
+        variant: ``"out"`` (default, the paper's choice) or ``"in"``.
+        contrast_mode: ``"all"`` (every view is an anchor) or ``"one"`` (only view 0 is).
+        method: ``"auto"``, ``"dense"`` or ``"blockwise"``; same results, different memory.
+        block_rows: anchor rows per block in the blockwise form.
+        gather: contrast against the global batch when ``torch.distributed`` is initialised.
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        base_temperature: float | None = None,
+        variant: Literal["out", "in"] = "out",
+        contrast_mode: Literal["all", "one"] = "all",
+        method: Literal["auto", "dense", "blockwise"] = "auto",
+        block_rows: int = DEFAULT_BLOCK_ROWS,
+        gather: bool = True,
+    ) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if base_temperature is not None and not base_temperature > 0:
+            raise ValueError(f"base_temperature must be > 0, got {base_temperature}")
+        if variant not in ("out", "in"):
+            raise ValueError(f"variant must be one of 'out', 'in'; got {variant!r}")
+        if contrast_mode not in ("all", "one"):
+            raise ValueError(f"contrast_mode must be one of 'all', 'one'; got {contrast_mode!r}")
+        if method not in ("auto", "dense", "blockwise"):
+            raise ValueError(f"method must be one of 'auto', 'dense', 'blockwise'; got {method!r}")
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+        self.temperature = float(temperature)
+        self.base_temperature = float(base_temperature if base_temperature is not None else temperature)
+        self.variant = variant
+        self.contrast_mode = contrast_mode
+        self.method = method
+        self.block_rows = int(block_rows)
+        self.gather = gather
+
+    def extra_repr(self) -> str:
+        return (
+            f"temperature={self.temperature}, base_temperature={self.base_temperature}, "
+            f"variant={self.variant!r}, contrast_mode={self.contrast_mode!r}, method={self.method!r}"
+        )
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if features.dim() != 3:
+            raise ValueError(
+                f"features must have shape [batch, n_views, dim]; got shape {tuple(features.shape)}"
+            )
+        batch, n_views, _ = features.shape
+        if labels is not None:
+            labels = torch.as_tensor(labels, device=features.device)
+            if labels.dim() != 1 or labels.shape[0] != batch:
+                raise ValueError(
+                    f"labels must have shape [batch] = [{batch}] to match features "
+                    f"[batch, n_views, dim] = {list(features.shape)}; got shape {tuple(labels.shape)}"
+                )
+        features = F.normalize(features, dim=-1)
+
+        distributed = self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        ids = labels.long() if labels is not None else torch.arange(batch, device=features.device)
+        if distributed:
+            if labels is None:
+                ids = ids + dist.get_rank() * batch  # every sample its own class, globally
+            all_features, all_ids, rank, world = _gather(features, ids)
+        else:
+            all_features, all_ids, rank, world = features, ids, 0, 1
+        global_batch = all_features.shape[0]
+
+        # Contrast set: every view of every sample, view-major (index = view * global_batch + sample).
+        contrast = all_features.transpose(0, 1).reshape(n_views * global_batch, -1)
+        contrast_ids = all_ids.repeat(n_views)
+        anchor_views = n_views if self.contrast_mode == "all" else 1
+        anchors = features[:, :anchor_views].transpose(0, 1).reshape(anchor_views * batch, -1)
+        anchor_ids = ids.repeat(anchor_views)
+        view = torch.arange(anchor_views, device=features.device).repeat_interleave(batch)
+        self_index = view * global_batch + rank * batch + torch.arange(batch, device=features.device).repeat(anchor_views)
+
+        # |P(i)|: samples in the contrast set with the anchor's label, minus the anchor itself.
+        _, inverse = torch.unique(torch.cat([contrast_ids, anchor_ids]), return_inverse=True)
+        contrast_cls, anchor_cls = inverse[: contrast_ids.numel()], inverse[contrast_ids.numel():]
+        counts = torch.bincount(contrast_cls)
+        n_pos = counts[anchor_cls] - 1
+        valid = n_pos > 0
+
+        if self._use_dense(anchors.shape[0], contrast.shape[0]):
+            per_anchor = self._dense(anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos)
+        else:
+            per_anchor = self._blockwise(anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos)
+
+        n_valid = valid.sum()
+        if distributed:
+            n_valid = n_valid.clone()
+            dist.all_reduce(n_valid)
+        total = torch.where(valid, per_anchor, torch.zeros_like(per_anchor)).sum()
+        scale = (self.temperature / self.base_temperature) * world
+        return scale * total / n_valid.clamp(min=1).to(total.dtype)
+
+    def _use_dense(self, n_anchors: int, n_contrast: int) -> bool:
+        if self.method == "auto":
+            return n_anchors * n_contrast <= AUTO_DENSE_MAX_ENTRIES
+        return self.method == "dense"
+
+    def _dense(self, anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos):
+        """Per-anchor loss (without the tau/tau_b factor) from the full logit matrix."""
+        logits = anchors @ contrast.T / self.temperature
+        others = _allowed_mask(slice(None), contrast.shape[0], self_index, None, None, anchors.device)
+        positives = others & (anchor_cls[:, None] == contrast_cls[None, :])
+        log_prob = logits - torch.logsumexp(logits.masked_fill(~others, -math.inf), dim=1, keepdim=True)
+        safe_n_pos = n_pos.clamp(min=1).to(logits.dtype)
+        if self.variant == "out":
+            return -(log_prob * positives).sum(1) / safe_n_pos
+        pos_lse = torch.logsumexp(log_prob.masked_fill(~positives, -math.inf), dim=1)
+        pos_lse = torch.where(n_pos > 0, pos_lse, torch.zeros_like(pos_lse))
+        return -(pos_lse - safe_n_pos.log())
+
+    def _blockwise(self, anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos):
+        """Per-anchor loss (without the tau/tau_b factor) in memory linear in the batch."""
+        inv_temp = 1.0 / self.temperature
+        lse_all = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, None, None, inv_temp, self.block_rows)
+        lse_all = torch.where(torch.isfinite(lse_all), lse_all, torch.zeros_like(lse_all))
+        safe_n_pos = n_pos.clamp(min=1).to(anchors.dtype)
+        if self.variant == "out":
+            class_sums = torch.zeros(int(contrast_cls.max()) + 1, contrast.shape[1], dtype=contrast.dtype, device=contrast.device)
+            class_sums = class_sums.index_add(0, contrast_cls, contrast)
+            self_dot = (anchors * anchors).sum(1)
+            pos_logit_sum = ((anchors * class_sums[anchor_cls]).sum(1) - self_dot) * inv_temp
+            return -(pos_logit_sum / safe_n_pos - lse_all)
+        lse_pos = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, anchor_cls, contrast_cls, inv_temp, self.block_rows)
+        lse_pos = torch.where(n_pos > 0, lse_pos, torch.zeros_like(lse_pos))
+        return -(lse_pos - safe_n_pos.log() - lse_all)
+
+
+def cross_entropy_loss(label_smoothing: float = 0.0) -> nn.CrossEntropyLoss:
+    """The cross-entropy baseline: plain ``nn.CrossEntropyLoss`` with optional label smoothing."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -1,0 +1,108 @@
+"""ResNet encoders with the CIFAR stem, the projection head and the linear classifier.
+
+Encoders are built by name from :data:`ENCODERS` (one way to build each thing). The CIFAR stem is
+a 3x3 stride-1 convolution with no max-pool, so 32x32 inputs keep their resolution into layer 1.
+Residual blocks are torchvision's own ``BasicBlock`` / ``Bottleneck``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    block: type[nn.Module]
+    layers: tuple[int, int, int, int]
+    widths: tuple[int, int, int, int]
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "resnet-mini": EncoderSpec(BasicBlock, (2, 2, 2, 2), (16, 32, 64, 128)),
+    "resnet18": EncoderSpec(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512)),
+    "resnet34": EncoderSpec(BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512)),
+    "resnet50": EncoderSpec(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512)),
+}
+MODELS = tuple(ENCODERS)
+
+
+class CifarResNet(nn.Module):
+    """ResNet trunk with the CIFAR stem; ``forward`` returns pooled features ``[batch, out_dim]``."""
+
+    def __init__(self, spec: EncoderSpec, in_channels: int = 3) -> None:
+        super().__init__()
+        self.inplanes = spec.widths[0]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, self.inplanes, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(self.inplanes),
+            nn.ReLU(inplace=True),
+        )
+        self.layers = nn.Sequential(
+            *(self._make_layer(spec.block, w, n, stride=1 if i == 0 else 2)
+              for i, (w, n) in enumerate(zip(spec.widths, spec.layers)))
+        )
+        self.out_dim = spec.widths[-1] * spec.block.expansion
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class ProjectionHead(nn.Module):
+    """MLP (hidden = encoder width, ReLU) to ``out_dim``, L2-normalised output."""
+
+    def __init__(self, in_dim: int, out_dim: int = 128) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.mlp(x), dim=1)
+
+
+class Network(nn.Module):
+    """Encoder + projection head + linear classifier, sharing one encoder.
+
+    Each training stage wraps the part it trains (``contrastive()``, ``end_to_end()`` or
+    ``classifier``) so that DistributedDataParallel only sees parameters that get gradients.
+    """
+
+    def __init__(self, model: str, in_channels: int, num_classes: int, proj_dim: int = 128) -> None:
+        super().__init__()
+        if model not in ENCODERS:
+            raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
+        self.encoder = CifarResNet(ENCODERS[model], in_channels)
+        self.head = ProjectionHead(self.encoder.out_dim, proj_dim)
+        self.classifier = nn.Linear(self.encoder.out_dim, num_classes)
+
+    def contrastive(self) -> nn.Sequential:
+        """Images -> normalised projections (SupCon / SimCLR pre-training)."""
+        return nn.Sequential(self.encoder, self.head)
+
+    def end_to_end(self) -> nn.Sequential:
+        """Images -> class logits (cross-entropy training, and evaluation)."""
+        return nn.Sequential(self.encoder, self.classifier)
+
+
+def build_network(model: str, in_channels: int, num_classes: int, proj_dim: int = 128) -> Network:
+    """Build the network for ``model`` (one of :data:`MODELS`)."""
+    return Network(model, in_channels, num_classes, proj_dim)

@@ -1,0 +1,145 @@
+"""``python -m supcon_ray.train``: one training run.
+
+With ``--workers 1`` (the default) the run trains in this process; with ``--workers N > 1`` (or
+``--ray``) it runs on Ray Train with N data-parallel workers, joining the cluster named by
+``--address`` / ``RAY_ADDRESS`` or starting a local Ray instance. Every flag is a field of
+:class:`supcon_ray.config.TrainConfig` (``--batch-size`` is ``batch_size``), so the CLI, study
+files and workers share one definition. ``--json`` prints one final JSON object on stdout.
+
+Exit status: 0 for a run that completed or diverged (``status`` says which), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import EXIT_USAGE, ConfigError, TrainConfig, format_validation_error
+
+
+def _flag_type(annotation: Any):
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+        return _flag_type(args[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        return str
+    return annotation
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m supcon_ray.train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kind = _flag_type(field.annotation)
+        help_text = f"default: {field.default}"
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
+    parser.add_argument("--output", type=Path, help="folder for checkpoint.pt (each epoch) and result.json")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    parser.add_argument("--json", action="store_true", help="print one final JSON object on stdout")
+    parser.add_argument("--ray", action="store_true", help="run through Ray Train even with one worker")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
+    try:
+        return TrainConfig(**values), args
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err).replace("\n", "; ")) from None
+
+
+def _local_reporter(output: Path | None, quiet: bool):
+    from .checkpoint import save_state
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if output is not None and state is not None:
+            save_state(state, output)
+        if not quiet:
+            val = metrics.get("val_top1")
+            val_text = f"  val_top1 {val:.4f}" if val is not None else ""
+            print(f"[{metrics['stage']}] epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}  "
+                  f"lr {metrics['lr']:.4g}  {metrics['images_per_second']:.0f} img/s{val_text}", file=sys.stderr)
+
+    return report
+
+
+def run_local(cfg: TrainConfig, output: Path | None, resume: bool, progress: bool) -> dict[str, Any]:
+    """Train in this process (no Ray)."""
+    import torch
+
+    from .checkpoint import load_state
+    from .engine import Session, train
+
+    state = load_state(output) if (resume and output is not None) else None
+    if resume and state is None:
+        print(f"note: nothing to resume in {output}; starting from scratch", file=sys.stderr)
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)) if cfg.workers > 1 else torch.get_num_threads())
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.gpus_per_worker > 0 else "cpu")
+    session = Session(_local_reporter(output, quiet=False), device=device, resume_state=state, show_progress=progress)
+    return train(cfg, session)
+
+
+def run_ray(cfg: TrainConfig, output: Path | None, address: str | None) -> dict[str, Any]:
+    """Train on Ray Train; checkpoints live under OUTPUT (default ./results/train)."""
+    from .distributed import fit_distributed
+    from .ray_runtime import init_ray
+
+    init_ray(address)
+    storage = (output or Path("results") / "train").resolve()
+    name = f"{cfg.loss}-{cfg.dataset.replace(':', '_').replace('/', '_')}-{cfg.model}-s{cfg.seed}"
+    return fit_distributed(cfg, name, str(storage))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, args = parse_config(argv)
+        if args.resume and args.output is None:
+            raise ConfigError("--resume needs --output (the folder holding checkpoint.pt)")
+        from .data import DataError
+
+        t0 = time.perf_counter()
+        try:
+            if args.ray or cfg.workers > 1:
+                result = run_ray(cfg, args.output, args.address)
+            else:
+                result = run_local(cfg, args.output, args.resume, progress=not args.no_progress and sys.stderr.isatty())
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    result["wall_seconds"] = time.perf_counter() - t0
+    summary = {k: v for k, v in result.items() if k != "history"}
+    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        tmp = args.output / ".result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+        os.replace(tmp, args.output / "result.json")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{cfg.loss}: status={summary['status']} test_top1={summary['test_top1']:.4f} "
+              f"val_top1={summary['val_top1']:.4f} ({summary['seconds']:.1f}s, {summary['world_size']} worker(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
