@@ -1,0 +1,158 @@
+"""Every model, augmentation, optimizer, schedule and dataset name builds and runs one step."""
+
+import numpy as np
+import pytest
+import torch
+
+from supcon_ray.augment import AUGMENTATIONS, MultiView, build_transform
+from supcon_ray.data import DataError, load_dataset, validate_dataset_name
+from supcon_ray.losses import SupConLoss
+from supcon_ray.models import MODELS, build_network
+from supcon_ray.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_model_forward_backward(name, channels):
+    net = build_network(name, channels, num_classes=10)
+    x = torch.randn(2, channels, 32, 32)
+    z = net.contrastive()(x)
+    assert z.shape == (2, 128)
+    assert torch.allclose(z.norm(dim=1), torch.ones(2), atol=1e-5)
+    logits = net.end_to_end()(x)
+    assert logits.shape == (2, 10)
+    logits.sum().backward()
+    assert net.encoder.stem[0].weight.grad is not None
+    assert net.encoder.stem[0].kernel_size == (3, 3) and net.encoder.stem[0].stride == (1, 1)
+
+
+def test_resnet_mini_widths():
+    net = build_network("resnet-mini", 3, 10)
+    assert net.encoder.out_dim == 128
+    assert build_network("resnet50", 3, 10).encoder.out_dim == 2048
+
+
+def test_unknown_model():
+    with pytest.raises(ValueError, match="valid: resnet-mini, resnet18"):
+        build_network("vgg", 3, 10)
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+@pytest.mark.parametrize("channels,size", [(1, 16), (3, 32)])
+def test_augmentation_runs(name, channels, size):
+    torch.manual_seed(0)
+    tf = build_transform(name, size, [0.5] * channels, [0.25] * channels)
+    image = torch.randint(0, 256, (channels, size, size), dtype=torch.uint8)
+    out = tf(image)
+    assert out.shape == (channels, size, size) and out.dtype == torch.float32
+    views = MultiView(tf, 2)(image)
+    assert views.shape == (2, channels, size, size)
+    if name == "none":
+        assert torch.equal(views[0], views[1])
+    else:
+        assert not torch.equal(views[0], views[1]), "two random views should differ"
+
+
+def test_unknown_augmentation():
+    with pytest.raises(ValueError, match="valid: none, basic, simaugment"):
+        build_transform("mixup", 32, [0.5], [0.5])
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_optimizer_step_reduces_loss(name, schedule):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1))
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    opt = build_optimizer(name, model.parameters(), lr=0.01 if name != "lars" else 1.0, weight_decay=1e-4)
+    sched = build_scheduler(opt, schedule, total_steps=50, warmup_steps=5)
+    first = None
+    for _ in range(50):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    assert loss.item() < first
+
+
+def test_lars_excludes_bn_and_bias():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8))
+    opt = build_optimizer("lars", model.parameters(), lr=0.1, weight_decay=1e-4)
+    excluded = [g for g in opt.param_groups if g["lars_exclude"]]
+    assert len(excluded) == 1 and all(p.ndim == 1 for p in excluded[0]["params"])
+    assert excluded[0]["weight_decay"] == 0.0
+
+
+def test_warmup_cosine_shape():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, "cosine", total_steps=100, warmup_steps=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[-1] < 0.01 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+@pytest.mark.parametrize("bad", [("adam", "valid: sgd, lars"), ])
+def test_unknown_optimizer(bad):
+    with pytest.raises(ValueError, match=bad[1]):
+        build_optimizer(bad[0], [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+
+
+def test_digits_splits_are_fixed_disjoint_and_stratified():
+    a, b = load_dataset("digits"), load_dataset("digits")
+    assert (len(a.train), len(a.val), len(a.test)) == (1293, 144, 360)
+    assert a.num_classes == 10 and a.in_channels == 1
+    assert list(a.val.indices) == list(b.val.indices)
+    assert not set(a.val.indices) & set(a.train.indices)
+    val_labels = np.array([a.val[i][1] for i in range(len(a.val))])
+    assert np.bincount(val_labels).min() >= 12  # every class present in validation
+    image, _ = a.train[0]
+    assert image.dtype == torch.uint8 and image.shape == (1, 16, 16)
+
+
+def test_parquet_dataset(cifar_parquet, tmp_path):
+    # the shared CIFAR-10 test split stands in for both splits, to keep the test small
+    (tmp_path / "train.parquet").symlink_to(cifar_parquet / "test.parquet")
+    (tmp_path / "test.parquet").symlink_to(cifar_parquet / "test.parquet")
+    splits = load_dataset(f"parquet:{tmp_path}")
+    assert splits.num_classes == 10 and splits.in_channels == 3 and splits.image_size == 32
+    image, label = splits.train[0]
+    assert image.shape == (3, 32, 32) and 0 <= label < 10
+    tf = MultiView(build_transform("simaugment", 32, splits.mean, splits.std), 2)
+    net = build_network("resnet-mini", 3, 10)
+    views = torch.stack([tf(splits.train[i][0]) for i in range(4)])
+    z = net.contrastive()(views.view(8, 3, 32, 32)).view(4, 2, -1)
+    SupConLoss()(z, torch.tensor([splits.train[i][1] for i in range(4)])).backward()
+
+
+def test_imagefolder_dataset(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(10):
+                Image.fromarray(np.full((8, 8, 3), i * 20, dtype=np.uint8)).save(d / f"{i}.png")
+    splits = load_dataset(f"imagefolder:{tmp_path}")
+    assert splits.num_classes == 2 and splits.image_size == 8 and len(splits.test) == 20
+
+
+def test_cifar_offline_error_says_where(tmp_path):
+    with pytest.raises(DataError, match="cifar-10-batches-py"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+def test_missing_parquet_dir(tmp_path):
+    with pytest.raises(DataError, match="train.parquet"):
+        load_dataset(f"parquet:{tmp_path}")
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="valid: digits, cifar10"):
+        validate_dataset_name("mnist")

@@ -1,0 +1,160 @@
+"""SupConLoss against a brute-force loop written straight from Eq. 2 and Eq. 3 of the paper."""
+
+import math
+
+import pytest
+import torch
+
+from supcon_ray.losses import SupConLoss, cross_entropy_loss
+
+
+def brute_force(features, labels, temperature, base_temperature, variant, contrast_mode):
+    """Per-anchor loop over the paper's definitions, float64, no vectorisation tricks.
+
+    I: every view of every sample. Anchors: all of I ("all") or view 0 of each sample ("one").
+    A(i) = I minus the anchor; P(i) = members of A(i) with the anchor's label (SimCLR: same sample).
+    The loss is the mean over anchors with |P(i)| > 0.
+    """
+    batch, n_views, _ = features.shape
+    z = features / features.norm(dim=-1, keepdim=True)
+    ids = labels if labels is not None else torch.arange(batch)
+    samples = [(b, v) for v in range(n_views) for b in range(batch)]
+    anchors = [(b, v) for (b, v) in samples if contrast_mode == "all" or v == 0]
+    terms = []
+    for (ib, iv) in anchors:
+        zi = z[ib, iv]
+        others = [(b, v) for (b, v) in samples if (b, v) != (ib, iv)]
+        positives = [(b, v) for (b, v) in others if ids[b] == ids[ib]]
+        if not positives:
+            continue
+        denom = sum(torch.exp(zi @ z[b, v] / temperature) for (b, v) in others)
+        if variant == "out":
+            s = sum(torch.log(torch.exp(zi @ z[b, v] / temperature) / denom) for (b, v) in positives)
+            terms.append(-(temperature / base_temperature) * s / len(positives))
+        else:
+            s = sum(torch.exp(zi @ z[b, v] / temperature) / denom for (b, v) in positives)
+            terms.append(-(temperature / base_temperature) * torch.log(s / len(positives)))
+    if not terms:
+        return features.sum() * 0
+    return torch.stack(terms).mean()
+
+
+CASES = [
+    # batch, n_views, labels ("rand" / "none" / "singletons"), variant, contrast_mode
+    (8, 2, "rand", "out", "all"),
+    (8, 2, "rand", "in", "all"),
+    (7, 3, "rand", "out", "all"),
+    (7, 3, "rand", "in", "one"),
+    (6, 2, "none", "out", "all"),
+    (6, 2, "none", "in", "one"),
+    (5, 1, "rand", "out", "all"),
+    (6, 2, "singletons", "out", "all"),
+    (9, 2, "single_class", "in", "all"),
+]
+
+
+def _labels(kind, batch, gen):
+    if kind == "none":
+        return None
+    if kind == "singletons":
+        return torch.tensor([0, 0, 1, 2, 3, 4])  # classes 1-4 appear once
+    if kind == "single_class":
+        return torch.zeros(batch, dtype=torch.long)
+    return torch.randint(0, 3, (batch,), generator=gen)
+
+
+@pytest.mark.parametrize("method", ["dense", "blockwise"])
+@pytest.mark.parametrize("batch,n_views,label_kind,variant,mode", CASES)
+def test_matches_brute_force_values_and_gradients(method, batch, n_views, label_kind, variant, mode):
+    gen = torch.Generator().manual_seed(batch * 10 + n_views)
+    feats = torch.randn(batch, n_views, 5, generator=gen, dtype=torch.float64)
+    labels = _labels(label_kind, batch, gen)
+    loss_fn = SupConLoss(temperature=0.3, base_temperature=0.07, variant=variant, contrast_mode=mode,
+                         method=method, block_rows=3)  # 3 does not divide the anchor count
+    a = feats.clone().requires_grad_(True)
+    b = feats.clone().requires_grad_(True)
+    got = loss_fn(a, labels)
+    want = brute_force(b, labels, 0.3, 0.07, variant, mode)
+    got.backward()
+    want.backward()
+    assert torch.allclose(got, want, rtol=0, atol=1e-10), (got.item(), want.item())
+    assert torch.allclose(a.grad, b.grad, rtol=0, atol=1e-10)
+
+
+def test_float32_blockwise_matches_dense():
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(64, 2, 32, generator=gen)
+    labels = torch.randint(0, 5, (64,), generator=gen)
+    for variant in ("out", "in"):
+        a = feats.clone().requires_grad_(True)
+        b = feats.clone().requires_grad_(True)
+        la = SupConLoss(0.1, variant=variant, method="blockwise", block_rows=17)(a, labels)
+        lb = SupConLoss(0.1, variant=variant, method="dense")(b, labels)
+        la.backward()
+        lb.backward()
+        assert abs(la.item() - lb.item()) < 1e-5
+        assert torch.allclose(a.grad, b.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["dense", "blockwise"])
+def test_gradcheck(method):
+    gen = torch.Generator().manual_seed(1)
+    feats = torch.randn(5, 2, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 0, 1, 2])
+    for variant in ("out", "in"):
+        fn = SupConLoss(0.5, variant=variant, method=method, block_rows=2)
+        assert torch.autograd.gradcheck(lambda f: fn(f, labels), (feats,))
+
+
+def test_l_in_is_at_most_l_out():
+    # Jensen: log of a mean >= mean of logs, so L_in <= L_out for every anchor and on average.
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(20):
+        feats = torch.randn(16, 2, 8, generator=gen)
+        labels = torch.randint(0, 4, (16,), generator=gen)
+        l_in = SupConLoss(0.2, variant="in")(feats, labels)
+        l_out = SupConLoss(0.2, variant="out")(feats, labels)
+        assert l_in <= l_out + 1e-6
+
+
+def test_no_positive_anywhere_gives_zero_not_nan():
+    feats = torch.randn(4, 1, 3, requires_grad=True)
+    loss = SupConLoss()(feats, torch.arange(4))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(feats.grad).all()
+
+
+def test_simclr_is_supcon_with_unique_labels():
+    feats = torch.randn(6, 2, 8, dtype=torch.float64)
+    assert torch.allclose(SupConLoss()(feats), SupConLoss()(feats, torch.arange(6)))
+
+
+def test_features_are_normalised_inside():
+    feats = torch.randn(6, 2, 8, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 1, 2, 2])
+    assert torch.allclose(SupConLoss()(feats, labels), SupConLoss()(feats * 7.5, labels))
+
+
+@pytest.mark.parametrize("shape", [(4, 8), (2, 3, 4, 5)])
+def test_bad_feature_shape_names_expected_shape(shape):
+    with pytest.raises(ValueError, match=r"\[batch, n_views, dim\]"):
+        SupConLoss()(torch.randn(*shape))
+
+
+def test_label_count_mismatch():
+    with pytest.raises(ValueError, match=r"labels must have shape \[batch\] = \[4\]"):
+        SupConLoss()(torch.randn(4, 2, 3), torch.arange(5))
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"variant": "mid"}, {"contrast_mode": "two"}, {"method": "x"}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        SupConLoss(**kwargs)
+
+
+def test_cross_entropy_baseline():
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    assert math.isclose(cross_entropy_loss()(logits, target).item(),
+                        torch.nn.functional.cross_entropy(logits, target).item(), rel_tol=1e-6)
+    smooth = cross_entropy_loss(0.1)(logits, target)
+    assert smooth.item() != cross_entropy_loss()(logits, target).item()
