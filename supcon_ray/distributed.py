@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,8 @@ from .checkpoint import load_state, save_state
 from .config import TrainConfig
 from .engine import Session, train
 from .ray_runtime import check_fits
+
+RESULT_FILE = "result.json"
 
 
 def _final_metrics(result: dict[str, Any]) -> dict[str, Any]:
@@ -38,22 +41,31 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     checkpoint = ray.train.get_checkpoint()
-    state = None
+    state = finished = None
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = load_state(d)
+            state = load_state(d, ctx.get_world_rank())
+            if (Path(d) / RESULT_FILE).is_file():
+                finished = json.loads((Path(d) / RESULT_FILE).read_text())
+    if finished is not None:  # restarted after the run had ended: report the same result again
+        ray.train.report(finished)
+        return
 
     def reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        if state is None:
-            ray.train.report(metrics)
-            return
         with tempfile.TemporaryDirectory() as d:
-            save_state(state, d)
+            save_state(state, d, ctx.get_world_rank())
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
 
     session = Session(reporter, ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), state)
-    result = train(cfg, session)
-    ray.train.report(_final_metrics(result))
+    result = _final_metrics(train(cfg, session))
+    if ctx.get_world_rank() != 0:
+        ray.train.report(result)
+        return
+    # The final result travels as a checkpoint: Ray Train's Result.metrics are those of the
+    # latest checkpoint, and a restarted run finds it instead of training again.
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / RESULT_FILE).write_text(json.dumps(result))
+        ray.train.report(result, checkpoint=Checkpoint.from_directory(d))
 
 
 def fit_distributed(
@@ -69,7 +81,7 @@ def fit_distributed(
     Fails fast (``ConfigError``) when the workers can never fit on the cluster. ``name`` and
     ``storage_path`` identify the run: launching again with the same pair resumes it.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     check_fits(cfg.workers, cfg.cpus_per_worker, cfg.gpus_per_worker, reserved_cpus)
@@ -86,6 +98,7 @@ def fit_distributed(
             storage_path=storage_path,
             callbacks=callbacks or [],
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=LoggingConfig(log_level="ERROR"),  # no per-report lines on the console
             # controller_failure_limit=0: an unschedulable worker group errors instead of retrying forever
             failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=0),
         ),

@@ -19,6 +19,7 @@ instead of losing it).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from .models import Network, build_network
 from .optim import build_optimizer, build_scheduler
 
 STAGES = {"supcon": ("pretrain", "linear"), "simclr": ("pretrain", "linear"), "ce": ("ce",)}
-#: ``reporter(metrics, state)``: ``state`` is the checkpoint dict (rank 0 only, else None).
+#: ``reporter(metrics, state)``: ``state`` is the checkpoint dict on rank 0, ``{"rng": ...}`` elsewhere.
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
@@ -255,9 +256,9 @@ class Trainer:
                 "epoch_seconds": seconds,
             }
             self.history.append(metrics)
-            state = None
-            if session.rank == 0:
-                state = self._state(stage.name, epoch + 1, optimizer, scheduler)
+            # rank 0 checkpoints everything; other ranks only their own RNG state
+            state = (self._state(stage.name, epoch + 1, optimizer, scheduler) if session.rank == 0
+                     else {"rng": torch.get_rng_state()})
             session.reporter(dict(metrics, done=False), state)
         return train_loss
 
@@ -325,9 +326,18 @@ class Trainer:
             "num_classes": self.splits.num_classes,
             "chance_top1": self.chance,
             "world_size": session.world_size,
+            "weights_digest": self._weights_digest(),
             "seconds": time.perf_counter() - t0,
             "history": self.history,
         }
+
+    def _weights_digest(self) -> str:
+        """SHA-256 of the final weights: equal digests mean bit-identical networks."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def _epochs_of(self, stage: str) -> int:
         return self.cfg.linear_epochs if stage == "linear" else self.cfg.epochs

@@ -117,19 +117,39 @@ class _BlockwiseLogSumExp(torch.autograd.Function):
         return grad_anchors, grad_contrast, None, None, None, None, None
 
 
+class _AllGather(torch.autograd.Function):
+    """Differentiable all-gather along dim 0: each worker gets the gradient of its own slice.
+
+    Backward all-reduces the (contiguous) gradient of the gathered tensor and keeps this
+    worker's slice. (torch.distributed.nn's all_gather is deprecated, and on gloo its
+    all-to-all backward mishandles the non-contiguous gradients this loss produces.)
+    """
+
+    @staticmethod
+    def forward(ctx, tensor):
+        world = dist.get_world_size()
+        out = tensor.new_empty((world * tensor.shape[0], *tensor.shape[1:]))
+        dist.all_gather_into_tensor(out, tensor.contiguous())
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
 def _gather(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """All-gather ``features`` (differentiably) and ``labels`` from every worker.
 
     Returns the global features, global labels, this worker's rank and the world size.
     Every worker must pass the same batch size.
     """
-    from torch.distributed.nn.functional import all_gather as differentiable_all_gather
-
     world, rank = dist.get_world_size(), dist.get_rank()
-    all_features = torch.cat(differentiable_all_gather(features), dim=0)
-    label_list = [torch.empty_like(labels) for _ in range(world)]
-    dist.all_gather(label_list, labels)
-    return all_features, torch.cat(label_list, dim=0), rank, world
+    all_labels = labels.new_empty(world * labels.shape[0])
+    dist.all_gather_into_tensor(all_labels, labels.contiguous())
+    return _AllGather.apply(features), all_labels, rank, world
 
 
 class SupConLoss(nn.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 from .config import ConfigError
@@ -26,19 +27,42 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_TQDM", "0")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Train's controller polls workers every 2 s by default: that much idle time ends every run.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     # Ray copies the driver's environment into workers; torch threads follow the CPU reservation.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def quiet_worker_logs() -> None:
+    """Runs in every Ray worker process at start-up (``worker_process_setup_hook``).
+
+    Ray Train 2.60 logs every ``ray.train.report`` at INFO from a logger named after its file
+    (so ``LoggingConfig`` does not reach it), and its placement-group cleaner warns every few
+    seconds when the state API (part of the dashboard, which we do not start) is absent.
+    """
+    from ray.train.v2._internal.execution import context
+    from ray.train.v2._internal.execution.controller import placement_group_cleaner
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    logging.getLogger(placement_group_cleaner.__name__).setLevel(logging.ERROR)
+
+
 def init_ray(address: str | None = None, num_cpus: float | None = None, num_gpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a local instance."""
+    already_imported = "ray" in sys.modules
     quiet_ray_environment()
     import ray
 
     if ray.is_initialized():
         return
+    if already_imported:
+        # Ray reads RAY_AUTH_MODE when it is imported; refresh it as Ray itself does for token auth.
+        from ray._raylet import Config
+
+        Config.initialize("")
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = dict(logging_level=logging.WARNING, log_to_driver=True, configure_logging=True)
+    kwargs = dict(logging_level=logging.WARNING, log_to_driver=True, configure_logging=True,
+                  runtime_env={"worker_process_setup_hook": "supcon_ray.ray_runtime.quiet_worker_logs"})
     if address:
         ray.init(address=address, **kwargs)
     else:

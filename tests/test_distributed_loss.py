@@ -1,0 +1,68 @@
+"""The all-gathered SupCon loss on 2 gloo workers equals one process on the concatenated batch."""
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from supcon_ray.losses import SupConLoss
+
+SETTINGS = [
+    dict(variant="out", method="dense", labels=True, mode="all"),
+    dict(variant="out", method="blockwise", labels=True, mode="all"),
+    dict(variant="in", method="blockwise", labels=True, mode="one"),
+    dict(variant="in", method="dense", labels=False, mode="all"),
+    dict(variant="out", method="blockwise", labels=False, mode="all"),
+]
+WORLD, LOCAL_BATCH, VIEWS, DIM = 2, 6, 2, 5
+
+
+def _data():
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(WORLD * LOCAL_BATCH, VIEWS, DIM, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (WORLD * LOCAL_BATCH,), generator=gen)
+    return feats, labels
+
+
+def _worker(rank, init_file, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    feats, labels = _data()
+    sl = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+    results = []
+    for s in SETTINGS:
+        local = feats[sl].clone().requires_grad_(True)
+        fn = SupConLoss(0.2, variant=s["variant"], contrast_mode=s["mode"], method=s["method"], block_rows=4)
+        loss = fn(local, labels[sl] if s["labels"] else None)
+        loss.backward()
+        mean_loss = loss.detach().clone()
+        dist.all_reduce(mean_loss)
+        results.append((mean_loss / WORLD, local.grad / WORLD))
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_gathered_loss_and_gradients_match_single_process(tmp_path):
+    mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, start_method="spawn")
+    feats, labels = _data()
+    for i, s in enumerate(SETTINGS):
+        full = feats.clone().requires_grad_(True)
+        fn = SupConLoss(0.2, variant=s["variant"], contrast_mode=s["mode"], method=s["method"])
+        loss = fn(full, labels if s["labels"] else None)
+        loss.backward()
+        for rank in range(WORLD):
+            got_loss, got_grad = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)[i]
+            assert torch.allclose(got_loss, loss.detach(), atol=1e-10), (s, got_loss, loss)
+            # each worker's value is world_size x its share, so its feature gradient is world_size x
+            # the single-process one (DDP's averaging divides by world_size again)
+            want = full.grad[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
+            assert torch.allclose(got_grad, want, atol=1e-10), s
+
+
+def test_without_gather_negatives_shrink():
+    # guard against a silent regression to per-worker contrast: the local-only loss differs
+    feats, labels = _data()
+    local = SupConLoss(0.2)(feats[:LOCAL_BATCH], labels[:LOCAL_BATCH])
+    full = SupConLoss(0.2)(feats, labels)
+    assert not torch.allclose(local, full)
