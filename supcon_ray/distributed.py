@@ -33,6 +33,7 @@ def _final_metrics(result: dict[str, Any]) -> dict[str, Any]:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point; ``config["train"]`` is a :class:`TrainConfig` as a dict."""
+    import ray
     import ray.train
     import ray.train.torch
     from ray.train import Checkpoint
@@ -58,6 +59,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     session = Session(reporter, ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), state)
     result = _final_metrics(train(cfg, session))
+    result["node_id"] = ray.get_runtime_context().get_node_id()
     if ctx.get_world_rank() != 0:
         ray.train.report(result)
         return

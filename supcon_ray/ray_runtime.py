@@ -22,8 +22,7 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table lets us choose its columns
     os.environ.setdefault("RAY_TQDM", "0")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

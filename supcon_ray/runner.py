@@ -1,0 +1,154 @@
+"""Running a study's trials on Ray Tune and recording each one in Parquet.
+
+Every trial is a Ray Tune function trial that trains one :class:`TrainConfig`:
+
+* ``workers_per_trial > 1`` (or ``launcher: ray_train``): the trial launches a Ray Train
+  ``TorchTrainer`` run named after the trial id (so a retried trial resumes its own checkpoints)
+  and reserves only :data:`~supcon_ray.ray_runtime.TRIAL_DRIVER_CPUS` for itself.
+* one worker with ``launcher: auto``: the trial trains inside the Tune trial process, reserving
+  the worker's CPUs/GPUs, and checkpoints through ``ray.tune.report``. This skips the ~20 s that
+  starting a TorchTrainer costs on a small machine (see README, Performance).
+
+When a trial ends, its row and epochs are written to Parquet (:class:`ResultStore`); a trial whose
+row already exists returns it without training, so retries and resumed studies never duplicate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any
+
+from . import __version__
+from .config import TrainConfig
+from .ray_runtime import TRIAL_DRIVER_CPUS
+from .storage import ResultStore
+from .study import TrialSpec
+
+FINAL_KEYS = ("status", "test_top1", "val_top1", "train_loss", "seconds", "world_size")
+
+
+def uses_ray_train(cfg: TrainConfig, launcher: str) -> bool:
+    return launcher == "ray_train" or cfg.workers > 1
+
+
+def trial_resources(cfg: TrainConfig, launcher: str) -> dict[str, float]:
+    """What the Tune trial itself reserves."""
+    if uses_ray_train(cfg, launcher):
+        return {"CPU": TRIAL_DRIVER_CPUS}
+    res = {"CPU": cfg.cpus_per_worker}
+    if cfg.gpus_per_worker:
+        res["GPU"] = cfg.gpus_per_worker
+    return res
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import torch
+
+    return {"supcon_ray_version": __version__, "torch_version": torch.__version__, "ray_version": ray.__version__}
+
+
+def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, finished: datetime,
+              node_id: str | None, study: str, error: str | None = None) -> dict[str, Any]:
+    """The Parquet row of a finished (or failed) trial."""
+    row = {**spec["train"], "study": study, "trial_id": spec["trial_id"], "loss": spec["loss"], "seed": spec["seed"],
+           "factor": spec["factor"], "setting": spec["setting"], "design": spec["design"],
+           "sampler_seed": spec.get("sampler_seed"), "node_id": node_id, "started_at": started,
+           "finished_at": finished, "error": error, **_versions()}
+    for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
+                "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest"):
+        row[key] = result.get(key)
+    return row
+
+
+def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
+    """Train in this Tune trial process, checkpointing through Tune."""
+    import ray.tune
+    import torch
+
+    from .checkpoint import load_state, save_state
+    from .engine import Session, train
+
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    state = None
+    checkpoint = ray.tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = load_state(d)
+
+    def reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            save_state(state, d)
+            ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
+
+    device = torch.device("cuda" if cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu")
+    return train(cfg, Session(reporter, device=device, resume_state=state))
+
+
+def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, max_failures: int) -> None:
+    """The Ray Tune trainable: train ``config["spec"]`` once and record it."""
+    import ray
+    import ray.tune
+
+    spec = config["spec"]
+    store = ResultStore(storage, study)
+    if spec["trial_id"] in store.finished_ids():  # already recorded (a retry, or a resumed study)
+        row = store.read_trial(spec["trial_id"])
+        ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"done": True})
+        return
+    cfg = TrainConfig(**spec["train"])
+    started = datetime.now(timezone.utc)
+    node_id = ray.get_runtime_context().get_node_id()
+    if uses_ray_train(cfg, launcher):
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        from .distributed import fit_distributed
+
+        result = fit_distributed(cfg, spec["trial_id"], f"{store.uri}/runs", callbacks=[TuneReportCallback()],
+                                 max_failures=max_failures, reserved_cpus=TRIAL_DRIVER_CPUS)
+        node_id = result.get("node_id", node_id)
+    else:
+        result = _train_inline(cfg)
+    row = trial_row(spec, result, started, datetime.now(timezone.utc), node_id, study)
+    store.write_trial(row, result["history"])
+    ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"done": True})
+
+
+def record_failures(store: ResultStore, specs: list[TrialSpec], errors: dict[str, str], study: str) -> int:
+    """Write a ``failed`` row for every planned trial that ended without a row; return how many."""
+    done = store.finished_ids()
+    n = 0
+    now = datetime.now(timezone.utc)
+    for spec in specs:
+        if spec.trial_id in done or spec.trial_id not in errors:
+            continue
+        result = {"status": "failed", "test_top1": math.nan, "val_top1": math.nan}
+        store.write_trial(trial_row(asdict(spec), result, now, now, None, study, errors[spec.trial_id]), [])
+        n += 1
+    return n
+
+
+def error_text(err: BaseException | None) -> str:
+    if err is None:
+        return "unknown error"
+    text = "".join(traceback.format_exception_only(type(err), err)).strip()
+    return text[-2000:]
+
+
+def default_concurrency(per_trial_cpus: float, per_trial_gpus: float) -> int:
+    """How many trials fit on the cluster at once, by CPUs and GPUs."""
+    from .ray_runtime import cluster_capacity
+
+    cap = cluster_capacity()
+    by_cpu = int((cap.cpus + 1e-9) // per_trial_cpus) if per_trial_cpus else 10**6
+    by_gpu = int((cap.gpus + 1e-9) // per_trial_gpus) if per_trial_gpus else 10**6
+    return max(1, min(by_cpu, by_gpu))
+
+
+def storage_uri(storage: str) -> str:
+    return storage if "://" in storage else os.path.abspath(storage)
