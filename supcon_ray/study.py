@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -257,7 +259,7 @@ def _spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed: in
 
 
 def sample_design(search: Search) -> list[dict[str, Any]]:
-    """Configurations for a grid / random / QMC search, drawn up front with Optuna's samplers."""
+    """Configurations for a grid / random / QMC search, drawn up front (random and QMC with Optuna's samplers)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -281,13 +283,16 @@ def sample_design(search: Search) -> list[dict[str, Any]]:
             size *= len(values)
         if search.num_samples not in (None, size):
             raise ConfigError(f"search.num_samples: the grid has {size} points; leave num_samples out or set it to {size}")
-        sampler, n = optuna.samplers.GridSampler(grid, seed=search.seed), size
+        # every grid point once, in a fixed order (Optuna's GridSampler would repeat points past the grid size)
+        return [dict(zip(grid, point)) for point in itertools.product(*grid.values())]
     else:
         if search.num_samples is None:
             raise ConfigError(f"search.num_samples: required for the {search.sampler} sampler")
         n = search.num_samples
-        sampler = (optuna.samplers.RandomSampler(seed=search.seed) if search.sampler == "random"
-                   else optuna.samplers.QMCSampler(seed=search.seed, scramble=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = (optuna.samplers.RandomSampler(seed=search.seed) if search.sampler == "random"
+                       else optuna.samplers.QMCSampler(seed=search.seed, scramble=True))
     study = optuna.create_study(sampler=sampler)
     design = []
     for _ in range(n):

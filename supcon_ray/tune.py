@@ -43,7 +43,8 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['spec']['trial_id']}-{trial.trial_id}"
 
 
-def print_plan(study: Study, specs: list[TrialSpec], out=sys.stdout) -> None:
+def print_plan(study: Study, specs: list[TrialSpec], out=None) -> None:
+    out = out or sys.stdout
     r = study.resources
     print(f"study {study.study}: {study.description}".rstrip(": "), file=out)
     print(f"dataset={study.dataset} model={study.model} losses={','.join(study.losses)} seeds={study.seeds}", file=out)
@@ -60,9 +61,10 @@ def print_plan(study: Study, specs: list[TrialSpec], out=sys.stdout) -> None:
               f"= {n * len(study.seeds) * len(study.losses)} trials (sampler seed {study.search.seed})", file=out)
 
 
-def summarize(results_dir: str, out=sys.stdout) -> None:
+def summarize(results_dir: str, out=None) -> None:
     from .storage import read_results
 
+    out = out or sys.stdout
     trials, _ = read_results(results_dir)
     df = trials.to_pandas()
     print(f"\n{'loss':8} {'trials':>6} {'completed':>9} {'diverged':>8} {'failed':>6}  test_top1 mean ± std", file=out)

@@ -1,0 +1,134 @@
+"""Study files: validation errors name the file, the key path and what is allowed; plans are right."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from supcon_ray.config import ConfigError
+from supcon_ray.study import load_study, plan_trials, sample_design
+from supcon_ray.tune import main
+
+SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
+GOOD = """
+study: tiny
+dataset: digits
+model: resnet-mini
+losses: [supcon, ce]
+seeds: [0]
+base:
+  common: {epochs: 1, batch_size: 128}
+  supcon: {lr: 0.1, linear_epochs: 2}
+  ce: {lr: 0.1}
+vary:
+  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]
+"""
+
+
+def write(tmp_path, text, name="study.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_study_files_validate_both_ways():
+    assert {p.stem for p in SPACES} >= {"optimizers", "augmentations", "learning_rates", "temperature", "batch_size"}
+    for path in SPACES:
+        full, quick = load_study(path), load_study(path, quick=True)
+        assert plan_trials(full) and plan_trials(quick), path
+        assert quick.dataset == "digits" and quick.resources.gpus_per_worker == 0
+
+
+def test_plan_counts_and_pairing(tmp_path):
+    study = load_study(write(tmp_path, GOOD))
+    specs = plan_trials(study)
+    assert len(specs) == 2 * 2 * 1
+    assert len({s.trial_id for s in specs}) == len(specs)
+    rms = [s for s in specs if s.setting == "optimizer=rmsprop,lr=0.01"]
+    assert {s.loss for s in rms} == {"supcon", "ce"} and all(s.train["lr"] == 0.01 for s in rms)
+    base = [s for s in specs if s.setting == "optimizer=sgd"]
+    assert {s.loss: s.train["lr"] for s in base} == {"supcon": 0.1, "ce": 0.1}
+
+
+def test_temperature_factor_skips_ce(tmp_path):
+    text = GOOD.replace("optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "temperature: [0.05, 0.5]")
+    specs = plan_trials(load_study(write(tmp_path, text)))
+    assert {s.loss for s in specs} == {"supcon"} and len(specs) == 2
+
+
+@pytest.mark.parametrize("sampler,n", [("random", 5), ("qmc", 4)])
+def test_sampled_designs_are_paired_and_reproducible(tmp_path, sampler, n):
+    text = GOOD.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
+                        f"search:\n  sampler: {sampler}\n  num_samples: {n}\n  seed: 3\n"
+                        "  space: {lr: {loguniform: [0.01, 1.0]}, temperature: {uniform: [0.05, 0.5]}}")
+    study = load_study(write(tmp_path, text))
+    specs = plan_trials(study)
+    assert len(specs) == n * 2
+    by_loss = {loss: [s.setting for s in specs if s.loss == loss] for loss in ("supcon", "ce")}
+    assert by_loss["supcon"] == by_loss["ce"]  # same configurations for both losses
+    assert sample_design(study.search) == sample_design(study.search)
+    assert all(0.01 <= s.train["lr"] <= 1.0 for s in specs)
+
+
+def test_grid_design_size(tmp_path):
+    text = GOOD.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
+                        "search:\n  sampler: grid\n  space: {lr: {choice: [0.1, 0.5]}, augment: {choice: [basic, simaugment]}}")
+    specs = plan_trials(load_study(write(tmp_path, text)))
+    assert len(specs) == 4 * 2 and len({s.setting for s in specs}) == 4
+
+
+BAD = [
+    ("vary:\n  optimizer: [sgd, lars, {optimizer: rmsprop, lr: -0.01}]", "vary.optimizer[2].lr: Input should be greater than 0"),
+    ("vary:\n  optimizer: [sgd, adam]", "vary.optimizer[1].optimizer: unknown optimizer 'adam'; valid: sgd, lars, rmsprop, adamw"),
+    ("vary:\n  augment: [simaugment, mixup]", "unknown augmentation 'mixup'; valid: none, basic, simaugment"),
+    ("vary:\n  optimizer: []", "vary: factor 'optimizer' is empty"),
+    ("vary:\n  optimizer: [sgd]\nbogus: 1", "bogus: unknown key"),
+    ("vary:\n  optimizer: [sgd]\nseeds: [0, -1]", "seeds: seeds must be >= 0"),
+    ("vary:\n  optimizer: [sgd]\nseeds: zero", "seeds: Input should be a valid list"),
+    ("vary:\n  optimizer: [sgd]\ndataset: mnist", "unknown dataset 'mnist'; valid: digits, cifar10"),
+    ("vary:\n  optimizer: [sgd]\nbase: {common: {epochs: -3}}", "base.common.epochs: Input should be greater than or equal to 1"),
+    ("vary:\n  optimizer: [sgd]\nbase: {ce: {lr: fast}}", "base.ce.lr: Input should be a valid number"),
+    ("vary:\n  optimizer: [sgd]\nbase: {common: {colour: red}}", "base.common.colour: unknown key"),
+    ("vary:\n  optimizer: [sgd]\nresources: {workers_per_trial: 0}", "resources.workers_per_trial: Input should be greater than or equal to 1"),
+    ("vary:\n  optimizer: [sgd]\nlosses: [supcon, triplet]", "losses[1]: Input should be 'supcon', 'simclr' or 'ce'"),
+    ("search: {sampler: annealing, num_samples: 2, space: {lr: {uniform: [0.1, 1]}}}", "search.sampler: Input should be 'grid', 'random', 'qmc' or 'tpe'"),
+    ("search: {sampler: random, num_samples: 2, space: {lr: {loguniform: [0, 1]}}}", "loguniform needs low > 0"),
+    ("search: {sampler: random, num_samples: 2, space: {speed: {uniform: [0, 1]}}}", "unknown hyperparameter 'speed'"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", BAD)
+def test_bad_study_exits_2_naming_key(tmp_path, capsys, extra, needle):
+    head = "study: tiny\nlosses: [supcon, ce]\nseeds: [0]\n"
+    path = write(tmp_path, head + extra + "\n")
+    assert main(["--space", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and needle in err, err
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("study: [unclosed", "not valid YAML"),
+    ("- just\n- a list", "a study file is a mapping"),
+    ("study: x\nlosses: [ce]\nseeds: [0]\nvary: {lr: [0.1]}\n", "--quick needs a 'quick' block"),
+    ("study: x\nlosses: [ce]\nseeds: [0]\nvary: {lr: [0.1]}\nquick: {epochz: 1}\n", "quick.epochz: unknown key"),
+])
+def test_bad_files(tmp_path, capsys, text, needle):
+    assert main(["--space", str(write(tmp_path, text)), "--dry-run", "--quick"]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_missing_file(capsys):
+    assert main(["--space", "nope/missing.yaml", "--dry-run"]) == 2
+    assert "no such study file" in capsys.readouterr().err
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = write(tmp_path, "study: !!python/object/apply:os.system ['echo hacked']\nlosses: [ce]\nseeds: [0]\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study(path)
+
+
+def test_dry_run_prints_plan(capsys):
+    assert main(["--space", str(SPACES[[p.stem for p in SPACES].index("optimizers")]), "--quick", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12 planned trials" in out and "optimizer=rmsprop,lr=0.01" in out

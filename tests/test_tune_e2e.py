@@ -1,0 +1,93 @@
+"""A tiny real study on digits end to end, and a study killed mid-way then resumed."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from supcon_ray.storage import EPOCH_SCHEMA, TRIAL_SCHEMA
+from supcon_ray.tune import main
+
+pytestmark = pytest.mark.ray
+
+TINY = """
+study: tiny
+dataset: digits
+model: resnet-mini
+losses: [supcon, ce]
+seeds: [0]
+base:
+  common: {epochs: 1, batch_size: 256, augment: basic}
+  supcon: {lr: 0.1, linear_epochs: 2}
+  ce: {lr: 0.1}
+vary:
+  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]
+resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 2, max_failures: 1}
+"""
+
+
+def _study(tmp_path, text=TINY):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
+    space = _study(tmp_path)
+    storage = tmp_path / "results"
+    assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "supcon" in out and "ce" in out and str(storage / "tiny") in out
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    assert set(trials["loss"]) == {"supcon", "ce"}
+    assert set(trials["setting"]) == {"optimizer=sgd", "optimizer=rmsprop,lr=0.01"}
+    assert (trials["status"] == "completed").all() and trials["test_top1"].between(0, 1).all()
+    assert list(trials.columns) == TRIAL_SCHEMA.names
+    assert trials["node_id"].notna().all() and trials["torch_version"].notna().all()
+    epochs = ds.dataset(storage / "tiny" / "epochs").to_table()
+    assert epochs.schema.names == EPOCH_SCHEMA.names
+    per_trial = epochs.to_pandas().groupby("trial_id").size().to_dict()
+    assert per_trial == {t: (3 if t.startswith("supcon") else 1) for t in trials["trial_id"]}
+    # the same storage again, without --resume, refuses instead of mixing two runs
+    assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 2
+    # with --resume, nothing is run twice
+    assert main(["--space", str(space), "--storage", str(storage), "--resume", "--no-report"]) == 0
+    assert len(pd.read_parquet(storage / "tiny" / "trials")) == 4
+
+
+def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
+    text = TINY.replace("epochs: 1,", "epochs: 3,").replace("seeds: [0]", "seeds: [0, 1]")
+    space = _study(tmp_path, text)
+    storage = tmp_path / "results"
+    trials_dir = storage / "tiny" / "trials"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [sys.executable, "-m", "supcon_ray.tune", "--space", str(space), "--storage", str(storage), "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if trials_dir.is_dir() and len(list(trials_dir.glob("*.parquet"))) >= 2:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the study finished before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    recorded = {p.name for p in trials_dir.glob("*.parquet")}
+    assert 2 <= len(recorded) < 8
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(recorded)} already recorded" in done.stdout
+    trials = pd.read_parquet(trials_dir)
+    assert len(trials) == 8 and trials["trial_id"].is_unique
+    assert (trials["status"] == "completed").all()
+    assert not list((storage / "tiny" / ".tmp").glob("*")), "no half-written files left behind"
