@@ -53,8 +53,6 @@ class Session:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     resume_state: dict[str, Any] | None = None
     show_progress: bool = False
-    # Called when each training batch starts (benchmarks time the first one).
-    on_batch: Callable[[], None] | None = None
 
 
 @dataclass
@@ -129,6 +127,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, session: Session, splits: Splits | None = None) -> None:
         self.cfg, self.session = cfg, session
+        # wall-clock marks (unix seconds) for start-up and tear-down overhead measurements
+        self.run_started_unix = time.time()
+        self.first_batch_unix: float | None = None
+        self.last_batch_unix: float | None = None
         self.splits = splits or load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_fraction)
         if cfg.batch_size % session.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of workers ({session.world_size})")
@@ -218,8 +220,8 @@ class Trainer:
 
                 batches = tqdm(loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False, dynamic_ncols=True)
             for x, y in batches:
-                if session.on_batch is not None:
-                    session.on_batch()
+                if self.first_batch_unix is None:
+                    self.first_batch_unix = time.time()
                 y = y.to(session.device, non_blocking=True)
                 with autocast:
                     loss = stage.objective(module, x, y)
@@ -240,6 +242,7 @@ class Trainer:
                 loss_sum += loss.item()
                 n_steps += 1
                 images += x.shape[0]
+                self.last_batch_unix = time.time()
             seconds = time.perf_counter() - t0
             if stage.distributed and world > 1:
                 loss_sum, images = _all_reduce_sum([loss_sum / world, images], session)
@@ -327,6 +330,9 @@ class Trainer:
             "chance_top1": self.chance,
             "world_size": session.world_size,
             "weights_digest": self._weights_digest(),
+            "run_started_unix": self.run_started_unix,
+            "first_batch_unix": self.first_batch_unix,
+            "last_batch_unix": self.last_batch_unix,
             "seconds": time.perf_counter() - t0,
             "history": self.history,
         }

@@ -27,7 +27,6 @@ from . import __version__
 from .config import TrainConfig
 from .ray_runtime import TRIAL_DRIVER_CPUS
 from .storage import ResultStore
-from .study import TrialSpec
 
 FINAL_KEYS = ("status", "test_top1", "val_top1", "train_loss", "seconds", "world_size")
 
@@ -61,7 +60,8 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
            "sampler_seed": spec.get("sampler_seed"), "node_id": node_id, "started_at": started,
            "finished_at": finished, "error": error, **_versions()}
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
-                "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest"):
+                "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest",
+                "run_started_unix", "first_batch_unix", "last_batch_unix"):
         row[key] = result.get(key)
     return row
 
@@ -90,12 +90,26 @@ def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
     return train(cfg, Session(reporter, device=device, resume_state=state))
 
 
-def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, max_failures: int) -> None:
-    """The Ray Tune trainable: train ``config["spec"]`` once and record it."""
+def spec_of(config: dict[str, Any], tpe: tuple[dict[str, Any], str] | None) -> dict[str, Any]:
+    """The trial spec of a Tune config: planned (``config["spec"]``) or a TPE suggestion."""
+    if tpe is None:
+        return config["spec"]
+    from .study import Study, tpe_spec
+
+    study_dict, loss = tpe
+    return asdict(tpe_spec(Study(**study_dict), loss, config))
+
+
+def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, max_failures: int,
+              tpe: tuple[dict[str, Any], str] | None = None) -> None:
+    """The Ray Tune trainable: train the trial's spec once and record it.
+
+    ``tpe``: (the study as a dict, the loss) when ``config`` is a TPE suggestion.
+    """
     import ray
     import ray.tune
 
-    spec = config["spec"]
+    spec = spec_of(config, tpe)
     store = ResultStore(storage, study)
     if spec["trial_id"] in store.finished_ids():  # already recorded (a retry, or a resumed study)
         row = store.read_trial(spec["trial_id"])
@@ -119,16 +133,16 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
     ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"done": True})
 
 
-def record_failures(store: ResultStore, specs: list[TrialSpec], errors: dict[str, str], study: str) -> int:
-    """Write a ``failed`` row for every planned trial that ended without a row; return how many."""
+def record_failures(store: ResultStore, errors: dict[str, tuple[dict[str, Any], str]], study: str) -> int:
+    """Write a ``failed`` row for every errored trial that has no row yet; return how many."""
     done = store.finished_ids()
-    n = 0
     now = datetime.now(timezone.utc)
-    for spec in specs:
-        if spec.trial_id in done or spec.trial_id not in errors:
+    n = 0
+    for trial_id, (spec, error) in errors.items():
+        if trial_id in done:
             continue
         result = {"status": "failed", "test_top1": math.nan, "val_top1": math.nan}
-        store.write_trial(trial_row(asdict(spec), result, now, now, None, study, errors[spec.trial_id]), [])
+        store.write_trial(trial_row(spec, result, now, now, None, study, error), [])
         n += 1
     return n
 

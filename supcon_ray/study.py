@@ -258,11 +258,10 @@ def _spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed: in
                      TrainConfig(**train).model_dump(), sampler_seed)
 
 
-def sample_design(search: Search) -> list[dict[str, Any]]:
-    """Configurations for a grid / random / QMC search, drawn up front (random and QMC with Optuna's samplers)."""
+def optuna_space(search: Search) -> dict[str, Any]:
+    """The search space as Optuna distributions."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = {}
     for key, d in search.space.items():
         if d.kind == "loguniform":
@@ -273,6 +272,22 @@ def sample_design(search: Search) -> list[dict[str, Any]]:
             distributions[key] = optuna.distributions.IntDistribution(*d.int)
         else:
             distributions[key] = optuna.distributions.CategoricalDistribution(d.choice)
+    return distributions
+
+
+def tpe_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec:
+    """The trial an adaptive TPE suggestion stands for (``__trial_index__`` picks the seed)."""
+    values = {k: config[k] for k in study.search.space}
+    seed = study.seeds[int(config.get("__trial_index__", 0)) % len(study.seeds)]
+    return _spec(study, loss, "search", values, seed, "search:tpe", study.search.seed)
+
+
+def sample_design(search: Search) -> list[dict[str, Any]]:
+    """Configurations for a grid / random / QMC search, drawn up front (random and QMC with Optuna's samplers)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    distributions = optuna_space(search)
     if search.sampler == "grid":
         not_listed = [k for k, d in search.space.items() if d.kind != "choice"]
         if not_listed:

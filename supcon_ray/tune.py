@@ -77,16 +77,50 @@ def summarize(results_dir: str, out=None) -> None:
     print("(diverged trials count at chance level; failed trials have no score)", file=out)
 
 
+def _progress_reporter():
+    from ray import tune
+
+    return tune.CLIReporter(
+        parameter_columns={"spec/loss": "loss", "spec/setting": "setting", "spec/seed": "seed"},
+        metric_columns={"stage": "stage", "epoch": "epoch", "train_loss": "loss", "val_top1": "val_top1",
+                        "test_top1": "test_top1"},
+        max_report_frequency=30, max_column_length=28)
+
+
+def _fit(make_tuner, tune_path: str, resume: bool, trainable, spec_of_config) -> tuple[dict[str, str], int]:
+    """Run (or, with ``resume``, restore) one Tuner.
+
+    Returns ``{trial_id: (spec, error text)}`` for trials that failed and the number left unfinished.
+    """
+    from ray import tune
+
+    from .runner import error_text
+
+    if resume and tune.Tuner.can_restore(tune_path):
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
+    else:
+        tuner = make_tuner()
+    grid = tuner.fit()
+    errors, unfinished = {}, 0
+    for res in grid:
+        if res.error is not None:
+            spec = spec_of_config(res.config)
+            errors[spec["trial_id"]] = (spec, error_text(res.error))
+        elif not (res.metrics or {}).get("done"):
+            unfinished += 1
+    return errors, unfinished
+
+
 def run_study(study: Study, specs: list[TrialSpec], storage: str, resume: bool, address: str | None,
               max_concurrent: int | None) -> str:
-    """Run every trial; return the study's results folder."""
+    """Run every trial (planned ones, then one adaptive TPE search per loss); return the results folder."""
     from ray import tune
 
     from .ray_runtime import check_fits, init_ray
-    from .runner import (default_concurrency, error_text, record_failures, run_trial, storage_uri,
-                         trial_resources, uses_ray_train)
+    from .runner import (default_concurrency, record_failures, run_trial, spec_of, storage_uri, trial_resources,
+                         uses_ray_train)
     from .storage import ResultStore
-    from .study import study_as_yaml
+    from .study import optuna_space, study_as_yaml
 
     store = ResultStore(storage_uri(storage), study.study)
     done = store.finished_ids()
@@ -95,60 +129,69 @@ def run_study(study: Study, specs: list[TrialSpec], storage: str, resume: bool, 
                           f"'{study.study}'. Add --resume to continue it, or choose another --storage.")
     store.write_text("study.yaml", study_as_yaml(study))
     r = study.resources
-    probe = TrainConfig(**specs[0].train) if specs else TrainConfig(workers=r.workers_per_trial,
-                                                                   cpus_per_worker=r.cpus_per_worker,
-                                                                   gpus_per_worker=r.gpus_per_worker)
+    probe = TrainConfig(workers=r.workers_per_trial, cpus_per_worker=r.cpus_per_worker, gpus_per_worker=r.gpus_per_worker)
     init_ray(address)
     per_trial = trial_resources(probe, r.launcher)
     if uses_ray_train(probe, r.launcher):
         check_fits(probe.workers, probe.cpus_per_worker, probe.gpus_per_worker, per_trial["CPU"])
-        concurrency_cpus, concurrency_gpus = probe.workers * probe.cpus_per_worker + per_trial["CPU"], probe.workers * probe.gpus_per_worker
+        need_cpus, need_gpus = probe.workers * probe.cpus_per_worker + per_trial["CPU"], probe.workers * probe.gpus_per_worker
     else:
         check_fits(1, per_trial["CPU"], per_trial.get("GPU", 0.0))
-        concurrency_cpus, concurrency_gpus = per_trial["CPU"], per_trial.get("GPU", 0.0)
-    concurrency = max_concurrent or r.max_concurrent_trials or default_concurrency(concurrency_cpus, concurrency_gpus)
+        need_cpus, need_gpus = per_trial["CPU"], per_trial.get("GPU", 0.0)
+    concurrency = max_concurrent or r.max_concurrent_trials or default_concurrency(need_cpus, need_gpus)
     todo = [s for s in specs if s.trial_id not in done]
-    print(f"{len(specs)} trials planned, {len(specs) - len(todo)} already recorded, {len(todo)} to run; "
-          f"up to {concurrency} at once. Results: {store.uri}", flush=True)
+    tpe = study.search is not None and study.search.sampler == "tpe"
+    print(f"{len(specs)} trials planned, {len(specs) - len(todo)} already recorded, {len(todo)} to run"
+          f"{' (plus adaptive TPE searches)' if tpe else ''}; up to {concurrency} at once. Results: {store.uri}", flush=True)
 
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, storage=storage_uri(storage), study=study.study, launcher=r.launcher,
-                             max_failures=r.max_failures),
-        per_trial,
-    )
-    errors: dict[str, str] = {}
-    if todo:
-        tune_path = f"{store.uri}/tune"
-        reporter = tune.CLIReporter(
-            parameter_columns={"spec/loss": "loss", "spec/setting": "setting", "spec/seed": "seed"},
-            metric_columns={"stage": "stage", "epoch": "epoch", "train_loss": "loss", "val_top1": "val_top1",
-                            "test_top1": "test_top1"},
-            max_report_frequency=30, max_column_length=28)
-        run_config = tune.RunConfig(name="tune", storage_path=store.uri, verbose=1, progress_reporter=reporter,
-                                    failure_config=tune.FailureConfig(max_failures=r.max_failures))
-        if resume and tune.Tuner.can_restore(tune_path):
-            tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(trainable,
-                               param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
-                               tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False,
-                                                           trial_name_creator=trial_name,
-                                                           trial_dirname_creator=trial_dirname),
-                               run_config=run_config)
-        try:
-            grid = tuner.fit()
-        except KeyboardInterrupt:
-            grid = None
-        if grid is not None:
-            for res in grid:
-                if res.error is not None:
-                    errors[res.config["spec"]["trial_id"]] = error_text(res.error)
-        missing = [s for s in todo if s.trial_id not in store.finished_ids() and s.trial_id not in errors]
-        if missing:
-            raise KeyboardInterrupt
-    failed = record_failures(store, specs, errors, study.study)
+    def trainable(tpe_args=None):
+        fn = tune.with_parameters(run_trial, storage=storage_uri(storage), study=study.study, launcher=r.launcher,
+                                  max_failures=r.max_failures, tpe=tpe_args)
+        return tune.with_resources(fn, per_trial)
+
+    def run_config(name: str):
+        return tune.RunConfig(name=name, storage_path=store.uri, verbose=1, progress_reporter=_progress_reporter(),
+                              failure_config=tune.FailureConfig(max_failures=r.max_failures))
+
+    errors: dict[str, tuple[dict, str]] = {}
+    unfinished = 0
+    try:
+        if todo:
+            planned = trainable()
+            e, u = _fit(lambda: tune.Tuner(
+                planned, param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
+                tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False,
+                                            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+                run_config=run_config("tune")), f"{store.uri}/tune", resume, planned, lambda c: spec_of(c, None))
+            errors.update(e)
+            unfinished += u
+        if tpe:
+            import optuna
+            from ray.tune.search import Repeater
+            from ray.tune.search.optuna import OptunaSearch
+
+            study_dict = study.model_dump(mode="json")
+            for loss in study.losses:
+                tpe_args = (study_dict, loss)
+                fn = trainable(tpe_args)
+                searcher = Repeater(OptunaSearch(space=optuna_space(study.search), metric="val_top1", mode="max",
+                                                 sampler=optuna.samplers.TPESampler(seed=study.search.seed)),
+                                    repeat=len(study.seeds), set_index=True)
+                e, u = _fit(lambda fn=fn, searcher=searcher: tune.Tuner(
+                    fn, tune_config=tune.TuneConfig(search_alg=searcher, max_concurrent_trials=concurrency,
+                                                    num_samples=study.search.num_samples * len(study.seeds),
+                                                    reuse_actors=False),
+                    run_config=run_config(f"tune-tpe-{loss}")), f"{store.uri}/tune-tpe-{loss}", resume, fn,
+                    lambda c, a=tpe_args: spec_of(c, a))
+                errors.update(e)
+                unfinished += u
+    except KeyboardInterrupt:
+        unfinished += 1
+    failed = record_failures(store, errors, study.study)
     if failed:
         print(f"{failed} trial(s) failed after {r.max_failures} retries; recorded with status 'failed'", flush=True)
+    if unfinished:
+        raise KeyboardInterrupt
     return store.uri
 
 
@@ -163,9 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_plan(study, specs)
             return 0
-        if study.search is not None and study.search.sampler == "tpe":
-            raise ConfigError("search.sampler: tpe is not supported by this version of the runner; "
-                              "use grid, random or qmc (paired designs)")
         results = run_study(study, specs, args.storage, args.resume, args.address, args.max_concurrent_trials)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -91,3 +91,16 @@ def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
     assert len(trials) == 8 and trials["trial_id"].is_unique
     assert (trials["status"] == "completed").all()
     assert not list((storage / "tiny" / ".tmp").glob("*")), "no half-written files left behind"
+
+
+def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
+    text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
+                        "search:\n  sampler: tpe\n  num_samples: 2\n  seed: 7\n  space: {lr: {loguniform: [0.01, 0.5]}}")
+    text = text.replace("seeds: [0]", "seeds: [0, 1]").replace("losses: [supcon, ce]", "losses: [ce]")
+    storage = tmp_path / "results"
+    assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 4 and trials["trial_id"].is_unique  # 2 suggestions x 2 seeds
+    assert set(trials["design"]) == {"search:tpe"} and set(trials["sampler_seed"]) == {7}
+    assert sorted(trials["seed"]) == [0, 0, 1, 1]
+    assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
