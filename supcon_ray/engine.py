@@ -330,6 +330,8 @@ class Trainer:
             "chance_top1": self.chance,
             "world_size": session.world_size,
             "weights_digest": self._weights_digest(),
+            "resumed_from": (f"{session.resume_state['stage']}:{session.resume_state['epoch']}"
+                             if session.resume_state is not None else None),
             "run_started_unix": self.run_started_unix,
             "first_batch_unix": self.first_batch_unix,
             "last_batch_unix": self.last_batch_unix,

@@ -72,49 +72,117 @@ def _allowed_mask(
     return allowed
 
 
+def _block_logits(scaled_anchors, contrast, rows, self_index, anchor_labels, contrast_labels):
+    """Logits of one row block with excluded entries at -inf.
+
+    Only the anchor itself is excluded unless labels restrict the columns to positives; that case
+    needs no ``[rows, n]`` boolean mask, just one write per row.
+    """
+    logits = scaled_anchors[rows] @ contrast.T
+    if anchor_labels is not None:
+        logits.masked_fill_(anchor_labels[rows, None] != contrast_labels[None, :], -math.inf)
+    idx = self_index[rows]
+    keep = idx >= 0
+    logits[torch.nonzero(keep).squeeze(1), idx[keep]] = -math.inf
+    return logits
+
+
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """Row-wise log-sum-exp that overwrites ``logits`` (about 2x faster than torch.logsumexp on CPU)."""
+    top = logits.amax(dim=1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows with nothing allowed
+    return logits.sub_(top).exp_().sum(dim=1).log_().add_(top.squeeze(1))
+
+
 class _BlockwiseLogSumExp(torch.autograd.Function):
     """``out_i = log sum_{j allowed} exp(anchors_i . contrast_j * inv_temp)``, in row blocks.
 
-    Only ``O(block_rows x n_contrast)`` memory is live at a time; backward recomputes each block.
-    Rows with nothing allowed give ``-inf`` and a zero gradient.
+    Allowed: every contrast sample but the anchor itself (``self_index``), and with labels given
+    only those sharing the anchor's label. Only ``O(block_rows x n_contrast)`` memory is live at a
+    time. Rows with nothing allowed give ``-inf`` and a zero gradient.
+
+    Gradients: with ``softmax`` weights ``p_ij`` and upstream gradient ``g``,
+    ``d/d anchors_i = g_i * inv_temp * sum_j p_ij contrast_j`` and
+    ``d/d contrast_j = inv_temp * sum_i g_i p_ij anchors_i``. The caller passes the upstream
+    gradient it expects (``expected_grad``: the loss is linear in these log-sum-exps, so it knows
+    them), and forward accumulates both sums while each block is live: three block products
+    instead of four, and no second pass. Backward uses them when the actual upstream gradient is
+    that (up to a common factor, as with a scaled loss); otherwise it recomputes every block.
+    The saved sums are ``O(n x dim)``.
     """
 
     @staticmethod
-    def forward(ctx, anchors, contrast, self_index, anchor_labels, contrast_labels, inv_temp, block_rows):
+    def forward(ctx, anchors, contrast, self_index, anchor_labels, contrast_labels, inv_temp, block_rows,
+                expected_grad):
         n = anchors.shape[0]
         out = anchors.new_empty(n)
+        scaled = anchors * inv_temp
+        fused = expected_grad is not None and any(ctx.needs_input_grad[:2])
+        if fused:
+            mean_contrast = torch.empty_like(anchors)  # sum_j p_ij contrast_j, per anchor row
+            weighted_anchors = torch.zeros_like(contrast)  # sum_i w_i p_ij anchors_i, per contrast row
         with torch.no_grad():
             for start in range(0, n, block_rows):
                 rows = slice(start, min(start + block_rows, n))
-                logits = (anchors[rows] @ contrast.T).mul_(inv_temp)
-                allowed = _allowed_mask(rows, contrast.shape[0], self_index, anchor_labels, contrast_labels, anchors.device)
-                logits.masked_fill_(~allowed, -math.inf)
-                out[rows] = torch.logsumexp(logits, dim=1)
-        ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out)
-        ctx.inv_temp = inv_temp
-        ctx.block_rows = block_rows
+                logits = _block_logits(scaled, contrast, rows, self_index, anchor_labels, contrast_labels)
+                if not fused:
+                    out[rows] = _logsumexp_(logits)
+                    continue
+                top = logits.amax(dim=1, keepdim=True)
+                top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+                probs = logits.sub_(top).exp_()
+                total = probs.sum(dim=1, keepdim=True)
+                out[rows] = total.log().add_(top).squeeze(1)
+                probs.div_(total.clamp_(min=torch.finfo(probs.dtype).tiny))
+                mean_contrast[rows] = probs @ contrast
+                weighted_anchors.addmm_(probs.mul_(expected_grad[rows, None]).T, anchors[rows])
+        finite = torch.isfinite(out)
+        if fused:
+            ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out,
+                                  mean_contrast, weighted_anchors, torch.where(finite, expected_grad, 0.0))
+        else:
+            ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out)
+        ctx.fused, ctx.inv_temp, ctx.block_rows = fused, inv_temp, block_rows
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        anchors, contrast, self_index, anchor_labels, contrast_labels, out = ctx.saved_tensors
+        anchors, contrast, self_index, anchor_labels, contrast_labels, out = ctx.saved_tensors[:6]
         inv_temp, block_rows = ctx.inv_temp, ctx.block_rows
-        n = anchors.shape[0]
-        grad_anchors = torch.zeros_like(anchors)
-        grad_contrast = torch.zeros_like(contrast)
         finite = torch.isfinite(out)
-        safe_out = torch.where(finite, out, torch.zeros_like(out))
         weight = torch.where(finite, grad_out, torch.zeros_like(grad_out))
+        nones = (None,) * 6
+        if ctx.fused:
+            mean_contrast, weighted_anchors, expected = ctx.saved_tensors[6:]
+            factor = _common_factor(weight, expected)
+            if factor is not None:
+                return (mean_contrast * (weight * inv_temp)[:, None], weighted_anchors * (factor * inv_temp)) + nones
+        n = anchors.shape[0]
+        scaled = anchors * inv_temp
+        safe_out = torch.where(finite, out, torch.zeros_like(out))
+        weight = weight * inv_temp
+        grad_anchors = torch.empty_like(anchors)
+        grad_contrast = torch.zeros_like(contrast)
         for start in range(0, n, block_rows):
             rows = slice(start, min(start + block_rows, n))
-            logits = (anchors[rows] @ contrast.T).mul_(inv_temp)
-            allowed = _allowed_mask(rows, contrast.shape[0], self_index, anchor_labels, contrast_labels, anchors.device)
-            logits.masked_fill_(~allowed, -math.inf)
-            # softmax over the allowed columns, scaled by the upstream gradient of each row
-            probs = logits.sub_(safe_out[rows, None]).exp_().mul_(weight[rows, None] * inv_temp)
+            logits = _block_logits(scaled, contrast, rows, self_index, anchor_labels, contrast_labels)
+            # softmax over the allowed columns, scaled by the upstream gradient of each row (and 1/tau)
+            probs = logits.sub_(safe_out[rows, None]).exp_().mul_(weight[rows, None])
             grad_anchors[rows] = probs @ contrast
             grad_contrast.addmm_(probs.T, anchors[rows])
-        return grad_anchors, grad_contrast, None, None, None, None, None
+        return (grad_anchors, grad_contrast) + nones
+
+
+def _common_factor(actual: torch.Tensor, expected: torch.Tensor) -> float | None:
+    """``c`` such that ``actual == c * expected`` (exactly for c = 1, else to 1e-6), or None."""
+    if torch.equal(actual, expected):
+        return 1.0
+    nonzero = expected != 0
+    if not nonzero.any() or not torch.equal(actual == 0, ~nonzero):
+        return None
+    ratio = actual[nonzero] / expected[nonzero]
+    c = ratio[0]
+    return float(c) if torch.allclose(ratio, c.expand_as(ratio), rtol=1e-6, atol=0.0) else None
 
 
 class _AllGather(torch.autograd.Function):
@@ -243,18 +311,17 @@ class SupConLoss(nn.Module):
         n_pos = counts[anchor_cls] - 1
         valid = n_pos > 0
 
+        # d loss / d per-anchor term: exact constants, so the blockwise form knows its upstream gradient
+        n_valid = valid.sum()
+        if distributed:
+            dist.all_reduce(n_valid)
+        scale = (self.temperature / self.base_temperature) * world
+        coef = valid.to(anchors.dtype) * (scale / n_valid.clamp(min=1).to(anchors.dtype))
         if self._use_dense(anchors.shape[0], contrast.shape[0]):
             per_anchor = self._dense(anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos)
         else:
-            per_anchor = self._blockwise(anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos)
-
-        n_valid = valid.sum()
-        if distributed:
-            n_valid = n_valid.clone()
-            dist.all_reduce(n_valid)
-        total = torch.where(valid, per_anchor, torch.zeros_like(per_anchor)).sum()
-        scale = (self.temperature / self.base_temperature) * world
-        return scale * total / n_valid.clamp(min=1).to(total.dtype)
+            per_anchor = self._blockwise(anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos, coef)
+        return (torch.where(valid, per_anchor, torch.zeros_like(per_anchor)) * coef).sum()
 
     def _use_dense(self, n_anchors: int, n_contrast: int) -> bool:
         if self.method == "auto":
@@ -274,10 +341,14 @@ class SupConLoss(nn.Module):
         pos_lse = torch.where(n_pos > 0, pos_lse, torch.zeros_like(pos_lse))
         return -(pos_lse - safe_n_pos.log())
 
-    def _blockwise(self, anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos):
-        """Per-anchor loss (without the tau/tau_b factor) in memory linear in the batch."""
+    def _blockwise(self, anchors, contrast, self_index, anchor_cls, contrast_cls, n_pos, coef):
+        """Per-anchor loss (without the tau/tau_b factor) in memory linear in the batch.
+
+        ``coef``: the gradient the final reduction sends to each anchor's term; the log-sum-exp over
+        all others enters with +1, the one over positives (L_in) with -1.
+        """
         inv_temp = 1.0 / self.temperature
-        lse_all = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, None, None, inv_temp, self.block_rows)
+        lse_all = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, None, None, inv_temp, self.block_rows, coef)
         lse_all = torch.where(torch.isfinite(lse_all), lse_all, torch.zeros_like(lse_all))
         safe_n_pos = n_pos.clamp(min=1).to(anchors.dtype)
         if self.variant == "out":
@@ -286,7 +357,8 @@ class SupConLoss(nn.Module):
             self_dot = (anchors * anchors).sum(1)
             pos_logit_sum = ((anchors * class_sums[anchor_cls]).sum(1) - self_dot) * inv_temp
             return -(pos_logit_sum / safe_n_pos - lse_all)
-        lse_pos = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, anchor_cls, contrast_cls, inv_temp, self.block_rows)
+        lse_pos = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, anchor_cls, contrast_cls, inv_temp,
+                                            self.block_rows, -coef)
         lse_pos = torch.where(n_pos > 0, lse_pos, torch.zeros_like(lse_pos))
         return -(lse_pos - safe_n_pos.log() - lse_all)
 

@@ -60,7 +60,7 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
            "sampler_seed": spec.get("sampler_seed"), "node_id": node_id, "started_at": started,
            "finished_at": finished, "error": error, **_versions()}
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
-                "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest",
+                "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest", "resumed_from",
                 "run_started_unix", "first_batch_unix", "last_batch_unix"):
         row[key] = result.get(key)
     return row

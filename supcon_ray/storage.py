@@ -64,6 +64,7 @@ TRIAL_SCHEMA = pa.schema(
         pa.field("world_size", pa.int64()),
         pa.field("node_id", pa.string()),
         pa.field("weights_digest", pa.string()),
+        pa.field("resumed_from", pa.string()),
         pa.field("run_started_unix", pa.float64()),
         pa.field("first_batch_unix", pa.float64()),
         pa.field("last_batch_unix", pa.float64()),

@@ -158,3 +158,34 @@ def test_cross_entropy_baseline():
                         torch.nn.functional.cross_entropy(logits, target).item(), rel_tol=1e-6)
     smooth = cross_entropy_loss(0.1)(logits, target)
     assert smooth.item() != cross_entropy_loss()(logits, target).item()
+
+
+def test_blockwise_scaled_loss_uses_the_same_gradients():
+    # a scaled loss (as under a gradient scaler) takes the fused path with a common factor
+    feats = torch.randn(20, 2, 6, dtype=torch.float64)
+    labels = torch.randint(0, 4, (20,))
+    for variant in ("out", "in"):
+        a = feats.clone().requires_grad_(True)
+        b = feats.clone().requires_grad_(True)
+        (SupConLoss(0.2, variant=variant, method="blockwise", block_rows=7)(a, labels) * 3.0).backward()
+        (brute_force(b, labels, 0.2, 0.2, variant, "all") * 3.0).backward()
+        assert torch.allclose(a.grad, b.grad, atol=1e-10)
+
+
+def test_blockwise_logsumexp_with_unexpected_upstream_gradient_recomputes():
+    from supcon_ray.losses import _BlockwiseLogSumExp
+
+    gen = torch.Generator().manual_seed(5)
+    anchors = torch.randn(9, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    contrast = torch.randn(11, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    self_index = torch.tensor([0, 1, 2, 3, -1, -1, 6, 7, 8])
+    upstream = torch.randn(9, dtype=torch.float64, generator=gen)  # not what the caller said to expect
+    out = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, None, None, 2.0, 4, torch.ones(9, dtype=torch.float64))
+    (out * upstream).sum().backward()
+    a2, c2 = anchors.detach().clone().requires_grad_(True), contrast.detach().clone().requires_grad_(True)
+    logits = a2 @ c2.T * 2.0
+    logits = logits.masked_fill(torch.nn.functional.one_hot(self_index.clamp(min=0), 11).bool() & (self_index >= 0)[:, None], -math.inf)
+    want = torch.logsumexp(logits, dim=1)
+    (want * upstream).sum().backward()
+    assert torch.allclose(out, want.detach(), atol=1e-12)
+    assert torch.allclose(anchors.grad, a2.grad, atol=1e-10) and torch.allclose(contrast.grad, c2.grad, atol=1e-10)
