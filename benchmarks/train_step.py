@@ -2,8 +2,9 @@
 
 Both train the same network on the same in-memory synthetic 32x32 RGB images (normalisation
 only, so augmentation cost does not hide loop overhead), with the same optimizer, batch size and
-threads, for ``--batches`` steps per epoch; the second epoch is timed (the first warms up).
-SupCon steps process two views per sample; throughput is in samples per second.
+threads, for ``--batches`` steps per epoch. Each run trains 1 warm-up epoch and ``--epochs`` timed
+ones; the two loops alternate for ``--rounds`` rounds (this machine's timings are noisy) and the
+median epoch is reported. SupCon steps process two views per sample; throughput is in samples/s.
 
     python -m benchmarks.train_step
     python -m benchmarks.train_step --models resnet-mini --batches 5
@@ -12,6 +13,7 @@ SupCon steps process two views per sample; throughput is in samples per second.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
@@ -35,23 +37,23 @@ def _splits(n: int):
                   10, 3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
-def project_loop(model: str, loss: str, batches: int) -> float:
+def project_loop(model: str, loss: str, batches: int, epochs: int) -> list[float]:
     from supcon_ray.config import TrainConfig
     from supcon_ray.engine import Session, Trainer
 
     bs = BATCH[model]
     splits = _splits(bs * batches)
     seen = []
-    cfg = TrainConfig(loss=loss, model=model, dataset="digits", epochs=2, batch_size=bs, augment="none",
+    cfg = TrainConfig(loss=loss, model=model, dataset="digits", epochs=1 + epochs, batch_size=bs, augment="none",
                       optimizer="sgd", lr=0.01)
     trainer = Trainer(cfg, Session(lambda m, s: seen.append(m)), splits)
     stage = trainer._stage("pretrain" if loss == "supcon" else "ce")
     stage.evaluate = None  # time training only
     trainer._fit_stage(stage, None)
-    return seen[-1]["images_per_second"]
+    return [m["images_per_second"] for m in seen[1:]]
 
 
-def hand_loop(model: str, loss: str, batches: int) -> float:
+def hand_loop(model: str, loss: str, batches: int, epochs: int) -> list[float]:
     from supcon_ray.augment import MultiView, build_transform
     from supcon_ray.data import Transformed
     from supcon_ray.losses import SupConLoss
@@ -68,8 +70,8 @@ def hand_loop(model: str, loss: str, batches: int) -> float:
         module, data, crit = net.end_to_end(), Transformed(splits.train, tf), torch.nn.CrossEntropyLoss()
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loader = DataLoader(data, batch_size=bs, shuffle=True, drop_last=True)
-    rate = 0.0
-    for _ in range(2):
+    rates = []
+    for _ in range(1 + epochs):
         t0, n = time.perf_counter(), 0
         for x, y in loader:
             if loss == "supcon":
@@ -81,8 +83,8 @@ def hand_loop(model: str, loss: str, batches: int) -> float:
             out.backward()
             opt.step()
             n += x.shape[0]
-        rate = n / (time.perf_counter() - t0)
-    return rate
+        rates.append(n / (time.perf_counter() - t0))
+    return rates[1:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,15 +92,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", default=["resnet-mini", "resnet18"], choices=list(BATCH))
     p.add_argument("--losses", nargs="+", default=["supcon", "ce"], choices=["supcon", "ce"])
     p.add_argument("--batches", type=int, default=None, help="steps per epoch (default 10 for resnet-mini, 4 for resnet18)")
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
+    p.add_argument("--rounds", type=int, default=2, help="alternating runs of each loop")
     p.add_argument("--json", help="output file (default benchmarks/out/train_step.json)")
     args = p.parse_args(argv)
     results, rows = [], []
     for model in args.models:
         n = args.batches or (10 if model == "resnet-mini" else 4)
         for loss in args.losses:
-            hand = hand_loop(model, loss, n)
-            ours = project_loop(model, loss, n)
+            hand_rates, our_rates = [], []
+            for _ in range(args.rounds):
+                hand_rates += hand_loop(model, loss, n, args.epochs)
+                our_rates += project_loop(model, loss, n, args.epochs)
+            hand, ours = statistics.median(hand_rates), statistics.median(our_rates)
             results.append({"model": model, "loss": loss, "batch": BATCH[model], "steps": n,
+                            "project_epochs": our_rates, "hand_epochs": hand_rates,
                             "project_samples_per_s": ours, "hand_samples_per_s": hand, "ratio": ours / hand})
             rows.append([model, loss, BATCH[model], ours, hand, ours / hand])
             print(f"  {model} {loss}: project {ours:.1f}/s, hand-written {hand:.1f}/s", flush=True)

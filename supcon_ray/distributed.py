@@ -4,7 +4,7 @@
 worker (DistributedDataParallel, gloo on CPU, NCCL on GPU; the contrastive loss all-gathers
 features so it sees the global batch). Each epoch it reports metrics through
 ``ray.train.report`` with a checkpoint from rank 0; a restarted run (same storage path and name)
-resumes from the latest one. The final report carries the run's result with ``done=True``.
+resumes from the latest one. The final report carries the run's result with ``final=True`` (not ``done``: Tune stops a trial that reports ``done``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ RESULT_FILE = "result.json"
 def _final_metrics(result: dict[str, Any]) -> dict[str, Any]:
     metrics = {k: v for k, v in result.items() if k != "history"}
     metrics["history_json"] = json.dumps(result["history"])
-    metrics["done"] = True
+    metrics["final"] = True
     return metrics
 
 

@@ -262,7 +262,7 @@ class Trainer:
             # rank 0 checkpoints everything; other ranks only their own RNG state
             state = (self._state(stage.name, epoch + 1, optimizer, scheduler) if session.rank == 0
                      else {"rng": torch.get_rng_state()})
-            session.reporter(dict(metrics, done=False), state)
+            session.reporter(dict(metrics, final=False), state)
         return train_loss
 
     def _state(self, stage: str, epoch: int, optimizer, scheduler) -> dict[str, Any]:

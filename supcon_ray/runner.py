@@ -113,7 +113,7 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
     store = ResultStore(storage, study)
     if spec["trial_id"] in store.finished_ids():  # already recorded (a retry, or a resumed study)
         row = store.read_trial(spec["trial_id"])
-        ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"done": True})
+        ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"final": True})
         return
     cfg = TrainConfig(**spec["train"])
     started = datetime.now(timezone.utc)
@@ -130,7 +130,7 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
         result = _train_inline(cfg)
     row = trial_row(spec, result, started, datetime.now(timezone.utc), node_id, study)
     store.write_trial(row, result["history"])
-    ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"done": True})
+    ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"final": True})
 
 
 def record_failures(store: ResultStore, errors: dict[str, tuple[dict[str, Any], str]], study: str) -> int:

@@ -106,7 +106,7 @@ def _fit(make_tuner, tune_path: str, resume: bool, trainable, spec_of_config) ->
         if res.error is not None:
             spec = spec_of_config(res.config)
             errors[spec["trial_id"]] = (spec, error_text(res.error))
-        elif not (res.metrics or {}).get("done"):
+        elif not (res.metrics or {}).get("final"):
             unfinished += 1
     return errors, unfinished
 

@@ -104,3 +104,15 @@ def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     assert set(trials["design"]) == {"search:tpe"} and set(trials["sampler_seed"]) == {7}
     assert sorted(trials["seed"]) == [0, 0, 1, 1]
     assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
+
+
+def test_two_worker_trials_go_through_ray_train(ray_session, tmp_path):
+    text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "vary:\n  optimizer: [sgd]")
+    text = text.replace("losses: [supcon, ce]", "losses: [supcon]")
+    text = text.replace("workers_per_trial: 1, cpus_per_worker: 1", "workers_per_trial: 2, cpus_per_worker: 0.5")
+    storage = tmp_path / "results"
+    assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 1 and trials["world_size"].tolist() == [2] and trials["status"].tolist() == ["completed"]
+    epochs = pd.read_parquet(storage / "tiny" / "epochs")
+    assert epochs["stage"].tolist() == ["pretrain", "linear", "linear"]
