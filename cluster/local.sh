@@ -20,9 +20,11 @@ case "${1:-}" in
     test -s ~/.ray/auth_token || ray get-auth-token --generate >/dev/null
     ray start --head --node-ip-address=127.0.0.1 --port="$PORT" --num-cpus="${HEAD_CPUS:-1}" \
       --dashboard-host=127.0.0.1 --dashboard-port="$DASH" --temp-dir="$TMP" --disable-usage-stats >/dev/null
-    for _ in $(seq 1 "$workers"); do
+    for i in $(seq 1 "$workers"); do
+      # Each node gets its own temp dir, as separate machines would: nodes sharing one would also share
+      # (and garbage-collect) each other's runtime-env files, such as a job's working directory.
       ray start --address="127.0.0.1:$PORT" --node-ip-address=127.0.0.1 --num-cpus="${WORKER_CPUS:-1}" \
-        --disable-usage-stats >/dev/null
+        --temp-dir="$TMP-worker$i" --disable-usage-stats >/dev/null
     done
     echo "head 127.0.0.1:$PORT + $workers worker node(s) up."
     echo "  export RAY_ADDRESS=127.0.0.1:$PORT           # python -m supcon_ray.tune joins it"
