@@ -92,8 +92,8 @@ def _child(mode: str, workdir: str) -> None:
     work = Path(workdir)
     space = work / "study.yaml"
     space.write_text(STUDY.replace("EPOCHS", "4" if mode == "fault" else "1"))
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
-    worker = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
     killed = {}
     try:
         if mode == "fault":
