@@ -39,14 +39,18 @@ def _arrow_type(annotation: Any) -> pa.DataType:
 
 #: One typed column per hyperparameter, taken from TrainConfig so the two never drift apart.
 HYPERPARAMETER_FIELDS = [pa.field(name, _arrow_type(f.annotation)) for name, f in TrainConfig.model_fields.items()]
+#: The columns that identify a trial, first in both tables.
+KEY_FIELDS = [
+    pa.field("study", pa.string()),
+    pa.field("trial_id", pa.string()),
+    pa.field("loss", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("factor", pa.string()),
+    pa.field("setting", pa.string()),
+]
 TRIAL_SCHEMA = pa.schema(
-    [
-        pa.field("study", pa.string()),
-        pa.field("trial_id", pa.string()),
-        pa.field("loss", pa.string()),
-        pa.field("seed", pa.int64()),
-        pa.field("factor", pa.string()),
-        pa.field("setting", pa.string()),
+    KEY_FIELDS
+    + [
         pa.field("design", pa.string()),
     ]
     + [f for f in HYPERPARAMETER_FIELDS if f.name not in ("loss", "seed")]
@@ -77,13 +81,8 @@ TRIAL_SCHEMA = pa.schema(
     ]
 )
 EPOCH_SCHEMA = pa.schema(
-    [
-        pa.field("study", pa.string()),
-        pa.field("trial_id", pa.string()),
-        pa.field("loss", pa.string()),
-        pa.field("seed", pa.int64()),
-        pa.field("factor", pa.string()),
-        pa.field("setting", pa.string()),
+    KEY_FIELDS
+    + [
         pa.field("stage", pa.string()),
         pa.field("epoch", pa.int64()),
         pa.field("train_loss", pa.float64()),
@@ -129,7 +128,7 @@ class ResultStore:
     def write_trial(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
         """Record a finished trial: its epochs first, then its row (the row marks it done)."""
         trial_id = row["trial_id"]
-        keys = ("study", "trial_id", "loss", "seed", "factor", "setting")
+        keys = [f.name for f in KEY_FIELDS]
         self._write(_table([{**{k: row[k] for k in keys}, **e} for e in epochs], EPOCH_SCHEMA), "epochs", trial_id)
         self._write(_table([row], TRIAL_SCHEMA), "trials", trial_id)
 
