@@ -356,7 +356,9 @@ class SupConLoss(nn.Module):
             class_sums = torch.zeros(int(contrast_cls.max()) + 1, contrast.shape[1], dtype=contrast.dtype, device=contrast.device)
             class_sums = class_sums.index_add(0, contrast_cls, contrast)
             self_dot = (anchors * anchors).sum(1)
-            pos_logit_sum = ((anchors * class_sums[anchor_cls]).sum(1) - self_dot) * inv_temp
+            # index_select, not class_sums[anchor_cls]: advanced indexing's backward (index_put with
+            # accumulate) sums in a nondeterministic order on CPU, which breaks same-seed reproducibility
+            pos_logit_sum = ((anchors * class_sums.index_select(0, anchor_cls)).sum(1) - self_dot) * inv_temp
             return -(pos_logit_sum / safe_n_pos - lse_all)
         lse_pos = _BlockwiseLogSumExp.apply(anchors, contrast, self_index, anchor_cls, contrast_cls, inv_temp,
                                             self.block_rows, -coef)

@@ -189,3 +189,16 @@ def test_blockwise_logsumexp_with_unexpected_upstream_gradient_recomputes():
     (want * upstream).sum().backward()
     assert torch.allclose(out, want.detach(), atol=1e-12)
     assert torch.allclose(anchors.grad, a2.grad, atol=1e-10) and torch.allclose(contrast.grad, c2.grad, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["dense", "blockwise"])
+def test_gradients_are_bit_identical_across_calls(method):
+    # same-seed runs must be reproducible on CPU: no order-dependent accumulation in backward
+    gen = torch.Generator().manual_seed(3)
+    feats, labels = torch.randn(128, 2, 32, generator=gen), torch.randint(0, 10, (128,), generator=gen)
+    grads = []
+    for _ in range(4):
+        x = feats.clone().requires_grad_(True)
+        SupConLoss(0.1, method=method)(x, labels).backward()
+        grads.append(x.grad)
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
