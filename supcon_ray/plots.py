@@ -1,59 +1,134 @@
-"""Plotly figures of a stability study, one function per report section.
+"""Plotly figures of stability studies, one function per report section.
 
-Every function takes the trials (or epochs) DataFrame and returns a ``plotly.graph_objects.Figure``,
-so the figures can be reused in a notebook. SupCon and CE keep the same colours everywhere.
+Functions take the trials/epochs DataFrames or the numbers of :mod:`supcon_ray.stats` and return a
+``plotly.graph_objects.Figure``, so they can be reused in a notebook. SupCon and CE keep the same
+colours everywhere; completed, diverged and failed runs have their own markers.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 LOSS_COLORS = {"supcon": "#1f77b4", "ce": "#d62728", "simclr": "#2ca02c"}
-STATUS_SYMBOLS = {"completed": "circle", "diverged": "x"}
+STATUS_SYMBOLS = {"completed": "circle-open", "diverged": "x", "failed": "triangle-down"}
 
 
-def settings_box(trials: pd.DataFrame, factor: str, metric: str) -> go.Figure:
-    """The paper's Fig. 4a view: a box per setting and loss, every trial drawn as a point."""
-    data = trials[(trials["factor"] == factor) & trials["status"].isin(["completed", "diverged"])]
-    fig = px.box(data, x="setting", y=metric, color="loss", points="all", color_discrete_map=LOSS_COLORS,
-                 hover_data=["seed", "status", "trial_id"], title=f"{factor}: {metric} per setting (every trial shown)")
-    fig.update_traces(boxmean=True, jitter=0.3, pointpos=0)
-    fig.update_layout(boxmode="group", yaxis_title=metric, xaxis_title=factor)
+def setting_axis(trials: pd.DataFrame, factor: str) -> tuple[dict[str, float] | None, bool]:
+    """Numeric x positions of a factor's settings when the factor is one numeric hyperparameter
+    (lr, batch size, temperature), else ``None``; and whether a log axis fits (all positive, spanning 4x or more)."""
+    if factor not in trials.columns or not pd.api.types.is_numeric_dtype(trials[factor]) or pd.api.types.is_bool_dtype(trials[factor]):
+        return None, False
+    per = trials.groupby("setting")[factor].agg(["nunique", "first"])
+    if (per["nunique"] != 1).any():
+        return None, False
+    pos = {str(s): float(v) for s, v in per["first"].items()}
+    values = np.array(list(pos.values()))
+    return pos, bool(values.min() > 0 and values.max() / values.min() >= 4)
+
+
+def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> go.Figure:
+    """The paper's Fig. 4a view, every factor side by side: each loss's mean per setting with 95% seed
+    intervals, and every run as a marker (diverged at chance, failed at the bottom of the axis)."""
+    n = max(len(factors), 1)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{f['study']} / {f['factor']}" for f in factors],
+                        horizontal_spacing=0.07, vertical_spacing=0.18)
+    shown: set[str] = set()
+    floor = float(trials[metric].min()) if trials[metric].notna().any() else 0.0
+    for i, f in enumerate(factors):
+        r, c = i // cols + 1, i % cols + 1
+        sub = trials[(trials["study"] == f["study"]) & (trials["factor"] == f["factor"])]
+        positions, log = setting_axis(sub, f["factor"])
+        order = sorted(sub["setting"].astype(str).unique(), key=lambda s: (positions or {}).get(s, 0.0))
+        x_of = (lambda s: positions[s]) if positions else (lambda s: s)
+        for k, (loss, le) in enumerate(f["losses"].items()):
+            color = LOSS_COLORS.get(loss)
+            settings = [s for s in order if s in le["settings"]]
+            means = [le["settings"][s]["mean"] for s in settings]
+            half = [le["settings"][s]["ci95"][1] - le["settings"][s]["mean"] for s in settings]
+            fig.add_trace(go.Scatter(
+                x=[x_of(s) for s in settings], y=means, mode="lines+markers", name=loss, legendgroup=loss,
+                showlegend=loss not in shown, line={"color": color}, marker={"size": 9},
+                error_y={"type": "data", "array": [h if np.isfinite(h) else 0 for h in half], "visible": True}),
+                row=r, col=c)
+            shown.add(loss)
+            runs = sub[sub["loss"] == loss]
+            for status, symbol in STATUS_SYMBOLS.items():
+                pts = runs[runs["status"] == status]
+                if pts.empty:
+                    continue
+                y = pts[metric].fillna(floor) if status == "failed" else pts[metric]
+                key = f"{loss} {status}"
+                fig.add_trace(go.Scatter(
+                    x=[x_of(str(s)) for s in pts["setting"]], y=y, mode="markers", name=key, legendgroup=key,
+                    showlegend=key not in shown and status != "completed", opacity=0.6,
+                    marker={"symbol": symbol, "color": color, "size": 7 if status == "completed" else 10},
+                    hovertext=[f"seed {s}, {status}" for s in pts["seed"]]), row=r, col=c)
+                shown.add(key)
+        if positions:
+            fig.update_xaxes(type="log" if log else "linear", title_text=f["factor"], row=r, col=c)
+        else:
+            fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=r, col=c)
+        fig.update_yaxes(title_text=metric if c == 1 else None, row=r, col=c)
+    fig.update_layout(title=f"{metric} per setting: mean and 95% interval over seeds; every run as a marker",
+                      height=380 * rows + 80)
     return fig
 
 
-def noise_floor_bars(rows: list[dict[str, Any]]) -> go.Figure:
-    """Spread across seeds (fixed setting) next to spread across settings, per factor and loss."""
-    df = pd.DataFrame(rows)
-    long = df.melt(id_vars=["factor", "loss"], value_vars=["seed_std", "setting_std"], var_name="spread", value_name="std")
-    long["spread"] = long["spread"].map({"seed_std": "across seeds (same setting)", "setting_std": "across settings (seed mean)"})
-    long["group"] = long["factor"] + " / " + long["loss"]
-    fig = px.bar(long, x="group", y="std", color="spread", barmode="group",
-                 title="Seed noise floor versus hyperparameter effect (standard deviation)")
-    fig.update_layout(xaxis_title="factor / loss", yaxis_title="std of the metric")
-    return fig
-
-
-def expected_max_lines(curves: dict[str, list[float]], metric: str) -> go.Figure:
-    """Expected best ``metric`` versus number of trials, per loss."""
+def sensitivity_intervals(factors: list[dict[str, Any]]) -> go.Figure:
+    """Between-setting std (seed noise removed) per factor and loss, with 95% intervals."""
     fig = go.Figure()
-    for loss, values in curves.items():
-        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=loss,
-                                 line={"color": LOSS_COLORS.get(loss)}))
-    fig.update_layout(title=f"Expected best {metric} after k trials (Dodge et al. 2019)",
-                      xaxis_title="k (trials drawn from this study's settings)", yaxis_title=f"expected max {metric}")
+    names = [f"{f['study']} / {f['factor']}" for f in factors]
+    for loss in sorted({loss for f in factors for loss in f["losses"]}):
+        y, lo, hi = [], [], []
+        for f in factors:
+            le = f["losses"].get(loss, {})
+            s = le.get("setting_std", math.nan)
+            ci = le.get("setting_std_ci95", [math.nan, math.nan])
+            y.append(s)
+            lo.append(s - ci[0] if np.isfinite(s) else 0)
+            hi.append(ci[1] - s if np.isfinite(s) else 0)
+        fig.add_trace(go.Scatter(x=names, y=y, mode="markers", name=loss, marker={"size": 11, "color": LOSS_COLORS.get(loss)},
+                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
+    fig.update_layout(title="Sensitivity: std of the metric across settings, seed noise removed (95% interval)",
+                      xaxis_title="study / factor", yaxis_title="between-setting std", scattermode="group")
     return fig
 
 
-def importance_bars(importances: dict[str, dict[str, float]]) -> go.Figure:
-    """fANOVA importance per hyperparameter, per loss."""
-    rows = [{"loss": loss, "hyperparameter": k, "importance": v} for loss, imp in importances.items() for k, v in imp.items()]
-    fig = px.bar(pd.DataFrame(rows), x="hyperparameter", y="importance", color="loss", barmode="group",
-                 color_discrete_map=LOSS_COLORS, title="Hyperparameter importance (Optuna fANOVA)")
+def expected_max_band(section: dict[str, Any]) -> go.Figure:
+    """Expected best validation accuracy versus k random configurations, with a bootstrap band."""
+    fig = go.Figure()
+    for loss, c in section["curves"].items():
+        color = LOSS_COLORS.get(loss)
+        fig.add_trace(go.Scatter(x=c["k"] + c["k"][::-1], y=c["high"] + c["low"][::-1], fill="toself", opacity=0.2,
+                                 line={"width": 0}, fillcolor=color, name=f"{loss} 95% band", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=c["k"], y=c["mean"], mode="lines+markers", name=loss, line={"color": color}))
+    fig.update_layout(title=f"Expected best {section['metric']} after k random configurations (Tang et al. 2020)",
+                      xaxis_title="k (configurations tried)", yaxis_title=f"expected max {section['metric']}")
+    return fig
+
+
+def importance_bars(importances: dict[str, dict[str, dict[str, float]]]) -> go.Figure:
+    """fANOVA importance per hyperparameter and loss (mean and sd over evaluator seeds) next to the
+    permuted-metric noise baseline."""
+    fig = go.Figure()
+    for loss, imp in importances.items():
+        keys = list(imp)
+        fig.add_trace(go.Bar(x=[f"{loss}: {k}" for k in keys], y=[imp[k]["mean"] for k in keys], name=f"{loss}",
+                             marker_color=LOSS_COLORS.get(loss), error_y={"type": "data", "array": [imp[k]["sd"] for k in keys]}))
+        fig.add_trace(go.Bar(x=[f"{loss}: {k}" for k in keys], y=[imp[k]["noise_mean"] for k in keys],
+                             name=f"{loss} noise baseline", marker_color="#999999",
+                             error_y={"type": "data", "array": [imp[k]["noise_sd"] for k in keys]}))
+    fig.update_layout(barmode="group", title="Hyperparameter importance (fANOVA) against a permuted-metric baseline",
+                      yaxis_title="share of variance")
     return fig
 
 

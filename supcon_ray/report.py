@@ -1,22 +1,27 @@
-"""``python -m supcon_ray.report RESULTS_DIR``: the stability report as one self-contained HTML page.
+"""``python -m supcon_ray.report DIR [DIR ...]``: the stability report as one self-contained HTML page.
 
-Reads ``trials/`` and ``epochs/`` (Parquet) of a study folder and writes ``report.html`` (plotly.js
-embedded, works offline). Sections: 1 headline spreads, ratio and tests per factor; 2 every trial
-per setting and loss (the paper's Fig. 4a view); 3 seed noise floor; 4 expected best validation
-accuracy versus number of trials; 5 hyperparameter importance; 6 learning curves. Diverged and
-failed trials are counted in every table.
+Reads ``trials/`` and ``epochs/`` (Parquet) of one or more study folders and writes ``report.html``
+(plotly.js embedded, works offline). Several folders give the paper's Fig. 4a view: every factor
+side by side, in one multiple-comparison family. This module only formats: every number comes from
+:mod:`supcon_ray.stats`.
 
-``--json FILE`` writes the numbers of sections 1, 3 and 4::
+``--json FILE`` writes the numbers (NaN and infinity as null)::
 
-    {"study": str, "metric": str, "scoring": str, "counts": {loss: {completed, diverged, failed}},
-     "headline": [{"factor", "n_settings", "losses": {loss: {n, mean, std, range, iqr, completed,
-                   diverged, failed, settings}}, "ratio_ce_over_supcon", "ratio_ci95": [low, high],
-                   "brown_forsythe_stat", "brown_forsythe_p", "verdict"}],
-     "noise_floor": [{"factor", "loss", "settings", "seeds_per_setting", "seed_std", "setting_std"}],
-     "expected_max": {"metric": "val_top1", "curves": {loss: [E[max of k trials] for k = 1..N]}},
-     "notes": [str]}
+    {"metric": str, "studies": [str],
+     "factors": [{"study", "factor", "n_settings", "paired_settings", "unpaired_settings": [str],
+                  "losses": {loss: {"completed", "diverged", "failed", "divergence_rate", "mean", "seed_std",
+                                    "setting_std", "setting_std_ci95": [lo, hi],
+                                    "settings": {setting: {"mean", "n", "ci95", "drop_from_best"}}}},
+                  "ratio", "ci95": [lo, hi], "p_value", "p_adjusted", "min_p", "claim", "sentence",
+                  "divergence_fisher_p", "logit": {...}, "conservative": {...}}],
+     "overall": {"factors", "n_settings", "ratio", "ci95", "p_value", "p_adjusted", "claim", "sentence",
+                 "logit": {...}, "conservative": {...}},
+     "divergence": {"per_loss": {loss: {completed, diverged, failed, divergence_rate}}, "fisher_p", "odds_ratio"},
+     "expected_max": {"metric", "available", "reason"?, "n_configs", "curves": {loss: {k, mean, low, high}}},
+     "importance": {loss: {hyperparameter: {mean, sd, noise_mean, noise_sd, above_noise}}},
+     "bases": {study: {loss: {...}}}, "notes": [str]}
 
-NaN is written as null. Exit status 2 only when nothing can be reported.
+Exit status 2 when nothing can be reported (no trials, a missing folder, an unknown metric).
 """
 
 from __future__ import annotations
@@ -34,39 +39,56 @@ import pandas as pd
 
 from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
-from .storage import read_results
+from .stats import divergence as div
+from .stats.importance import importance
+from .storage import HYPERPARAMETER_FIELDS, read_results
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f4f4f4} td.l,th.l{text-align:left} .verdict{font-size:1.05em;background:#f7f9fc;border-left:4px solid #1f77b4;padding:.5em 1em}
+.overall{font-size:1.15em;background:#eef6ee;border-left:5px solid #2a8a2a;padding:.6em 1em}
 .note{color:#8a5a00;background:#fff8e6;border-left:4px solid #e0a800;padding:.4em 1em}
 """
+CLAIM_TEXT = {"supcon_less_sensitive": "SupCon less sensitive", "ce_less_sensitive": "CE less sensitive",
+              "no_difference": "no detectable difference", "insufficient": "cannot tell"}
 
 
 def _num(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _ci(ci: list[float], digits: int = 3) -> str:
+    return f"[{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+
+
+def _p(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}"
 
 
 def _clean_json(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _clean_json(v) for k, v in obj.items()}
+        return {str(k): _clean_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean_json(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalars
+        return _clean_json(obj.item())
     return obj
 
 
 def _table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    head = "".join(f'<th class="l">{html.escape(h)}</th>' if i < left else f"<th>{html.escape(h)}</th>" for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>" + "".join(f'<td class="l">{html.escape(str(c))}</td>' if i < left else f"<td>{html.escape(str(c))}</td>"
-                         for i, c in enumerate(r)) + "</tr>"
-        for r in rows)
+    def cell(tag: str, i: int, c: Any) -> str:
+        cls = ' class="l"' if i < left else ""
+        return f"<{tag}{cls}>{html.escape(str(c))}</{tag}>"
+    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -80,6 +102,9 @@ class _Page:
 
     def add(self, text: str) -> None:
         self.parts.append(text)
+
+    def note(self, text: str) -> None:
+        self.parts.append(f'<p class="note">{html.escape(text)}</p>')
 
     def figure(self, fig, div_id: str) -> None:
         self.parts.append(fig.to_html(full_html=False, include_plotlyjs=not self.js_included, div_id=div_id,
@@ -97,137 +122,234 @@ def _study_meta(results_dir: str) -> dict[str, Any]:
     return {}
 
 
-def compute(trials: pd.DataFrame, metric: str) -> dict[str, Any]:
-    """The numbers of sections 1, 3 and 4 (and notes on what cannot be computed)."""
+def stats_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials that enter the statistics: every trial of older studies; of two-stage studies, the
+    stage-2 trials marked ``in_stats`` (tuning-stage and losing nuisance runs are shown, not analysed)."""
+    if "in_stats" not in trials:
+        return trials
+    return trials[trials["in_stats"].fillna(True).astype(bool)]
+
+
+def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> dict[str, Any]:
+    """Every number of the report (the ``--json`` contract), from the trials of one or more studies."""
     notes = []
-    losses = sorted(trials["loss"].unique())
+    rows = stats_rows(trials)
+    if len(rows) < len(trials):
+        notes.append(f"{len(trials) - len(rows)} trials of the tuning stage or of nuisance re-tuning are recorded "
+                     "but do not enter the statistics.")
+    if rows[metric].isna().all():
+        notes.append(f"No trial has a value of {metric!r}: only counts and learning curves can be shown.")
+    losses = sorted(rows["loss"].unique())
     if not {"supcon", "ce"} <= set(losses):
-        notes.append(f"Only {', '.join(losses)} in this study: the SupCon-versus-CE comparison needs both losses.")
-    for factor, g in trials.groupby("factor"):
+        notes.append(f"Only {', '.join(losses)} here: the SupCon-versus-CE comparison needs both losses.")
+    for (study, factor), g in rows.groupby(["study", "factor"]):
         if g["setting"].nunique() < 2:
-            notes.append(f"Factor '{factor}' has a single setting: there is no spread across settings to show.")
-    if trials["design"].fillna("").str.contains("tpe").any():
+            notes.append(f"{study} / {factor} has a single setting: there is no spread across settings.")
+    if rows["design"].fillna("").str.contains("tpe").any():
         notes.append("Some trials come from an adaptive TPE search: their settings concentrate where the sampler "
-                     "expected good results, so their spread is not a uniform sample of the space.")
+                     "expected good results, so their spread is not a sample of the space.")
+    factors, overall = stats.analyze_factors(rows, metric)
+    for f in factors:
+        if f["unpaired_settings"]:
+            notes.append(f"{f['study']} / {f['factor']}: {len(f['unpaired_settings'])} setting(s) completed for one loss "
+                         f"only ({', '.join(f['unpaired_settings'])}); shown, never compared.")
+    hyper = [f.name for f in HYPERPARAMETER_FIELDS if f.name not in ("loss", "seed")]
     return {
         "metric": metric,
-        "counts": {loss: stats.status_counts(g) for loss, g in trials.groupby("loss")},
-        "headline": stats.factor_headline(trials, metric),
-        "noise_floor": stats.noise_floor(trials, metric),
-        "expected_max": {"metric": "val_top1", "curves": stats.expected_max_curves(trials, "val_top1")},
+        "studies": sorted(rows["study"].unique().tolist()),
+        "factors": factors,
+        "overall": overall,
+        "divergence": stats.divergence_summary(rows),
+        "expected_max": stats.expected_max_section(rows, "val_top1"),
+        "importance": importance(stats.completed(rows, metric), metric, hyper) if with_importance else {},
         "notes": notes,
     }
 
 
-def render(results_dir: str, trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dict[str, Any]) -> tuple[str, list[str]]:
-    meta = _study_meta(results_dir)
-    study = meta.get("study") or (trials["study"].iloc[0] if len(trials) else "study")
-    chance = trials["chance_top1"].dropna()
-    chance_text = f"{chance.iloc[0]:.3f}" if len(chance) else "1 / number of classes"
+def _bases_html(bases: dict[str, Any]) -> str:
+    rows = []
+    for study, per_loss in bases.items():
+        for loss, b in per_loss.items():
+            config = b.get("config", b) if isinstance(b, dict) else b
+            source = b.get("source", "") if isinstance(b, dict) else ""
+            shown = ", ".join(f"{k}={v}" for k, v in config.items()) if isinstance(config, dict) else str(config)
+            rows.append([study, loss, shown, source])
+    return _table(["study", "loss", "base setting (factors vary from here)", "where it came from"], rows, left=4)
+
+
+def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dict[str, Any],
+           metas: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
+    """The HTML page and its figure ids."""
+    rows = stats_rows(trials)
+    studies = numbers["studies"]
+    title = ", ".join(studies)
     page = _Page()
-    page.add(f"<h1>Stability report: {html.escape(str(study))}</h1>")
-    if meta.get("description"):
-        page.add(f"<p>{html.escape(meta['description'])}</p>")
-    page.add(f"<p>Dataset <b>{html.escape(str(trials['dataset'].iloc[0]))}</b>, model <b>{html.escape(str(trials['model'].iloc[0]))}</b>, "
-             f"metric <b>{html.escape(metric)}</b>, {len(trials)} trials. Scoring: completed and diverged trials are scored; "
-             f"a diverged trial counts at chance level ({chance_text}); failed trials (infrastructure errors) have no score "
-             f"and are counted. Test accuracy is measured once per trial, on its final model; nothing here selects on it.</p>")
-    page.add(_table(["loss", "completed", "diverged", "failed"],
-                    [[loss, c["completed"], c["diverged"], c["failed"]] for loss, c in numbers["counts"].items()]))
+    page.add(f"<h1>Stability report: {html.escape(title)}</h1>")
+    for study in studies:
+        if metas.get(study, {}).get("description"):
+            page.add(f"<p><b>{html.escape(study)}</b>: {html.escape(str(metas[study]['description']))}</p>")
+    chance = trials["chance_top1"].dropna() if "chance_top1" in trials else pd.Series(dtype=float)
+    page.add(f"<p>Dataset <b>{html.escape(', '.join(map(str, trials['dataset'].dropna().unique())))}</b>, model "
+             f"<b>{html.escape(', '.join(map(str, trials['model'].dropna().unique())))}</b>, metric <b>{html.escape(metric)}</b>, "
+             f"{len(trials)} trials ({len(rows)} in the statistics). The unit of every interval and test is the "
+             "<i>setting</i>: seeds are nested in settings, and CE and SupCon are compared only over settings both ran, "
+             "paired by setting. Spreads use completed runs; divergence is its own result (section 3), and a conservative "
+             f"view scores diverged runs at chance ({_num(float(chance.iloc[0]), 3) if len(chance) else '1/classes'}). "
+             "Test accuracy is measured once per trial, on its final model; nothing selects on it.</p>")
+    if numbers.get("bases"):
+        page.add(_bases_html(numbers["bases"]))
     for note in numbers["notes"]:
-        page.add(f'<p class="note">{html.escape(note)}</p>')
+        page.note(note)
 
-    page.add("<h2>1. Does SupCon vary less than CE?</h2>")
-    page.add("<p>Per factor, each loss's spread of the metric over all its trials of that factor (settings and seeds "
-             "pooled); the ratio of CE's standard deviation to SupCon's with a 95% bootstrap interval (above 1: SupCon "
-             "varies less), and a Brown-Forsythe test of equal variances.</p>")
-    for h in numbers["headline"]:
-        page.add(f'<p class="verdict">{html.escape(h["verdict"])}</p>')
-        rows = [[loss, s["n"], s["completed"], s["diverged"], s["failed"], _num(s["mean"]), _num(s["std"]), _num(s["range"]),
-                 _num(s["iqr"])] for loss, s in h["losses"].items()]
-        page.add(_table(["loss", "scored", "completed", "diverged", "failed", "mean", "std", "range", "IQR"], rows))
-        if "ratio_ce_over_supcon" in h:
-            low, high = h["ratio_ci95"]
-            page.add(_table(["factor", "std ratio CE / SupCon", "95% CI", "Brown-Forsythe p"],
-                            [[h["factor"], _num(h["ratio_ce_over_supcon"], 2), f"[{_num(low, 2)}, {_num(high, 2)}]",
-                              _num(h["brown_forsythe_p"], 3)]]))
+    o = numbers["overall"]
+    page.add("<h2>1. Is SupCon less sensitive to its hyperparameters than CE?</h2>")
+    page.add(f'<p class="overall">{html.escape(o["sentence"])}</p>')
+    page.add("<p>Sensitivity is the std of the metric across a factor's settings with seed noise removed "
+             "(σ<sub>a</sub>, method of moments). The ratio is σ<sub>a</sub>(CE) / σ<sub>a</sub>(SupCon): above 1, SupCon "
+             "varies less. p-values come from a paired permutation test that swaps the two losses' runs of whole settings; "
+             "intervals invert that test. One Holm family covers every factor and the pooled test. 'Cannot tell' means "
+             "the design could not reach α = 0.05 whatever the data.</p>")
+    table = []
+    for f in numbers["factors"]:
+        ce, sc = f["losses"].get("ce", {}), f["losses"].get("supcon", {})
+        table.append([f"{f['study']} / {f['factor']}", f["paired_settings"],
+                      f"{_num(ce.get('setting_std'), 3)} {_ci(ce.get('setting_std_ci95', [math.nan] * 2))}",
+                      f"{_num(sc.get('setting_std'), 3)} {_ci(sc.get('setting_std_ci95', [math.nan] * 2))}",
+                      f"{_num(f['ratio'], 2)} {_ci(f['ci95'], 2)}", _p(f["p_value"]), _p(f["p_adjusted"]),
+                      CLAIM_TEXT[f["claim"]]])
+    table.append(["all factors pooled", o["n_settings"], "", "", f"{_num(o['ratio'], 2)} {_ci(o['ci95'], 2)}",
+                  _p(o["p_value"]), _p(o["p_adjusted"]), CLAIM_TEXT[o["claim"]]])
+    page.add(_table(["study / factor", "paired settings", "σa CE [95% CI]", "σa SupCon [95% CI]", "ratio CE/SupCon [95% CI]",
+                     "p", "p (Holm)", "claim"], table))
+    for f in numbers["factors"]:
+        page.add(f'<p class="verdict">{html.escape(f["sentence"])}</p>')
+    if numbers["factors"]:
+        page.figure(plots.sensitivity_intervals(numbers["factors"]), "fig-sensitivity")
 
-    page.add("<h2>2. Every trial, per setting and loss</h2>")
-    for factor in sorted(trials["factor"].unique()):
-        page.figure(plots.settings_box(trials, factor, metric), f"fig-settings-{factor}")
+    page.add("<h2>2. Accuracy per setting (the paper's Fig. 4a view)</h2>")
+    page.add("<p>Each loss's mean per setting with a 95% interval over seeds (pooled seed std); completed runs as "
+             "circles, diverged runs as crosses at chance, failed runs as triangles at the bottom. Numeric factors sit "
+             "on a numeric axis. The table gives each setting's drop from that loss's best setting.</p>")
+    if numbers["factors"]:
+        page.figure(plots.fig4a(trials[trials.index.isin(rows.index)], numbers["factors"], metric), "fig-settings")
+        drops = [[f"{f['study']} / {f['factor']}", loss, s, v["n"], _num(v["mean"]), _num(v["drop_from_best"])]
+                 for f in numbers["factors"] for loss, le in f["losses"].items() for s, v in le["settings"].items()]
+        page.add(_table(["study / factor", "loss", "setting", "runs", "mean", "drop from best"], drops, left=3))
 
-    page.add("<h2>3. Seed noise floor</h2>")
-    page.add("<p>Standard deviation across seeds at a fixed setting (pooled over settings) next to the standard deviation "
-             "of the per-setting means across settings: where the second is not clearly larger, the hyperparameter "
-             "matters no more than luck.</p>")
-    if numbers["noise_floor"]:
-        page.add(_table(["factor", "loss", "settings", "seeds/setting", "std across seeds", "std across settings"],
-                        [[r["factor"], r["loss"], r["settings"], _num(r["seeds_per_setting"], 1), _num(r["seed_std"]),
-                          _num(r["setting_std"])] for r in numbers["noise_floor"]], left=2))
-        page.figure(plots.noise_floor_bars(numbers["noise_floor"]), "fig-noise-floor")
+    page.add("<h2>3. Divergence</h2>")
+    d = numbers["divergence"]
+    page.add(_table(["loss", "completed", "diverged", "failed", "divergence rate"],
+                    [[loss, c["completed"], c["diverged"], c["failed"], _num(c["divergence_rate"], 3)] for loss, c in d["per_loss"].items()]))
+    page.add(f'<p class="verdict">{html.escape(div.sentence(d, "All studies"))}</p>')
+    page.add(_table(["study / factor", "CE diverged", "SupCon diverged", "Fisher p"],
+                    [[f"{f['study']} / {f['factor']}", f["losses"].get("ce", {}).get("diverged", "–"),
+                      f["losses"].get("supcon", {}).get("diverged", "–"), _p(f["divergence_fisher_p"])] for f in numbers["factors"]]))
 
-    page.add("<h2>4. Expected best validation accuracy versus number of trials</h2>")
-    page.add("<p>The expected maximum validation top-1 of k trials drawn with replacement from this study's trials "
-             "(Dodge et al. 2019), computed exactly from the empirical distribution: how much tuning each loss needs.</p>")
-    if numbers["expected_max"]["curves"]:
-        page.figure(plots.expected_max_lines(numbers["expected_max"]["curves"], "val_top1"), "fig-expected-max")
+    page.add("<h2>4. Seed noise next to the effect of settings</h2>")
+    page.add("<p>Both on the scale of one run: the seed std (pooled within settings) and the between-setting std with "
+             "seed noise removed. Where the second is not clearly larger, the factor matters no more than luck.</p>")
+    page.add(_table(["study / factor", "loss", "settings", "runs", "seed std", "between-setting std"],
+                    [[f"{f['study']} / {f['factor']}", loss, len(le["settings"]), le["completed"], _num(le["seed_std"]),
+                      _num(le["setting_std"])] for f in numbers["factors"] for loss, le in f["losses"].items()], left=2))
 
-    page.add("<h2>5. Hyperparameter importance</h2>")
-    importances = stats.importance(trials, metric)
-    if importances:
-        page.add("<p>Optuna's fANOVA evaluator on the recorded trials (nothing re-run). Keys that one setting changes "
-                 "together (for example an optimizer with its own learning rate) are confounded: their shares split "
-                 "one effect.</p>")
-        page.figure(plots.importance_bars(importances), "fig-importance")
+    page.add("<h2>5. Robustness of the conclusion</h2>")
+    page.add("<p>Near 100% accuracy spreads shrink for reasons unrelated to stability, so the same analysis is repeated "
+             "on the logit scale. The conservative view scores diverged runs at chance level.</p>")
+    robust = []
+    for f in numbers["factors"] + [dict(o, study="all", factor="pooled")]:
+        for view in ("logit", "conservative"):
+            v = f.get(view)
+            if v:
+                robust.append([f"{f['study']} / {f['factor']}", view, f"{_num(v['ratio'], 2)} {_ci(v['ci95'], 2)}",
+                               _p(v["p_adjusted"]), CLAIM_TEXT[v["claim"]], "yes" if v["changes_conclusion"] else "no"])
+    page.add(_table(["study / factor", "view", "ratio [95% CI]", "p (Holm)", "claim", "changes the conclusion"], robust, left=2))
+
+    page.add("<h2>6. Expected best validation accuracy versus number of configurations</h2>")
+    em = numbers["expected_max"]
+    if em["available"]:
+        page.add(f"<p>From {em['n_configs']} randomly sampled configurations run for every loss (unbiased estimator of "
+                 "Tang et al. 2020; 95% band resamples configurations, paired across losses).</p>")
+        page.figure(plots.expected_max_band(em), "fig-expected-max")
     else:
-        page.add('<p class="note">No hyperparameter varied within a loss, so there is nothing to attribute.</p>')
+        page.note(em["reason"])
 
-    page.add("<h2>6. Learning curves</h2>")
+    page.add("<h2>7. Hyperparameter importance</h2>")
+    if numbers["importance"]:
+        page.add("<p>fANOVA share of variance per hyperparameter: mean ± sd over 3 evaluator seeds, next to the same "
+                 "evaluation on a randomly permuted metric (grey). Only importances clearly above that baseline mean "
+                 "anything; keys that one setting changes together share one effect.</p>")
+        page.figure(plots.importance_bars(numbers["importance"]), "fig-importance")
+        page.add(_table(["loss", "hyperparameter", "importance", "noise baseline", "above noise"],
+                        [[loss, k, f"{_num(v['mean'], 3)} ± {_num(v['sd'], 3)}", f"{_num(v['noise_mean'], 3)} ± {_num(v['noise_sd'], 3)}",
+                          "yes" if v["above_noise"] else "no"] for loss, imp in numbers["importance"].items() for k, v in imp.items()], left=2))
+    else:
+        page.note("No hyperparameter varied within a loss over 4 or more completed runs, so there is nothing to attribute.")
+
+    page.add("<h2>8. Learning curves</h2>")
     if len(epochs):
         page.figure(plots.learning_curves(epochs), "fig-learning-curves")
     else:
-        page.add('<p class="note">No per-epoch rows in epochs/.</p>')
+        page.note("No per-epoch rows in epochs/.")
     body = "\n".join(page.parts)
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>supcon-ray: {html.escape(str(study))}</title>"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>supcon-ray: {html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body>{body}</body></html>")
     return doc, page.figure_ids
 
 
-def build_report(results_dir: str, output: str | None = None, json_path: str | None = None,
+def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Trials, epochs and study metadata of every folder; ConfigError when a folder has no trials."""
+    trials, epochs, metas = [], [], {}
+    for d in results_dirs:
+        if "://" not in d and not Path(d).is_dir():
+            raise ConfigError(f"{d}: no such folder (give a study folder, <storage>/<study>)")
+        t, e = read_results(d)
+        t, e = t.to_pandas(), e.to_pandas()
+        if t.empty:
+            raise ConfigError(f"{d}: no trials found in {d}/trials (run a study first)")
+        meta = _study_meta(d)
+        metas[str(t["study"].iloc[0])] = meta
+        trials.append(t)
+        epochs.append(e)
+    return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
+
+
+def build_report(results_dirs: list[str] | str, output: str | None = None, json_path: str | None = None,
                  metric: str = "test_top1") -> Path:
-    """Write the report for the study folder ``results_dir``; return the HTML path."""
-    trials_t, epochs_t = read_results(results_dir)
-    trials, epochs = trials_t.to_pandas(), epochs_t.to_pandas()
-    if trials.empty:
-        raise ConfigError(f"{results_dir}: no trials found in {results_dir}/trials (run a study first)")
+    """Write the report for one or more study folders; return the HTML path."""
+    dirs = [results_dirs] if isinstance(results_dirs, str) else list(results_dirs)
+    trials, epochs, metas = load(dirs)
     numeric = [c for c in trials.columns if pd.api.types.is_float_dtype(trials[c])]
-    if metric not in trials.columns or metric not in numeric:
+    if metric not in numeric:
         raise ConfigError(f"--metric: no numeric column {metric!r} in the trials; valid: {', '.join(numeric)}")
     numbers = compute(trials, metric)
-    doc, _ = render(results_dir, trials, epochs, metric, numbers)
-    out = Path(output) if output else (Path(results_dir) / "report.html" if "://" not in results_dir else Path("report.html"))
+    bases = {s: m["bases"] for s, m in metas.items() if isinstance(m.get("bases"), dict)}
+    if bases:
+        numbers["bases"] = bases
+    doc, _ = render(trials, epochs, metric, numbers, metas)
+    if output:
+        out = Path(output)
+    elif len(dirs) == 1 and "://" not in dirs[0]:
+        out = Path(dirs[0]) / "report.html"
+    else:
+        out = Path("report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(doc, encoding="utf-8")
     os.replace(tmp, out)
     if json_path:
-        meta = _study_meta(results_dir)
-        payload = {"study": meta.get("study") or str(trials["study"].iloc[0]),
-                   "scoring": "completed and diverged trials are scored (diverged at chance level); failed trials are counted, not scored",
-                   **numbers}
-        Path(json_path).write_text(json.dumps(_clean_json(payload), indent=2))
+        Path(json_path).write_text(json.dumps(_clean_json(numbers), indent=2))
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m supcon_ray.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("results_dir", help="a study folder: <storage>/<study>")
-    p.add_argument("-o", "--output", help="HTML file (default RESULTS_DIR/report.html)")
-    p.add_argument("--json", help="also write the numbers of sections 1, 3 and 4 to this JSON file")
+    p.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR", help="one or more study folders: <storage>/<study>")
+    p.add_argument("-o", "--output", help="HTML file (default RESULTS_DIR/report.html for one folder, ./report.html for several)")
+    p.add_argument("--json", help="also write every number to this JSON file")
     p.add_argument("--metric", default="test_top1", help="the trial column to compare (default test_top1)")
     args = p.parse_args(argv)
     try:
-        path = build_report(args.results_dir, args.output, args.json, args.metric)
+        path = build_report(args.results_dirs, args.output, args.json, args.metric)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

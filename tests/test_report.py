@@ -2,7 +2,6 @@
 
 import itertools
 import json
-import math
 import re
 import shutil
 import subprocess
@@ -13,43 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as sps
 
-from supcon_ray import stats
+from supcon_ray import plots, stats
 from supcon_ray.config import TrainConfig
 from supcon_ray.report import build_report, main
 from supcon_ray.storage import ResultStore
 
 
-# -- statistics -------------------------------------------------------------------------------
-def test_spread_by_hand():
-    s = stats.spread([1.0, 2.0, 3.0, 4.0])
-    assert s["n"] == 4 and s["mean"] == 2.5 and s["range"] == 3.0
-    assert s["std"] == pytest.approx(math.sqrt(5 / 3))  # sum of squares 5, ddof=1
-    assert s["iqr"] == pytest.approx(3.25 - 1.75)
-    assert math.isnan(stats.spread([0.7])["std"])
-
-
-def test_ratio_and_bootstrap_interval():
-    x = np.random.default_rng(0).normal(0.8, 0.05, 12)
-    ce, supcon = 2 * x, x
-    ratio, low, high = stats.spread_ratio_ci(ce, supcon, seed=1)
-    assert ratio == pytest.approx(2.0)  # every CE deviation is twice SupCon's
-    assert (low, high) == stats.spread_ratio_ci(ce, supcon, seed=1)[1:]  # same seed, same interval
-    other = stats.spread_ratio_ci(ce, supcon, seed=2)[1:]
-    assert other != (low, high)  # a different seed resamples differently...
-    assert abs(other[0] - low) < 0.3 and abs(other[1] - high) < 0.6  # ...but the interval is stable
-    assert low < 2.0 < high
-
-
-def test_brown_forsythe_matches_anova_on_median_deviations():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0, 1, 9), rng.normal(0, 3, 7)
-    stat, p = stats.brown_forsythe(a, b)
-    by_hand = sps.f_oneway(np.abs(a - np.median(a)), np.abs(b - np.median(b)))
-    assert stat == pytest.approx(by_hand.statistic) and p == pytest.approx(by_hand.pvalue)
-
-
+# -- statistics that the report formats (the rest: tests/test_stats.py) ------------------------------
 @pytest.mark.parametrize("values", [[0.3], [0.5, 0.1], [0.2, 0.9, 0.4], [0.1, 0.1, 0.6, 0.3, 0.8], [0.5, 0.2, 0.7, 0.7, 0.1, 0.9]])
 def test_expected_max_matches_enumeration(values):
     n = len(values)
@@ -59,50 +29,49 @@ def test_expected_max_matches_enumeration(values):
         assert stats.expected_max(values, k) == pytest.approx(brute, abs=1e-12)
 
 
-def test_noise_floor_by_hand():
-    df = pd.DataFrame({
-        "factor": ["lr"] * 4, "loss": ["ce"] * 4, "setting": ["a", "a", "b", "b"],
-        "status": ["completed"] * 4, "test_top1": [0.5, 0.7, 0.8, 0.8],
-    })
-    row = stats.noise_floor(df, "test_top1")[0]
-    assert row["seed_std"] == pytest.approx(math.sqrt((0.02 + 0.0) / 2))  # variances 0.02 and 0
-    assert row["setting_std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
-
-
 def test_diverged_count_at_chance_failed_are_counted_not_scored():
     df = pd.DataFrame({"status": ["completed", "diverged", "failed"], "test_top1": [0.9, 0.1, np.nan]})
     assert list(stats.scored(df, "test_top1")["test_top1"]) == [0.9, 0.1]
+    assert list(stats.completed(df, "test_top1")["test_top1"]) == [0.9]
     assert stats.status_counts(df) == {"completed": 1, "diverged": 1, "failed": 1}
 
 
-def test_verdicts():
-    assert "not enough trials to tell" in stats.verdict("lr", 3, 2, 2, 2.0, math.nan, math.nan, math.nan)
-    assert "only one setting" in stats.verdict("lr", 1, 9, 9, 2.0, 1.5, 3.0, 0.01)
-    assert "SupCon's accuracy varies less" in stats.verdict("lr", 3, 9, 9, 2.0, 1.5, 3.0, 0.01)
-    assert "do not show a difference" in stats.verdict("lr", 3, 9, 9, 1.1, 0.6, 2.0, 0.5)
+def test_numeric_factors_sit_on_a_numeric_axis():
+    df = pd.DataFrame({"setting": ["batch_size=1024", "batch_size=256", "batch_size=2048", "batch_size=512"],
+                       "batch_size": [1024, 256, 2048, 512]})
+    positions, log = plots.setting_axis(df, "batch_size")
+    assert positions == {"batch_size=1024": 1024.0, "batch_size=256": 256.0, "batch_size=2048": 2048.0, "batch_size=512": 512.0}
+    assert log
+    assert plots.setting_axis(pd.DataFrame({"setting": ["optimizer=sgd"], "optimizer": ["sgd"]}), "optimizer") == (None, False)
 
 
 # -- a synthetic study on disk ------------------------------------------------------------------
-def _write_study(root: Path, losses=("supcon", "ce"), settings=("sgd", "lars", "rmsprop"), seeds=(0, 1, 2)) -> Path:
-    store = ResultStore(str(root), "synthetic")
+FACTORS = {"optimizer": [{"optimizer": o} for o in ("sgd", "lars", "rmsprop", "adamw")],
+           "lr": [{"lr": v} for v in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)]}
+
+
+def _write_study(root: Path, name="synthetic", losses=("supcon", "ce"), factors=None, seeds=(0, 1, 2), ce_slope=0.08) -> Path:
+    store = ResultStore(str(root), name)
     rng = np.random.default_rng(0)
     now = datetime.now(timezone.utc)
     base = {"supcon": 0.9, "ce": 0.85}
-    for loss in losses:
-        for i, setting in enumerate(settings):
-            for seed in seeds:
-                diverged = loss == "ce" and setting == "lars" and seed == 0
-                acc = 0.1 if diverged else base[loss] - (0.02 if loss == "supcon" else 0.1) * i + rng.normal(0, 0.01)
-                train = TrainConfig(loss=loss, optimizer=setting, seed=seed, lr=0.1 * (i + 1)).model_dump()
-                tid = f"{loss}-{setting}-s{seed}"
-                row = {**train, "study": "synthetic", "trial_id": tid, "factor": "optimizer", "setting": f"optimizer={setting}",
-                       "design": "one_factor", "status": "diverged" if diverged else "completed", "test_top1": acc,
-                       "val_top1": acc + 0.01, "chance_top1": 0.1, "started_at": now, "finished_at": now}
-                epochs = [{"stage": "pretrain" if loss == "supcon" else "ce", "epoch": e, "train_loss": 3.0 / e,
-                           "lr": 0.1, "images_per_second": 100.0, "val_top1": None, "epoch_seconds": 1.0} for e in (1, 2, 3)]
-                store.write_trial(row, epochs)
-    store.write_text("study.yaml", "study: synthetic\ndescription: A synthetic study for tests.\n")
-    return root / "synthetic"
+    for factor, settings in (factors or FACTORS).items():
+        for loss in losses:
+            for i, values in enumerate(settings):
+                for seed in seeds:
+                    diverged = loss == "ce" and i == 1 and seed == 0
+                    slope = ce_slope if loss == "ce" else 0.01
+                    acc = 0.1 if diverged else base[loss] - slope * abs(i - 1.5) + rng.normal(0, 0.005)
+                    train = TrainConfig(loss=loss, seed=seed, **values).model_dump()
+                    label = ",".join(f"{k}={v}" for k, v in values.items())
+                    row = {**train, "study": name, "trial_id": f"{loss}-{factor}-{label}-s{seed}", "factor": factor,
+                           "setting": label, "design": "one_factor", "status": "diverged" if diverged else "completed",
+                           "test_top1": acc, "val_top1": acc + 0.01, "chance_top1": 0.1, "started_at": now, "finished_at": now}
+                    epochs = [{"stage": "pretrain" if loss == "supcon" else "ce", "epoch": e, "train_loss": 3.0 / e,
+                               "lr": 0.1, "images_per_second": 100.0, "val_top1": None, "epoch_seconds": 1.0} for e in (1, 2, 3)]
+                    store.write_trial(row, epochs)
+    store.write_text("study.yaml", f"study: {name}\ndescription: A synthetic study for tests.\n")
+    return root / name
 
 
 def test_report_numbers_and_json(tmp_path):
@@ -110,15 +79,45 @@ def test_report_numbers_and_json(tmp_path):
     out = build_report(str(folder), json_path=str(tmp_path / "summary.json"))
     assert out.is_file() and out.stat().st_size > 1_000_000  # plotly.js embedded: works offline
     summary = json.loads((tmp_path / "summary.json").read_text())
-    head = summary["headline"][0]
-    assert head["losses"]["ce"]["diverged"] == 1 and head["losses"]["ce"]["n"] == 9  # the diverged trial is scored
-    assert head["ratio_ce_over_supcon"] > 1 and head["ratio_ci95"][0] is not None
-    assert len(summary["expected_max"]["curves"]["supcon"]) == 9
-    assert {r["loss"] for r in summary["noise_floor"]} == {"supcon", "ce"}
+    assert summary["metric"] == "test_top1" and summary["studies"] == ["synthetic"]
+    by_factor = {f["factor"]: f for f in summary["factors"]}
+    lr, opt = by_factor["lr"], by_factor["optimizer"]
+    assert lr["n_settings"] == 6 and lr["paired_settings"] == 6
+    ce = lr["losses"]["ce"]
+    assert (ce["completed"], ce["diverged"], ce["failed"]) == (17, 1, 0) and ce["divergence_rate"] == pytest.approx(1 / 18)
+    assert ce["settings"]["lr=0.01"]["n"] == 3 and ce["settings"]["lr=0.03"]["n"] == 2  # spread on completed runs
+    assert min(s["drop_from_best"] for s in ce["settings"].values()) == 0
+    assert lr["ratio"] > 1 and lr["claim"] == "supcon_less_sensitive", lr["sentence"]
+    assert lr["p_adjusted"] >= lr["p_value"]
+    assert opt["claim"] == "insufficient" and "cannot tell" in opt["sentence"]  # 4 settings cannot reach 0.05
+    assert summary["overall"]["claim"] in ("supcon_less_sensitive", "no_difference")
+    assert summary["divergence"]["per_loss"]["ce"]["diverged"] == 2
+    assert summary["expected_max"]["available"] is False and "random" in summary["expected_max"]["reason"]
+    assert {"lr", "optimizer"} <= set(summary["importance"]["ce"])
+    assert set(summary["importance"]["ce"]["lr"]) == {"mean", "sd", "noise_mean", "noise_sd", "above_noise"}
+    assert {"ratio", "claim", "changes_conclusion"} <= set(lr["logit"]) and "conservative" in lr
+
+
+def test_combined_report_is_one_family(tmp_path, capsys):
+    a = _write_study(tmp_path, "optimizers", factors={"optimizer": FACTORS["optimizer"]})
+    b = _write_study(tmp_path, "learning_rates", factors={"lr": FACTORS["lr"]}, ce_slope=0.002)
+    out = tmp_path / "fig4a.html"
+    assert main([str(a), str(b), "-o", str(out), "--json", str(tmp_path / "fig4a.json")]) == 0
+    summary = json.loads((tmp_path / "fig4a.json").read_text())
+    assert summary["studies"] == ["learning_rates", "optimizers"]
+    assert [(f["study"], f["factor"]) for f in summary["factors"]] == [("learning_rates", "lr"), ("optimizers", "optimizer")]
+    assert summary["overall"]["factors"] == ["learning_rates/lr", "optimizers/optimizer"] and summary["overall"]["n_settings"] == 10
+    lr = summary["factors"][0]
+    # Holm over the testable factor (lr) and the pooled test: a family of 2
+    assert lr["p_adjusted"] >= min(1.0, 2 * lr["p_value"]) - 1e-12 or lr["p_adjusted"] >= summary["overall"]["p_adjusted"]
+    assert out.is_file() and "optimizers" in out.read_text()
 
 
 def test_report_bad_input(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
     assert "no trials found" in capsys.readouterr().err
     folder = _write_study(tmp_path)
     assert main([str(folder), "--metric", "speed"]) == 2
@@ -126,9 +125,9 @@ def test_report_bad_input(tmp_path, capsys):
 
 
 def test_report_with_one_loss_and_one_setting_still_renders(tmp_path):
-    folder = _write_study(tmp_path, losses=("supcon",), settings=("sgd",))
+    folder = _write_study(tmp_path, losses=("supcon",), factors={"optimizer": FACTORS["optimizer"][:1]})
     html = build_report(str(folder)).read_text()
-    assert "needs both losses" in html and "single setting" in html
+    assert "needs both losses" in html and "single setting" in html and "cannot tell" in html
 
 
 # -- the page in a real browser -----------------------------------------------------------------
@@ -157,7 +156,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     errors = [line for line in console if re.search(r"Uncaught|Error|error", line)]
     assert not errors, errors
     html = dom.stdout
-    expected = ["fig-settings-optimizer", "fig-noise-floor", "fig-expected-max", "fig-importance", "fig-learning-curves"]
+    expected = ["fig-sensitivity", "fig-settings", "fig-importance", "fig-learning-curves"]
     for div_id in expected:
         start = html.find(f'id="{div_id}"')
         assert start >= 0, f"plot container {div_id} missing"

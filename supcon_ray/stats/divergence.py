@@ -1,0 +1,37 @@
+"""Divergence as its own result: counts per loss and an exact test between the losses."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from scipy import stats as sps
+
+from .scoring import divergence_rate, status_counts
+
+
+def divergence_summary(trials: pd.DataFrame) -> dict[str, Any]:
+    """Per loss ``{completed, diverged, failed, divergence_rate}``, and Fisher's exact test of equal
+    divergence rates between CE and SupCon (two-sided; NaN when either loss finished nothing)."""
+    per_loss = {}
+    for loss, g in trials.groupby("loss", sort=True):
+        counts = status_counts(g)
+        per_loss[str(loss)] = {**counts, "divergence_rate": divergence_rate(counts)}
+    out: dict[str, Any] = {"per_loss": per_loss, "fisher_p": math.nan, "odds_ratio": math.nan}
+    ce, sup = per_loss.get("ce"), per_loss.get("supcon")
+    if ce and sup and ce["completed"] + ce["diverged"] and sup["completed"] + sup["diverged"]:
+        res = sps.fisher_exact([[ce["diverged"], ce["completed"]], [sup["diverged"], sup["completed"]]])
+        out["fisher_p"], out["odds_ratio"] = float(res.pvalue), float(res.statistic)
+    return out
+
+
+def sentence(summary: dict[str, Any], scope: str) -> str:
+    """One plain sentence on divergence for ``scope`` (a factor or the whole report)."""
+    parts = [f"{loss} {c['diverged']}/{c['completed'] + c['diverged']}" for loss, c in summary["per_loss"].items()]
+    text = f"{scope}: diverged runs " + ", ".join(parts)
+    p = summary["fisher_p"]
+    if math.isnan(p):
+        return text + "."
+    verdict = "the rates differ" if p < 0.05 else "no difference in divergence rate is detectable"
+    return f"{text} (Fisher exact p = {p:.3g}: {verdict})."
