@@ -138,7 +138,7 @@ def test_one_diverged_run_does_not_drive_the_ratio():
     f = analyze_factors(df, "test_top1")[0][0]
     assert f["ratio"] < 1 and f["ratio"] == pytest.approx(clean["ratio"], rel=0.3)
     assert f["losses"]["ce"]["diverged"] == 1 and f["losses"]["ce"]["divergence_rate"] == pytest.approx(1 / 18)
-    assert f["conservative"]["ratio"] != pytest.approx(f["ratio"])  # the run scored at chance, in its own view
+    assert f["conservative"]["ratio"] > 1 > f["ratio"]  # scored at chance, the diverged run shows in its own view
 
 
 def test_unpaired_settings_are_never_compared():

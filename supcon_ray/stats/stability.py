@@ -8,7 +8,8 @@ equal ``sigma_a`` and the inverted interval of ``sigma_a(CE) / sigma_a(SupCon)``
 over every factor is the report-level conclusion. One Holm family covers every factor test and the
 pooled test. A factor whose design cannot reach alpha at all (too few settings) is ``insufficient``,
 decided from the design alone. Two sensitivity views are computed the same way: the logit scale
-(ceiling effects) and the conservative view that scores diverged runs at chance.
+(ceiling effects), and the conservative view, which scores diverged runs at chance and subtracts
+nothing for seed noise, so that a setting where some seeds diverge counts as a sensitive one.
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
     return f"[{one(ci[0])}, {one(ci[1])}]"
 
 
-def _tables(rows: pd.DataFrame, metric: str, transform=None) -> dict[str, SettingTable]:
+def _tables(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bool = True) -> dict[str, SettingTable]:
     out = {}
     for loss, g in rows.groupby("loss", sort=True):
         y = g[metric].astype(float)
         if transform is not None:
             y = pd.Series(transform(y.to_numpy()), index=y.index)
-        out[str(loss)] = SettingTable.from_values(g["setting"].astype(str), y)
+        table = SettingTable.from_values(g["setting"].astype(str), y)
+        if not remove_seed_noise:  # the spread of setting means, seed noise (and divergence) included
+            table = SettingTable(table.settings, table.n, table.mean, np.zeros_like(table.ss))
+        out[str(loss)] = table
     return out
 
 
@@ -56,9 +60,9 @@ def _paired(tables: dict[str, SettingTable]) -> tuple[list[str], list[str]]:
     return sorted(ce & sup), sorted(ce ^ sup)
 
 
-def _view(rows: pd.DataFrame, metric: str, transform=None):
+def _view(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bool = True):
     """Paired comparison of one view of the data: ``(result or None, block or None, paired, unpaired, tables)``."""
-    tables = _tables(rows, metric, transform)
+    tables = _tables(rows, metric, transform, remove_seed_noise)
     paired, unpaired = _paired(tables)
     if len(paired) < 2:
         return None, None, paired, unpaired, tables
@@ -120,72 +124,71 @@ def _loss_entry(g: pd.DataFrame, table: SettingTable | None) -> dict[str, Any]:
             "settings": setting_means(table, comp.seed_std)}
 
 
+def _testable_p(r: PairedResult | None) -> float:
+    """A test's p-value if its design can reach alpha at all, else NaN (left out of the Holm family,
+    a choice made from the design alone)."""
+    return r.p_value if r is not None and r.min_p <= ALPHA else math.nan
+
+
+def _holm_family(results: list[PairedResult | None], pooled: PairedResult | None) -> tuple[list[float], float]:
+    """Holm-adjusted p-values of every factor and of the pooled test, as one family. With a single
+    factor the pooled test is that factor's test and is not counted twice."""
+    if len(results) == 1:
+        adjusted = holm([_testable_p(results[0])])
+        return adjusted, adjusted[0]
+    adjusted = holm([_testable_p(r) for r in results] + [_testable_p(pooled)])
+    return adjusted[:-1], adjusted[-1]
+
+
 def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every (study, factor) entry and the pooled ``overall`` entry (see the module docstring).
 
     ``sensitivity=False`` skips the logit and conservative views (for simulations).
     """
-    trials = trials.copy()
     if "study" not in trials:
-        trials["study"] = "study"
+        trials = trials.assign(study="study")
+    views = ["main", "logit", "conservative"] if sensitivity else ["main"]
+    results: dict[str, list[PairedResult | None]] = {v: [] for v in views}
+    blocks: dict[str, list[tuple[SettingTable, SettingTable]]] = {v: [] for v in views}
     factors: list[dict[str, Any]] = []
-    tests: list[PairedResult | None] = []
-    views: dict[str, list[PairedResult | None]] = {"logit": [], "conservative": []}
-    blocks: dict[str, list[tuple[SettingTable, SettingTable]]] = {"main": [], "logit": [], "conservative": []}
     for (study, factor), g in trials.groupby(["study", "factor"], sort=True):
         done = completed(g, metric)
-        r, block, paired, unpaired, tables = _view(done, metric)
-        rl, block_l, *_ = _view(done, metric, logit) if sensitivity else (None, None)
-        rc, block_c, *_ = _view(scored(g, metric), metric) if sensitivity else (None, None)
-        for name, b in (("main", block), ("logit", block_l), ("conservative", block_c)):
-            if b is not None:
-                blocks[name].append(b)
-        losses = {str(x): _loss_entry(lg, tables.get(str(x))) for x, lg in g.groupby("loss", sort=True)}
-        fisher = div.divergence_summary(g)
-        factors.append({"study": str(study), "factor": str(factor), "n_settings": int(g["setting"].nunique()),
-                        "paired_settings": len(paired), "unpaired_settings": unpaired, "losses": losses,
-                        **_result_dict(r), "divergence_fisher_p": fisher["fisher_p"],
-                        "_reason": _insufficient_reason(set(losses), paired, r)})
-        tests.append(r)
-        views["logit"].append(rl)
-        views["conservative"].append(rc)
+        for view in views:
+            rows = scored(g, metric) if view == "conservative" else done
+            r, block, paired, unpaired, tables = _view(rows, metric, logit if view == "logit" else None,
+                                                       remove_seed_noise=view != "conservative")
+            results[view].append(r)
+            if block is not None:
+                blocks[view].append(block)
+            if view == "main":
+                losses = {str(x): _loss_entry(lg, tables.get(str(x))) for x, lg in g.groupby("loss", sort=True)}
+                factors.append({"study": str(study), "factor": str(factor), "n_settings": int(g["setting"].nunique()),
+                                "paired_settings": len(paired), "unpaired_settings": unpaired, "losses": losses,
+                                **_result_dict(r), "divergence_fisher_p": div.divergence_summary(g)["fisher_p"],
+                                "_reason": _insufficient_reason(set(losses), paired, r)})
 
-    overall_r = {name: (compare(b, ALPHA) if b else None) for name, b in blocks.items()}
-    single = len(factors) == 1
-    family = [(r.p_value if r is not None and r.min_p <= ALPHA else math.nan) for r in tests]
-    if not single:
-        family.append(overall_r["main"].p_value if overall_r["main"] is not None and overall_r["main"].min_p <= ALPHA else math.nan)
-    adjusted = holm(family)
-    for entry, r, p_adj in zip(factors, tests, adjusted):
+    pooled = {v: (compare(blocks[v], ALPHA) if blocks[v] else None) for v in views}
+    adjusted, pooled_adjusted = _holm_family(results["main"], pooled["main"])
+    for entry, r, p_adj in zip(factors, results["main"], adjusted):
         claim = _claim(r, p_adj)
-        sig = (entry["losses"].get("ce", {}).get("setting_std", math.nan), entry["losses"].get("supcon", {}).get("setting_std", math.nan))
+        sig = tuple(entry["losses"].get(x, {}).get("setting_std", math.nan) for x in PAIR)
         entry.update(p_adjusted=p_adj, claim=claim,
                      sentence=_sentence(f"{entry['study']} / {entry['factor']}", claim, r, p_adj, entry.pop("_reason"), sig))
-    for view in ("logit", "conservative") if sensitivity else ():
-        fam = [(r.p_value if r is not None and r.min_p <= ALPHA else math.nan) for r in views[view]]
-        for entry, r, p_adj in zip(factors, views[view], holm(fam)):
+
+    o = pooled["main"]
+    claim = _claim(o, pooled_adjusted)
+    reason = ("No factor has 2 or more settings run for both SupCon and CE." if o is None else
+              f"With {o.n_settings} paired settings over all factors the smallest possible p-value is {o.min_p:.3g}, "
+              f"above alpha = {ALPHA}.")
+    overall = {"factors": [f"{e['study']}/{e['factor']}" for e in factors], "n_settings": o.n_settings if o else 0,
+               **_result_dict(o), "p_adjusted": pooled_adjusted, "claim": claim,
+               "sentence": _sentence("All factors pooled", claim, o, pooled_adjusted, reason)}
+
+    for view in views[1:]:
+        adjusted, pooled_adjusted = _holm_family(results[view], pooled[view])
+        for entry, r, p_adj in [*zip(factors, results[view], adjusted), (overall, pooled[view], pooled_adjusted)]:
             entry[view] = {**_result_dict(r), "p_adjusted": p_adj, "claim": _claim(r, p_adj)}
             entry[view]["changes_conclusion"] = entry[view]["claim"] != entry["claim"]
-
-    o = overall_r["main"]
-    p_adj = adjusted[-1] if not single else (factors[0]["p_adjusted"] if factors else math.nan)
-    names = [f"{e['study']}/{e['factor']}" for e in factors]
-    if o is None:
-        claim, reason = "insufficient", "No factor has 2 or more settings run for both SupCon and CE."
-    else:
-        claim = _claim(o, p_adj)
-        reason = (f"With {o.n_settings} paired settings over all factors the smallest possible p-value is "
-                  f"{o.min_p:.3g}, above alpha = {ALPHA}.")
-    overall = {"factors": names, "n_settings": o.n_settings if o else 0, **_result_dict(o), "p_adjusted": p_adj,
-               "claim": claim, "sentence": _sentence("All factors pooled", claim, o, p_adj, reason)}
-    for view in ("logit", "conservative") if sensitivity else ():
-        ov = overall_r[view]
-        fam = [(r.p_value if r is not None and r.min_p <= ALPHA else math.nan) for r in views[view]]
-        if not single:
-            fam.append(ov.p_value if ov is not None and ov.min_p <= ALPHA else math.nan)
-        pv = holm(fam)[-1] if fam else math.nan
-        overall[view] = {**_result_dict(ov), "p_adjusted": pv, "claim": _claim(ov, pv)}
-        overall[view]["changes_conclusion"] = overall[view]["claim"] != claim
     return factors, overall
 
 
