@@ -5,10 +5,16 @@ Every policy takes uint8 image tensors ``[C, H, W]`` and returns normalised floa
 
 * ``none``: normalisation only (evaluation).
 * ``basic``: random crop with padding + horizontal flip.
-* ``simaugment``: SimCLR's augmentation: random resized crop, flip, colour jitter, grayscale.
-* ``autoaugment``: crop + flip + AutoAugment's learned CIFAR-10 policy.
+* ``simaugment``: the paper's SimAugment (supplement): SimCLR's random resized crop, flip, colour
+  jitter and grayscale, plus a random rotation, Gaussian blur and, last, a random warp.
+* ``autoaugment``: crop + flip + AutoAugment's learned policy for the dataset: CIFAR-10's for a
+  CIFAR dataset, SVHN's for SVHN, ImageNet's for anything else (:func:`autoaugment_policy`).
 * ``randaugment``: crop + flip + RandAugment (2 ops, magnitude 9).
-* ``stacked_randaugment``: SimAugment followed by RandAugment (Tian et al. 2020, as in the paper).
+* ``stacked_randaugment``: crop + flip, RandAugment, then colour jitter and grayscale (Tian et al.
+  2020, as the paper applies it: RandAugment before the colour distortion).
+
+Where the paper gives no number (rotation range, blur and warp strength), the values are this
+module's choices and are stated next to each transform.
 """
 
 from __future__ import annotations
@@ -29,30 +35,60 @@ def _crop_flip(size: int) -> list:
     return [v2.RandomCrop(size, padding=max(1, size // 8), padding_mode="reflect"), v2.RandomHorizontalFlip()]
 
 
-def _sim(size: int) -> list:
-    return [
-        v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-    ]
+def _resized_crop_flip(size: int) -> list:
+    return [v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True), v2.RandomHorizontalFlip()]
 
 
-AUGMENTATIONS: dict[str, Callable[[int], list]] = {
-    "none": lambda size: [],
-    "basic": _crop_flip,
+def _colour() -> list:
+    return [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2)]
+
+
+def _blur(size: int) -> v2.Transform:
+    kernel = max(3, (size // 10) | 1)  # odd, about 10% of the side (as in SimCLR)
+    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5)
+
+
+def _sim(size: int, dataset: str = "") -> list:
+    return (_resized_crop_flip(size)
+            + [v2.RandomApply([v2.RandomRotation(15)], p=0.5)]  # +-15 degrees, half the time
+            + _colour()
+            + [_blur(size),
+               # the "sparse image warp" at the end, half the time: a smooth random displacement field
+               # (torchvision's elastic transform; alpha 50 moves pixels by about one to two pixels at
+               # these smoothness scales; the smoothing kernel must stay smaller than the image)
+               v2.RandomApply([v2.ElasticTransform(alpha=50.0, sigma=min(5.0, size / 8))], p=0.5)])
+
+
+def autoaugment_policy(dataset: str) -> v2.AutoAugmentPolicy:
+    """AutoAugment's policy for ``dataset``: CIFAR-10's for CIFAR, SVHN's for SVHN, else ImageNet's.
+
+    For ``parquet:DIR`` and ``imagefolder:DIR`` the folder's name decides (``.../cifar10`` is CIFAR).
+    """
+    name = dataset.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1].lower()
+    if "cifar" in name:
+        return v2.AutoAugmentPolicy.CIFAR10
+    if "svhn" in name:
+        return v2.AutoAugmentPolicy.SVHN
+    return v2.AutoAugmentPolicy.IMAGENET
+
+
+#: name -> builder(size, dataset) of the random part of the policy
+AUGMENTATIONS: dict[str, Callable[[int, str], list]] = {
+    "none": lambda size, dataset: [],
+    "basic": lambda size, dataset: _crop_flip(size),
     "simaugment": _sim,
-    "autoaugment": lambda size: _crop_flip(size) + [v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)],
-    "randaugment": lambda size: _crop_flip(size) + [v2.RandAugment(num_ops=2, magnitude=9)],
-    "stacked_randaugment": lambda size: _sim(size) + [v2.RandAugment(num_ops=2, magnitude=9)],
+    "autoaugment": lambda size, dataset: _crop_flip(size) + [v2.AutoAugment(autoaugment_policy(dataset))],
+    "randaugment": lambda size, dataset: _crop_flip(size) + [v2.RandAugment(num_ops=2, magnitude=9)],
+    "stacked_randaugment": lambda size, dataset: (_resized_crop_flip(size) + [v2.RandAugment(num_ops=2, magnitude=9)]
+                                                  + _colour()),
 }
 
 
-def build_transform(name: str, size: int, mean: Sequence[float], std: Sequence[float]) -> Transform:
-    """The policy ``name`` for ``size`` x ``size`` images normalised with ``mean`` / ``std``."""
+def build_transform(name: str, size: int, mean: Sequence[float], std: Sequence[float], dataset: str = "") -> v2.Compose:
+    """The policy ``name`` for ``size`` x ``size`` images of ``dataset``, normalised with ``mean`` / ``std``."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
-    return v2.Compose(AUGMENTATIONS[name](size) + _finish(mean, std))
+    return v2.Compose(AUGMENTATIONS[name](size, dataset) + _finish(mean, std))
 
 
 class MultiView:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .augment import AUGMENTATIONS
 from .data import validate_dataset_name
-from .losses import LOSSES
+from .losses import LOSSES, REFERENCE_BASE_TEMPERATURE
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
 
@@ -54,12 +54,24 @@ class TrainConfig(BaseModel):
     nesterov: bool = False
     schedule: str = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
+    lr_decay_rate: float = Field(0.97, gt=0, le=1)  # schedule "exponential": x rate every lr_decay_epochs
+    lr_decay_epochs: float = Field(2.4, gt=0)
+    rmsprop_eps: float = Field(1.0, gt=0)  # the paper's RMSProp epsilon
     augment: str = "simaugment"
     temperature: float = Field(0.1, gt=0)
-    base_temperature: float | None = Field(None, gt=0)
+    # loss x tau / base_temperature, as the public reference implementation does (tau_b = 0.07), so
+    # the gradient's scale does not move with tau; False: factor 1 (gradient ~ 1 / tau)
+    temperature_scaling: bool = True
+    base_temperature: float = Field(REFERENCE_BASE_TEMPERATURE, gt=0)
     variant: Literal["out", "in"] = "out"
     loss_method: Literal["auto", "dense", "blockwise"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # L2-normalise the encoder output r before the projection head and the linear classifier (the
+    # paper; its TensorFlow code does too). CE end-to-end training is unaffected.
+    normalize_representation: bool = True
+    # linear stage: "cached" unaugmented frozen-encoder features (fast), or "augmented" images
+    # through the frozen encoder each step (the paper)
+    linear_stage: Literal["cached", "augmented"] = "cached"
     linear_optimizer: str = "sgd"
     linear_lr: float = Field(0.1, gt=0)
     linear_batch_size: int = Field(256, ge=1)
@@ -70,7 +82,10 @@ class TrainConfig(BaseModel):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
     sync_bn: bool = False
-    amp: bool | None = None  # None: on when training on a GPU
+    # mixed precision: "auto" = bf16 on CUDA (fp16 where bf16 is unsupported), off on CPU; "bf16" and
+    # "fp16" (with a gradient scaler) also run on CPU through CPU autocast. The loss stays float32.
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    deterministic: bool = True  # on CUDA: deterministic cuDNN / cuBLAS kernels, no cuDNN autotuning
     channels_last: bool | None = None  # None: on when training on a GPU
 
     _names = field_validator("loss")(_one_of("loss", LOSSES))
@@ -78,6 +93,12 @@ class TrainConfig(BaseModel):
     _optims = field_validator("optimizer", "linear_optimizer")(_one_of("optimizer", OPTIMIZERS))
     _scheds = field_validator("schedule")(_one_of("schedule", SCHEDULES))
     _augs = field_validator("augment")(_one_of("augmentation", tuple(AUGMENTATIONS)))
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_from_bool(cls, value):
+        # the former boolean flag: false -> "off", true -> "auto" (which was its meaning)
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("dataset")
     @classmethod

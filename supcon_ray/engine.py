@@ -9,8 +9,21 @@ described by a :class:`_Stage`.
 The loop runs the same way in one process and inside each Ray Train worker: a :class:`Session`
 says which rank it is, on which device, and where metrics and checkpoints go. Each epoch it
 reports ``epoch, stage, train_loss, lr, images_per_second, val_top1`` (validation top-1 where the
-stage evaluates) and a checkpoint (network, optimizer, scheduler, RNG state, epoch, history) from
-which a resumed run continues exactly. Test top-1 is measured once, at the end.
+stage evaluates; ``images_per_second`` counts every view a contrastive step sees) and a checkpoint
+(network, optimizer, scheduler, gradient-scaler and RNG state, epoch, history) from which a resumed
+run continues exactly, with DataLoader workers too: each epoch's worker seeds are drawn from the
+checkpointed RNG. Test top-1 is measured once, at the end.
+
+Mixed precision (``TrainConfig.amp``) runs the forward pass under ``torch.autocast`` for the
+training device, CPU included, so CPU bf16 autocast exercises the GPU code path; fp16 adds a
+gradient scaler. The contrastive loss always computes in float32. On CUDA, ``deterministic``
+(default on) selects deterministic cuDNN / cuBLAS kernels, which with the seeds makes same-seed
+runs repeat.
+
+The linear stage of a contrastive run trains the classifier on ``r`` from the frozen encoder,
+either on features computed once and kept on the training device (``linear_stage="cached"``, the
+default; batches are indexed straight from the tensors) or on augmented images through the frozen
+encoder every step (``"augmented"``, as in the paper).
 
 A non-finite loss ends the run cleanly with ``status="diverged"``, the stage and epoch it happened,
 and ``test_top1 = val_top1 = 1 / num_classes`` (chance level, so a stability study counts the run
@@ -21,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +43,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler
 
 from .augment import MultiView, build_transform
 from .config import ConfigError, TrainConfig
@@ -41,6 +55,8 @@ from .optim import build_optimizer, build_scheduler
 STAGES = {"supcon": ("pretrain", "linear"), "simclr": ("pretrain", "linear"), "ce": ("ce",)}
 #: ``reporter(metrics, state)``: ``state`` is the checkpoint dict on rank 0, ``{"rng": ...}`` elsewhere.
 Reporter = Callable[[dict[str, Any], dict[str, Any] | None], None]
+#: Features and labels held in memory on the training device (the cached linear stage).
+Cached = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -59,7 +75,7 @@ class Session:
 class _Stage:
     name: str
     module: nn.Module  # what is trained (and wrapped in DDP when distributed)
-    dataset: torch.utils.data.Dataset
+    dataset: torch.utils.data.Dataset | Cached  # images through a DataLoader, or in-memory tensors
     objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     epochs: int
     batch_size: int  # global
@@ -68,6 +84,7 @@ class _Stage:
     weight_decay: float
     distributed: bool  # False: every rank runs the stage identically on the full data
     evaluate: Callable[[], float] | None  # validation top-1 after each epoch
+    views: int = 1  # images per sample in a step (2 for contrastive pre-training)
 
 
 class _Diverged(Exception):
@@ -84,27 +101,95 @@ def _all_reduce_sum(values: list[float], session: Session) -> list[float]:
     return t.tolist()
 
 
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``TrainConfig.amp`` on ``device``, or None for full precision."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("amp: bf16 is not supported on this GPU; use --amp fp16 or --amp off")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
 def _amp_context(cfg: TrainConfig, device: torch.device):
-    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    if not use_amp or device.type != "cuda":
-        return torch.autocast(device_type="cpu", enabled=False), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return torch.autocast(device_type="cuda", dtype=dtype), scaler
+    """(autocast context, gradient scaler or None) for the training device."""
+    dtype = amp_dtype(cfg.amp, device)
+    if dtype is None:
+        return torch.autocast(device_type=device.type, enabled=False), None
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return torch.autocast(device_type=device.type, dtype=dtype), scaler
+
+
+def _cuda_determinism(enabled: bool) -> None:
+    """Deterministic (or autotuned) cuDNN / cuBLAS kernels for this process."""
+    if enabled:
+        # cuBLAS reads this when it creates its handle, i.e. before the first matmul on the device
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+    # warn_only: an op with no deterministic CUDA kernel warns instead of stopping the run
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+
+
+def contrastive_loss(cfg: TrainConfig) -> SupConLoss:
+    """The run's SupCon / SimCLR loss; scaled by ``tau / base_temperature`` when ``temperature_scaling``."""
+    base = cfg.base_temperature if cfg.temperature_scaling else None
+    return SupConLoss(cfg.temperature, base, cfg.variant, method=cfg.loss_method)
+
+
+class _FrozenProbe(nn.Module):
+    """A linear classifier on ``r`` from a frozen encoder (the augmented linear stage).
+
+    Only the classifier is a submodule: the optimizer, DistributedDataParallel and ``train()`` see
+    its parameters alone, and the encoder runs in eval mode (frozen BatchNorm) without gradients.
+    """
+
+    def __init__(self, representation: nn.Module, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self._frozen = (representation,)  # a tuple attribute is not registered as a submodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        representation = self._frozen[0]
+        representation.eval()
+        with torch.no_grad():
+            r = representation(x)
+        return self.classifier(r)
+
+
+def _cached_batches(data: Cached, batch_size: int, seed: int, epoch: int):
+    """Shuffled batches indexed straight from in-memory tensors (the last partial batch dropped).
+
+    The order is the one ``DistributedSampler(seed=seed)`` gives one replica at ``epoch``.
+    """
+    features, labels = data
+    gen = torch.Generator()
+    gen.manual_seed(seed + epoch)
+    order = torch.randperm(len(labels), generator=gen).to(features.device)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        idx = order[start:start + batch_size]
+        yield features.index_select(0, idx), labels.index_select(0, idx)
 
 
 @torch.no_grad()
 def _top1(module: nn.Module, dataset, batch_size: int, session: Session, shard: bool) -> float:
-    """Top-1 accuracy of ``module`` on ``dataset``; sharded over ranks when ``shard``."""
+    """Top-1 accuracy of ``module`` on ``dataset`` (images, or cached features); sharded over ranks when ``shard``."""
     was_training = module.training
     module.eval()
-    indices = range(session.rank, len(dataset), session.world_size) if shard else range(len(dataset))
-    subset = torch.utils.data.Subset(dataset, list(indices))
     correct = total = 0
-    for x, y in DataLoader(subset, batch_size=batch_size):
-        x, y = x.to(session.device), y.to(session.device)
-        correct += (module(x).argmax(1) == y).sum().item()
-        total += y.numel()
+    if isinstance(dataset, tuple):
+        features, labels = dataset
+        for start in range(0, len(labels), batch_size):
+            correct += (module(features[start:start + batch_size]).argmax(1) == labels[start:start + batch_size]).sum().item()
+        total = len(labels)
+    else:
+        indices = range(session.rank, len(dataset), session.world_size) if shard else range(len(dataset))
+        subset = torch.utils.data.Subset(dataset, list(indices))
+        for x, y in DataLoader(subset, batch_size=batch_size):
+            x, y = x.to(session.device), y.to(session.device)
+            correct += (module(x).argmax(1) == y).sum().item()
+            total += y.numel()
     module.train(was_training)
     if shard:
         correct, total = _all_reduce_sum([correct, total], session)
@@ -112,14 +197,14 @@ def _top1(module: nn.Module, dataset, batch_size: int, session: Session, shard: 
 
 
 @torch.no_grad()
-def _encode(encoder: nn.Module, dataset, session: Session, batch_size: int = 512) -> TensorDataset:
-    """Frozen-encoder features of the whole ``dataset`` (every rank computes all of them)."""
+def _encode(encoder: nn.Module, dataset, session: Session, batch_size: int = 512) -> Cached:
+    """Frozen-encoder features of the whole ``dataset``, kept on the training device (every rank computes all)."""
     encoder.eval()
     feats, labels = [], []
     for x, y in DataLoader(dataset, batch_size=batch_size):
         feats.append(encoder(x.to(session.device)).float())
         labels.append(y.to(session.device))
-    return TensorDataset(torch.cat(feats), torch.cat(labels))
+    return torch.cat(feats), torch.cat(labels)
 
 
 class Trainer:
@@ -134,31 +219,34 @@ class Trainer:
         self.splits = splits or load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_fraction)
         if cfg.batch_size % session.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of workers ({session.world_size})")
+        if session.device.type == "cuda":
+            _cuda_determinism(cfg.deterministic)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.net: Network = build_network(cfg.model, self.splits.in_channels, self.splits.num_classes).to(session.device)
+        self.net: Network = build_network(cfg.model, self.splits.in_channels, self.splits.num_classes,
+                                          normalize_representation=cfg.normalize_representation).to(session.device)
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else session.device.type == "cuda"
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.eval_tf = build_transform("none", self.splits.image_size, self.splits.mean, self.splits.std)
         self.history: list[dict[str, Any]] = []
-        self.features: dict[str, TensorDataset] = {}
+        self.features: dict[str, Cached] = {}
         self.chance = 1.0 / self.splits.num_classes
 
     # -- stages ---------------------------------------------------------------------------
     def _stage(self, name: str) -> _Stage:
         cfg, s = self.cfg, self.splits
-        train_tf = build_transform(cfg.augment, s.image_size, s.mean, s.std)
+        train_tf = build_transform(cfg.augment, s.image_size, s.mean, s.std, dataset=cfg.dataset)
         if name == "pretrain":
-            supcon = SupConLoss(cfg.temperature, cfg.base_temperature, cfg.variant, method=cfg.loss_method)
+            supcon = contrastive_loss(cfg)
             use_labels = cfg.loss == "supcon"
 
             def contrastive(module, x, y):
                 b, v = x.shape[:2]
                 z = module(self._layout(x.reshape(b * v, *x.shape[2:])))
-                return supcon(z.float().view(b, v, -1), y if use_labels else None)
+                return supcon(z.view(b, v, -1), y if use_labels else None)  # the loss casts to float32
 
             return _Stage(name, self.net.contrastive(), Transformed(s.train, MultiView(train_tf, 2)), contrastive,
-                          cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr, cfg.weight_decay, True, None)
+                          cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr, cfg.weight_decay, True, None, views=2)
         ce = cross_entropy_loss(cfg.label_smoothing)
 
         def classify(module, x, y):
@@ -169,12 +257,21 @@ class Trainer:
             evaluate = lambda: _top1(module, Transformed(s.val, self.eval_tf), 512, self.session, shard=True)  # noqa: E731
             return _Stage(name, module, Transformed(s.train, train_tf), classify, cfg.epochs, cfg.batch_size,
                           cfg.optimizer, cfg.lr, cfg.weight_decay, True, evaluate)
-        # linear: cached frozen-encoder features; every rank trains the same classifier on all of them
-        for split in ("train", "val", "test"):
-            self.features[split] = _encode(self.net.encoder, Transformed(getattr(s, split), self.eval_tf), self.session)
+        # linear: validation and test always on cached unaugmented features of r
+        self._cache_features(("train", "val", "test") if cfg.linear_stage == "cached" else ("val", "test"))
         evaluate = lambda: _top1(self.net.classifier, self.features["val"], 4096, self.session, shard=False)  # noqa: E731
-        return _Stage(name, self.net.classifier, self.features["train"], classify, cfg.linear_epochs,
-                      cfg.linear_batch_size, cfg.linear_optimizer, cfg.linear_lr, 0.0, False, evaluate)
+        if cfg.linear_stage == "cached":  # every rank trains the same classifier on all the features
+            return _Stage(name, self.net.classifier, self.features["train"], classify, cfg.linear_epochs,
+                          cfg.linear_batch_size, cfg.linear_optimizer, cfg.linear_lr, 0.0, False, evaluate)
+        # augmented: the run's augmentation through the frozen encoder, data-parallel like pre-training
+        probe = _FrozenProbe(self.net.representation(), self.net.classifier)
+        return _Stage(name, probe, Transformed(s.train, train_tf), classify, cfg.linear_epochs, cfg.linear_batch_size,
+                      cfg.linear_optimizer, cfg.linear_lr, 0.0, True, evaluate)
+
+    def _cache_features(self, splits: tuple[str, ...]) -> None:
+        for split in splits:
+            self.features[split] = _encode(self.net.representation(), Transformed(getattr(self.splits, split), self.eval_tf),
+                                           self.session)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.session.device, non_blocking=True)
@@ -186,13 +283,18 @@ class Trainer:
         world = session.world_size if stage.distributed else 1
         rank = session.rank if stage.distributed else 0
         per_worker = stage.batch_size // world
-        sampler = DistributedSampler(stage.dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        loader = DataLoader(stage.dataset, batch_size=per_worker, sampler=sampler, drop_last=True,
-                            num_workers=cfg.num_workers, pin_memory=session.device.type == "cuda",
-                            persistent_workers=cfg.num_workers > 0)
-        if len(loader) == 0:
+        cached = isinstance(stage.dataset, tuple)
+        if cached:
+            sampler = None
+            steps_per_epoch = len(stage.dataset[1]) // per_worker
+        else:
+            sampler = DistributedSampler(stage.dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                         drop_last=True)
+            steps_per_epoch = len(sampler) // per_worker
+        if steps_per_epoch == 0:
+            size = len(stage.dataset[1]) if cached else len(stage.dataset)
             raise ConfigError(f"batch_size {stage.batch_size} is larger than the {stage.name} training set "
-                              f"({len(stage.dataset)} samples over {world} worker(s))")
+                              f"({size} samples over {world} worker(s))")
         module = stage.module
         if stage.distributed and world > 1:
             if cfg.sync_bn:
@@ -200,25 +302,32 @@ class Trainer:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[session.device.index] if session.device.type == "cuda" else None)
         optimizer = build_optimizer(stage.optimizer, stage.module.parameters(), stage.lr, cfg.momentum,
-                                    stage.weight_decay, cfg.nesterov)
-        steps = stage.epochs * len(loader)
-        scheduler = build_scheduler(optimizer, cfg.schedule, steps, int(cfg.warmup_epochs * len(loader)))
+                                    stage.weight_decay, cfg.nesterov, rmsprop_eps=cfg.rmsprop_eps)
+        scheduler = build_scheduler(optimizer, cfg.schedule, stage.epochs * steps_per_epoch,
+                                    int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch,
+                                    decay_rate=cfg.lr_decay_rate, decay_epochs=cfg.lr_decay_epochs)
         autocast, scaler = _amp_context(cfg, session.device)
         start_epoch = 0
         if resume is not None:
             optimizer.load_state_dict(resume["optimizer"])
             scheduler.load_state_dict(resume["scheduler"])
+            if scaler is not None and resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
             start_epoch = resume["epoch"]
         train_loss = math.nan
         for epoch in range(start_epoch, stage.epochs):
-            sampler.set_epoch(epoch)
+            if cached:
+                batches = _cached_batches(stage.dataset, per_worker, cfg.seed, epoch)
+            else:
+                sampler.set_epoch(epoch)
+                batches = self._epoch_loader(stage.dataset, per_worker, sampler)
             module.train()
             loss_sum, n_steps, images, t0 = 0.0, 0, 0, time.perf_counter()
-            batches = loader
             if session.show_progress and session.rank == 0:
                 from tqdm import tqdm
 
-                batches = tqdm(loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False, dynamic_ncols=True)
+                batches = tqdm(batches, total=steps_per_epoch, desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+                               leave=False, dynamic_ncols=True)
             for x, y in batches:
                 if self.first_batch_unix is None:
                     self.first_batch_unix = time.time()
@@ -241,7 +350,7 @@ class Trainer:
                 scheduler.step()
                 loss_sum += loss.item()
                 n_steps += 1
-                images += x.shape[0]
+                images += y.shape[0] * stage.views
                 self.last_batch_unix = time.time()
             seconds = time.perf_counter() - t0
             if stage.distributed and world > 1:
@@ -260,18 +369,28 @@ class Trainer:
             }
             self.history.append(metrics)
             # rank 0 checkpoints everything; other ranks only their own RNG state
-            state = (self._state(stage.name, epoch + 1, optimizer, scheduler) if session.rank == 0
+            state = (self._state(stage.name, epoch + 1, optimizer, scheduler, scaler) if session.rank == 0
                      else {"rng": torch.get_rng_state()})
             session.reporter(dict(metrics, final=False), state)
         return train_loss
 
-    def _state(self, stage: str, epoch: int, optimizer, scheduler) -> dict[str, Any]:
+    def _epoch_loader(self, dataset, per_worker: int, sampler: DistributedSampler) -> DataLoader:
+        """This epoch's DataLoader. Its worker seeds come from one draw of the global RNG, which the
+        checkpoint saves, so a resumed run's workers repeat the continuous run's random streams
+        (workers are started per epoch: persistent workers would keep streams no checkpoint holds)."""
+        gen = torch.Generator()
+        gen.manual_seed(int(torch.randint(0, 2**62, ())))
+        return DataLoader(dataset, batch_size=per_worker, sampler=sampler, drop_last=True, generator=gen,
+                          num_workers=self.cfg.num_workers, pin_memory=self.session.device.type == "cuda")
+
+    def _state(self, stage: str, epoch: int, optimizer, scheduler, scaler=None) -> dict[str, Any]:
         return {
             "network": self.net.state_dict(),
             "stage": stage,
             "epoch": epoch,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": torch.get_rng_state(),
             "history": list(self.history),
         }
@@ -307,8 +426,7 @@ class Trainer:
             if name != "linear":
                 main_loss = loss
         if done_before and "linear" in stages and not self.features and status == "completed":
-            for split in ("train", "val", "test"):  # resumed after the linear stage had finished
-                self.features[split] = _encode(self.net.encoder, Transformed(getattr(self.splits, split), self.eval_tf), session)
+            self._cache_features(("val", "test"))  # resumed after the linear stage had finished
         if status == "completed":
             val_top1, test_top1 = self._final_accuracy()
         else:

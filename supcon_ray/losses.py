@@ -15,6 +15,8 @@ Contract of :class:`SupConLoss`:
 
 * ``features`` is ``[batch, n_views, dim]``; it is L2-normalised inside (normalising an already
   normalised vector changes nothing), any ``n_views >= 1`` works.
+* The loss computes in float32 (float64 inputs stay float64) with autocast turned off, so it gives
+  the same value and gradient inside a bf16/fp16 autocast region as outside it.
 * The loss is the mean over anchors that have at least one positive. An anchor without a positive
   (a class seen once with one view) contributes nothing; if no anchor has one the loss is 0.
 * Under ``torch.distributed`` (``gather=True``, world size > 1) every worker's features and labels
@@ -51,6 +53,9 @@ LOSSES = ("supcon", "simclr", "ce")
 #: From ``python -m benchmarks.loss`` on the project's 2-core CPU (README, Performance): dense is
 #: faster only at batch 32 (1.8 vs 2.0 ms); blockwise wins from batch 128 (2.7 vs 3.4 ms) upwards.
 AUTO_DENSE_MAX_ENTRIES = 64 * 64
+#: ``tau_b`` of the public reference implementation: the loss is multiplied by ``tau / 0.07`` there,
+#: which takes the ``1 / tau`` out of the gradient's scale (see ``TrainConfig.temperature_scaling``).
+REFERENCE_BASE_TEMPERATURE = 0.07
 DEFAULT_BLOCK_ROWS = 256
 
 
@@ -73,104 +78,134 @@ def _allowed_mask(
     return allowed
 
 
-def _block_logits(scaled_anchors, contrast, rows, self_index, anchor_labels, contrast_labels):
-    """Logits of one row block with excluded entries at -inf.
+def _exclude_(logits, rows, self_index, all_in_contrast, anchor_labels, contrast_labels):
+    """Set the excluded entries of one row block of logits to -inf, in place.
 
     Only the anchor itself is excluded unless labels restrict the columns to positives; that case
-    needs no ``[rows, n]`` boolean mask, just one write per row.
+    needs no ``[rows, n]`` boolean mask, just one write per row (a scatter when every anchor is in
+    the contrast set, as in :class:`SupConLoss`: no host synchronisation on a GPU).
     """
-    logits = scaled_anchors[rows] @ contrast.T
     if anchor_labels is not None:
         logits.masked_fill_(anchor_labels[rows, None] != contrast_labels[None, :], -math.inf)
     idx = self_index[rows]
-    keep = idx >= 0
-    logits[torch.nonzero(keep).squeeze(1), idx[keep]] = -math.inf
+    if all_in_contrast:
+        logits.scatter_(1, idx[:, None], -math.inf)
+    else:
+        keep = idx >= 0
+        logits[torch.nonzero(keep).squeeze(1), idx[keep]] = -math.inf
     return logits
 
 
-def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
-    """Row-wise log-sum-exp that overwrites ``logits`` (about 2x faster than torch.logsumexp on CPU)."""
-    top = logits.amax(dim=1, keepdim=True)
+def _needs_shift(scaled_anchors: torch.Tensor, contrast: torch.Tensor) -> bool:
+    """Whether ``exp`` of the logits could overflow or underflow without subtracting a row maximum.
+
+    ``|a_i . c_j| <= ||a_i|| ||c_j||`` bounds every logit. When ``exp`` of the bound, summed over the
+    whole contrast set, stays finite and ``exp`` of minus the bound stays a normal number, the
+    log-sum-exp needs no shift: one pass (the row maximum) and one subtraction fewer per block. With
+    unit-norm features that holds for every temperature above about 0.013 in float32.
+    """
+    info = torch.finfo(contrast.dtype)
+    limit = min(math.log(info.max) - math.log(max(contrast.shape[0], 1)), -math.log(info.tiny)) - 2.0
+    bound = scaled_anchors.norm(dim=1).max() * contrast.norm(dim=1).max()
+    return not bool(bound <= limit)
+
+
+def _shifted_exp_(logits: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``exp(logits - top)`` in place and the per-row ``top`` (zero when ``shift`` is False)."""
+    if not shift:
+        return logits.exp_(), logits.new_zeros(logits.shape[0])
+    top = logits.amax(dim=1)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # rows with nothing allowed
-    return logits.sub_(top).exp_().sum(dim=1).log_().add_(top.squeeze(1))
+    return logits.sub_(top[:, None]).exp_(), top
 
 
 class _BlockwiseLogSumExp(torch.autograd.Function):
     """``out_i = log sum_{j allowed} exp(anchors_i . contrast_j * inv_temp)``, in row blocks.
 
-    Allowed: every contrast sample but the anchor itself (``self_index``), and with labels given
-    only those sharing the anchor's label. Only ``O(block_rows x n_contrast)`` memory is live at a
-    time. Rows with nothing allowed give ``-inf`` and a zero gradient.
+    Allowed: every contrast sample but the anchor itself (``self_index``, -1 for an anchor outside
+    the contrast set), and with labels given only those sharing the anchor's label. Only
+    ``O(block_rows x n_contrast)`` memory is live at a time. Rows with nothing allowed give ``-inf``
+    and a zero gradient. Computes in the inputs' dtype with autocast off (callers pass float32 or
+    float64).
 
     Gradients: with ``softmax`` weights ``p_ij`` and upstream gradient ``g``,
     ``d/d anchors_i = g_i * inv_temp * sum_j p_ij contrast_j`` and
     ``d/d contrast_j = inv_temp * sum_i g_i p_ij anchors_i``. The caller passes the upstream
     gradient it expects (``expected_grad``: the loss is linear in these log-sum-exps, so it knows
-    them), and forward accumulates both sums while each block is live: three block products
-    instead of four, and no second pass. Backward uses them when the actual upstream gradient is
-    that (up to a common factor, as with a scaled loss); otherwise it recomputes every block.
+    them), and forward accumulates both sums while each block is live: three block products and one
+    ``exp`` pass per block, no second pass. The softmax normalisation is applied to the ``n x dim``
+    products, never to the block, and the row sums come out of the second product (a column of ones
+    appended to ``contrast``). Backward uses the saved sums when the actual upstream gradient is the
+    expected one (up to a common factor, as with a scaled loss); otherwise it recomputes every block.
     The saved sums are ``O(n x dim)``.
     """
 
     @staticmethod
     def forward(ctx, anchors, contrast, self_index, anchor_labels, contrast_labels, inv_temp, block_rows,
                 expected_grad):
-        n = anchors.shape[0]
-        out = anchors.new_empty(n)
-        scaled = anchors * inv_temp
-        fused = expected_grad is not None and any(ctx.needs_input_grad[:2])
-        if fused:
-            mean_contrast = torch.empty_like(anchors)  # sum_j p_ij contrast_j, per anchor row
-            weighted_anchors = torch.zeros_like(contrast)  # sum_i w_i p_ij anchors_i, per contrast row
-        with torch.no_grad():
-            for start in range(0, n, block_rows):
-                rows = slice(start, min(start + block_rows, n))
-                logits = _block_logits(scaled, contrast, rows, self_index, anchor_labels, contrast_labels)
-                if not fused:
-                    out[rows] = _logsumexp_(logits)
-                    continue
-                top = logits.amax(dim=1, keepdim=True)
-                top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-                probs = logits.sub_(top).exp_()
-                total = probs.sum(dim=1, keepdim=True)
-                out[rows] = total.log().add_(top).squeeze(1)
-                probs.div_(total.clamp_(min=torch.finfo(probs.dtype).tiny))
-                mean_contrast[rows] = probs @ contrast
-                weighted_anchors.addmm_(probs.mul_(expected_grad[rows, None]).T, anchors[rows])
-        finite = torch.isfinite(out)
-        if fused:
-            ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out,
-                                  mean_contrast, weighted_anchors, torch.where(finite, expected_grad, 0.0))
-        else:
-            ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out)
-        ctx.fused, ctx.inv_temp, ctx.block_rows = fused, inv_temp, block_rows
+        with torch.autocast(anchors.device.type, enabled=False):
+            n, dim = anchors.shape
+            out = anchors.new_empty(n)
+            scaled = anchors * inv_temp
+            shift = _needs_shift(scaled, contrast)
+            all_in = bool((self_index >= 0).all())
+            fused = expected_grad is not None and any(ctx.needs_input_grad[:2])
+            if fused:
+                # [contrast | 1]: one product gives sum_j e_ij contrast_j and the row sum sum_j e_ij
+                contrast_ones = torch.cat([contrast, contrast.new_ones(contrast.shape[0], 1)], dim=1)
+                mean_contrast = torch.empty_like(anchors)  # sum_j p_ij contrast_j, per anchor row
+                weighted_anchors = torch.zeros_like(contrast)  # sum_i g_i p_ij anchors_i, per contrast row
+            with torch.no_grad():
+                for start in range(0, n, block_rows):
+                    rows = slice(start, min(start + block_rows, n))
+                    logits = _exclude_(scaled[rows] @ contrast.T, rows, self_index, all_in, anchor_labels,
+                                       contrast_labels)
+                    probs, top = _shifted_exp_(logits, shift)  # unnormalised
+                    if not fused:
+                        out[rows] = probs.sum(dim=1).log_().add_(top)
+                        continue
+                    sums = probs @ contrast_ones
+                    total = sums[:, dim]
+                    out[rows] = total.log().add_(top)
+                    inv_total = 1.0 / total.clamp(min=torch.finfo(total.dtype).tiny)
+                    mean_contrast[rows] = sums[:, :dim] * inv_total[:, None]
+                    weighted_anchors.addmm_(probs.T, anchors[rows] * (expected_grad[rows] * inv_total)[:, None])
+            finite = torch.isfinite(out)
+            if fused:
+                ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out,
+                                      mean_contrast, weighted_anchors, torch.where(finite, expected_grad, 0.0))
+            else:
+                ctx.save_for_backward(anchors, contrast, self_index, anchor_labels, contrast_labels, out)
+        ctx.fused, ctx.inv_temp, ctx.block_rows, ctx.all_in = fused, inv_temp, block_rows, all_in
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         anchors, contrast, self_index, anchor_labels, contrast_labels, out = ctx.saved_tensors[:6]
         inv_temp, block_rows = ctx.inv_temp, ctx.block_rows
-        finite = torch.isfinite(out)
-        weight = torch.where(finite, grad_out, torch.zeros_like(grad_out))
         nones = (None,) * 6
-        if ctx.fused:
-            mean_contrast, weighted_anchors, expected = ctx.saved_tensors[6:]
-            factor = _common_factor(weight, expected)
-            if factor is not None:
-                return (mean_contrast * (weight * inv_temp)[:, None], weighted_anchors * (factor * inv_temp)) + nones
-        n = anchors.shape[0]
-        scaled = anchors * inv_temp
-        safe_out = torch.where(finite, out, torch.zeros_like(out))
-        weight = weight * inv_temp
-        grad_anchors = torch.empty_like(anchors)
-        grad_contrast = torch.zeros_like(contrast)
-        for start in range(0, n, block_rows):
-            rows = slice(start, min(start + block_rows, n))
-            logits = _block_logits(scaled, contrast, rows, self_index, anchor_labels, contrast_labels)
-            # softmax over the allowed columns, scaled by the upstream gradient of each row (and 1/tau)
-            probs = logits.sub_(safe_out[rows, None]).exp_().mul_(weight[rows, None])
-            grad_anchors[rows] = probs @ contrast
-            grad_contrast.addmm_(probs.T, anchors[rows])
+        with torch.autocast(anchors.device.type, enabled=False):
+            grad_out = grad_out.to(anchors.dtype)
+            finite = torch.isfinite(out)
+            weight = torch.where(finite, grad_out, torch.zeros_like(grad_out))
+            if ctx.fused:
+                mean_contrast, weighted_anchors, expected = ctx.saved_tensors[6:]
+                factor = _common_factor(weight, expected)
+                if factor is not None:
+                    return (mean_contrast * (weight * inv_temp)[:, None], weighted_anchors * (factor * inv_temp)) + nones
+            n = anchors.shape[0]
+            scaled = anchors * inv_temp
+            safe_out = torch.where(finite, out, torch.zeros_like(out))
+            weight = weight * inv_temp
+            grad_anchors = torch.empty_like(anchors)
+            grad_contrast = torch.zeros_like(contrast)
+            for start in range(0, n, block_rows):
+                rows = slice(start, min(start + block_rows, n))
+                logits = _exclude_(scaled[rows] @ contrast.T, rows, self_index, ctx.all_in, anchor_labels,
+                                   contrast_labels)
+                probs = logits.sub_(safe_out[rows, None]).exp_()  # softmax over the allowed columns
+                grad_anchors[rows] = (probs @ contrast) * weight[rows, None]
+                grad_contrast.addmm_(probs.T, anchors[rows] * weight[rows, None])
         return (grad_anchors, grad_contrast) + nones
 
 
@@ -226,7 +261,9 @@ class SupConLoss(nn.Module):
 
     Args:
         temperature: ``tau`` in the paper; must be positive.
-        base_temperature: ``tau_b``; the loss is scaled by ``tau / tau_b``. ``None`` means ``tau``.
+        base_temperature: ``tau_b``; the loss is scaled by ``tau / tau_b``. ``None`` means ``tau``
+            (no scaling). Training runs pass :data:`REFERENCE_BASE_TEMPERATURE` unless the run's
+            ``temperature_scaling`` is off: the gradient of the unscaled loss grows like ``1 / tau``.
         variant: ``"out"`` (default, the paper's choice) or ``"in"``.
         contrast_mode: ``"all"`` (every view is an anchor) or ``"one"`` (only view 0 is).
         method: ``"auto"``, ``"dense"`` or ``"blockwise"``; same results, different memory.
@@ -284,8 +321,14 @@ class SupConLoss(nn.Module):
                     f"labels must have shape [batch] = [{batch}] to match features "
                     f"[batch, n_views, dim] = {list(features.shape)}; got shape {tuple(labels.shape)}"
                 )
-        features = F.normalize(features, dim=-1)
+        # The loss always computes in (at least) float32 with autocast off: under bf16/fp16 autocast
+        # the matmuls would otherwise run in low precision (or mix dtypes in the blockwise form).
+        features = features.to(torch.promote_types(features.dtype, torch.float32))
+        with torch.autocast(features.device.type, enabled=False):
+            return self._loss(F.normalize(features, dim=-1), labels)
 
+    def _loss(self, features: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        batch, n_views, _ = features.shape
         distributed = self.gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         ids = labels.long() if labels is not None else torch.arange(batch, device=features.device)
         if distributed:

@@ -3,6 +3,12 @@
 Encoders are built by name from :data:`ENCODERS` (one way to build each thing). The CIFAR stem is
 a 3x3 stride-1 convolution with no max-pool, so 32x32 inputs keep their resolution into layer 1.
 Residual blocks are torchvision's own ``BasicBlock`` / ``Bottleneck``.
+
+The representation ``r`` that the projection head and the linear classifier see is the encoder
+output, L2-normalised by default (``normalize_representation``): the paper normalises ``r`` to the
+unit hypersphere for both, and so does its TensorFlow code. Cross-entropy training end to end uses
+the raw encoder output (a normalised input would cap the classifier's logits at the norm of its
+weights, a change to the baseline the paper does not make).
 """
 
 from __future__ import annotations
@@ -79,6 +85,13 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.mlp(x), dim=1)
 
 
+class L2Normalize(nn.Module):
+    """``x / ||x||`` along dim 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1)
+
+
 class Network(nn.Module):
     """Encoder + projection head + linear classifier, sharing one encoder.
 
@@ -86,23 +99,34 @@ class Network(nn.Module):
     ``classifier``) so that DistributedDataParallel only sees parameters that get gradients.
     """
 
-    def __init__(self, model: str, in_channels: int, num_classes: int, proj_dim: int = 128) -> None:
+    def __init__(self, model: str, in_channels: int, num_classes: int, proj_dim: int = 128,
+                 normalize_representation: bool = True) -> None:
         super().__init__()
+        self.normalize_representation = normalize_representation
         if model not in ENCODERS:
             raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
         self.encoder = CifarResNet(ENCODERS[model], in_channels)
         self.head = ProjectionHead(self.encoder.out_dim, proj_dim)
         self.classifier = nn.Linear(self.encoder.out_dim, num_classes)
 
+    def representation(self) -> nn.Module:
+        """Images -> ``r``: the encoder output, L2-normalised when ``normalize_representation``."""
+        return nn.Sequential(self.encoder, L2Normalize()) if self.normalize_representation else self.encoder
+
     def contrastive(self) -> nn.Sequential:
         """Images -> normalised projections (SupCon / SimCLR pre-training)."""
-        return nn.Sequential(self.encoder, self.head)
+        return nn.Sequential(self.representation(), self.head)
+
+    def linear_probe(self) -> nn.Sequential:
+        """Images -> class logits through ``r`` (what the linear stage of a contrastive run trains)."""
+        return nn.Sequential(self.representation(), self.classifier)
 
     def end_to_end(self) -> nn.Sequential:
         """Images -> class logits (cross-entropy training, and evaluation)."""
         return nn.Sequential(self.encoder, self.classifier)
 
 
-def build_network(model: str, in_channels: int, num_classes: int, proj_dim: int = 128) -> Network:
+def build_network(model: str, in_channels: int, num_classes: int, proj_dim: int = 128,
+                  normalize_representation: bool = True) -> Network:
     """Build the network for ``model`` (one of :data:`MODELS`)."""
-    return Network(model, in_channels, num_classes, proj_dim)
+    return Network(model, in_channels, num_classes, proj_dim, normalize_representation)

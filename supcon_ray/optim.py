@@ -2,9 +2,11 @@
 
 Optimizers (:data:`OPTIMIZERS`): ``sgd`` (momentum, optional Nesterov), ``lars`` (layer-wise
 adaptive rate scaling, You et al. 2017; BatchNorm and bias parameters get neither weight decay
-nor adaptation, as is usual), ``rmsprop`` and ``adamw``. Schedules (:data:`SCHEDULES`): linear
-warm-up then cosine decay to zero, or step decay (x0.1 at 50% and 75% of training). Schedules
-step once per iteration.
+nor adaptation, as is usual), ``rmsprop`` (the paper's settings: decay 0.9, epsilon 1.0) and
+``adamw``. Schedules (:data:`SCHEDULES`), each after an optional linear warm-up: cosine decay to
+zero, step decay (x0.1 at 50% and 75% of training), or exponential decay (x ``decay_rate`` every
+``decay_epochs`` epochs, continuously, as the paper uses with RMSProp). Schedules step once per
+iteration.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 OPTIMIZERS = ("sgd", "lars", "rmsprop", "adamw")
-SCHEDULES = ("cosine", "step")
+SCHEDULES = ("cosine", "step", "exponential")
 
 
 class LARS(torch.optim.Optimizer):
@@ -74,8 +76,14 @@ def build_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     nesterov: bool = False,
+    rmsprop_eps: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """The optimizer ``name`` (one of :data:`OPTIMIZERS`) over ``params``."""
+    """The optimizer ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
+
+    RMSProp uses the paper's decay 0.9 and, by default, its epsilon 1.0. (TensorFlow adds epsilon
+    under the square root, PyTorch outside it; with epsilon 1 the two denominators,
+    ``sqrt(v + 1)`` and ``sqrt(v) + 1``, differ by at most a factor sqrt(2).)
+    """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
     if not lr > 0:
@@ -89,12 +97,18 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
                                nesterov=nesterov and momentum > 0)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay, eps=1.0e-3)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, momentum=momentum, weight_decay=weight_decay,
+                                   eps=rmsprop_eps)
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup_steps: int = 0) -> LambdaLR:
-    """Per-iteration schedule ``name`` (one of :data:`SCHEDULES`) over ``total_steps`` iterations."""
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup_steps: int = 0,
+                    steps_per_epoch: int = 1, decay_rate: float = 0.97, decay_epochs: float = 2.4) -> LambdaLR:
+    """Per-iteration schedule ``name`` (one of :data:`SCHEDULES`) over ``total_steps`` iterations.
+
+    ``exponential`` multiplies the learning rate by ``decay_rate`` every ``decay_epochs`` epochs of
+    ``steps_per_epoch`` iterations (counted from the end of warm-up).
+    """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
     total_steps, warmup_steps = max(1, total_steps), max(0, min(warmup_steps, total_steps - 1))
@@ -102,6 +116,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
+        if name == "exponential":
+            epochs_done = (step - warmup_steps) / max(1, steps_per_epoch)
+            return decay_rate ** (epochs_done / decay_epochs)
         if name == "step":
             progress = step / total_steps
             return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))

@@ -39,6 +39,7 @@ import pandas as pd
 
 from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
+from .protocol import load_bases, stats_trials
 from .stats import divergence as div
 from .stats.importance import importance
 from .storage import HYPERPARAMETER_FIELDS, read_results
@@ -123,11 +124,9 @@ def _study_meta(results_dir: str) -> dict[str, Any]:
 
 
 def stats_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials that enter the statistics: every trial of older studies; of two-stage studies, the
-    stage-2 trials marked ``in_stats`` (tuning-stage and losing nuisance runs are shown, not analysed)."""
-    if "in_stats" not in trials:
-        return trials
-    return trials[trials["in_stats"].fillna(True).astype(bool)]
+    """The trials that enter the statistics (column ``analysed``, set by :func:`load` from
+    :func:`supcon_ray.protocol.stats_trials`): stage-1 and losing nuisance runs are shown, not analysed."""
+    return trials[trials["analysed"]] if "analysed" in trials else trials
 
 
 def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> dict[str, Any]:
@@ -170,11 +169,14 @@ def _bases_html(bases: dict[str, Any]) -> str:
     rows = []
     for study, per_loss in bases.items():
         for loss, b in per_loss.items():
-            config = b.get("config", b) if isinstance(b, dict) else b
-            source = b.get("source", "") if isinstance(b, dict) else ""
-            shown = ", ".join(f"{k}={v}" for k, v in config.items()) if isinstance(config, dict) else str(config)
-            rows.append([study, loss, shown, source])
-    return _table(["study", "loss", "base setting (factors vary from here)", "where it came from"], rows, left=4)
+            values = ", ".join(f"{k}={_num(v, 4) if isinstance(v, float) else v}" for k, v in (b.get("values") or {}).items())
+            source = b.get("source", "")
+            if "mean" in b:
+                source += (f": best of {b.get('configurations', '?')} configurations by mean {b.get('select', 'val_top1')} "
+                           f"{_num(b['mean'], 4)} over seeds {b.get('seeds')}")
+            rows.append([study, loss, values or "(as in the study file)", source])
+    return ("<p>Each loss's base setting, from which every factor is changed one at a time:</p>"
+            + _table(["study", "loss", "tuned base", "where it came from"], rows, left=4))
 
 
 def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dict[str, Any],
@@ -307,8 +309,8 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
         t, e = t.to_pandas(), e.to_pandas()
         if t.empty:
             raise ConfigError(f"{d}: no trials found in {d}/trials (run a study first)")
-        meta = _study_meta(d)
-        metas[str(t["study"].iloc[0])] = meta
+        t["analysed"] = t.index.isin(stats_trials(t, d).index)
+        metas[str(t["study"].iloc[0])] = {**_study_meta(d), "bases": load_bases(d)}
         trials.append(t)
         epochs.append(e)
     return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
@@ -323,7 +325,7 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     if metric not in numeric:
         raise ConfigError(f"--metric: no numeric column {metric!r} in the trials; valid: {', '.join(numeric)}")
     numbers = compute(trials, metric)
-    bases = {s: m["bases"] for s, m in metas.items() if isinstance(m.get("bases"), dict)}
+    bases = {s: m["bases"] for s, m in metas.items() if m.get("bases")}
     if bases:
         numbers["bases"] = bases
     doc, _ = render(trials, epochs, metric, numbers, metas)

@@ -57,6 +57,8 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
     """The Parquet row of a finished (or failed) trial."""
     row = {**spec["train"], "study": study, "trial_id": spec["trial_id"], "loss": spec["loss"], "seed": spec["seed"],
            "factor": spec["factor"], "setting": spec["setting"], "design": spec["design"],
+           # nuisance trials enter the statistics only if selected (selection.json, see supcon_ray.protocol)
+           "phase": spec.get("phase", "study"), "in_stats": spec.get("phase", "study") == "study",
            "sampler_seed": spec.get("sampler_seed"), "node_id": node_id, "started_at": started,
            "finished_at": finished, "error": error, **_versions()}
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
@@ -90,21 +92,31 @@ def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
     return train(cfg, Session(reporter, device=device, resume_state=state))
 
 
-def spec_of(config: dict[str, Any], tpe: tuple[dict[str, Any], str] | None) -> dict[str, Any]:
-    """The trial spec of a Tune config: planned (``config["spec"]``) or a TPE suggestion."""
+def spec_of(config: dict[str, Any], tpe: tuple | None) -> dict[str, Any]:
+    """The trial spec of a Tune config: planned (``config["spec"]``) or a TPE suggestion.
+
+    ``tpe``: ``(study as a dict, loss)`` for the ``search`` block, optionally followed by the block
+    (``"search"`` or ``"tune_base"``) and the loss's tuned base values (stage 2 only).
+    """
     if tpe is None:
         return config["spec"]
     from .study import Study, tpe_spec
 
-    study_dict, loss = tpe
-    return asdict(tpe_spec(Study(**study_dict), loss, config))
+    study_dict, loss, *rest = tpe
+    block = rest[0] if rest else "search"
+    tuned = rest[1] if len(rest) > 1 else None
+    if block == "tune_base":
+        from .protocol import tpe_stage1_spec
+
+        return asdict(tpe_stage1_spec(Study(**study_dict), loss, config))
+    return asdict(tpe_spec(Study(**study_dict), loss, config, tuned))
 
 
 def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, max_failures: int,
-              tpe: tuple[dict[str, Any], str] | None = None) -> None:
+              tpe: tuple | None = None) -> None:
     """The Ray Tune trainable: train the trial's spec once and record it.
 
-    ``tpe``: (the study as a dict, the loss) when ``config`` is a TPE suggestion.
+    ``tpe``: see :func:`spec_of`, when ``config`` is a TPE suggestion.
     """
     import ray
     import ray.tune

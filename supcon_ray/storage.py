@@ -10,6 +10,23 @@ Both folders read as datasets with ``pandas.read_parquet(dir)``, ``pyarrow.datas
 to a temporary name and renamed into place, on object stores (``s3://``, ``gs://``) with one put,
 which is atomic there. So a crash or kill loses at most the trials in flight, never leaves a
 half-written file, and writing a trial again replaces its row instead of duplicating it.
+
+The protocol's files (:mod:`supcon_ray.protocol`), beside those two folders:
+
+* ``study.yaml``: the validated study as run, plus ``bases``: per loss, the base stage 2 started
+  from and where it came from (read it with :func:`supcon_ray.protocol.load_bases`). Written once
+  stage 1 ends, and never changed by ``--resume``.
+* ``selection.json``: per factor setting with nuisance re-tuning, the configuration whose seed
+  replicates were best by validation mean (their trial ids). Recomputed from the trials at the end
+  of every run; finished rows are never rewritten.
+* ``attempts/<trial_id>.attempt<k>.parquet``: the row of a trial that ``failed`` (an infrastructure
+  error), moved there by ``--resume`` before the trial runs again, so its error stays on record
+  while ``trials/`` keeps one row per trial.
+
+Columns ``phase`` (``tune_base`` for stage 1, ``nuisance`` for nuisance-search trials, ``study`` for
+ordinary stage-2 trials) and ``in_stats`` (True for ``study`` trials; nuisance trials are recorded
+with False and enter the statistics through ``selection.json``). The rows that enter the stability
+statistics are exactly :func:`supcon_ray.protocol.stats_trials` ``(trials, study_dir)``.
 """
 
 from __future__ import annotations
@@ -52,6 +69,8 @@ TRIAL_SCHEMA = pa.schema(
     KEY_FIELDS
     + [
         pa.field("design", pa.string()),
+        pa.field("phase", pa.string()),
+        pa.field("in_stats", pa.bool_()),
     ]
     + [f for f in HYPERPARAMETER_FIELDS if f.name not in ("loss", "seed")]
     + [
@@ -140,8 +159,51 @@ class ResultStore:
         return pq.read_table(f"{self.path}/trials/{trial_id}.parquet", filesystem=self.fs).to_pylist()[0]
 
     def write_text(self, name: str, text: str) -> None:
-        with self.fs.open_output_stream(f"{self.path}/{name}") as f:
-            f.write(text.encode())
+        """Write a small text file atomically (a temporary file renamed into place; one PUT on object stores)."""
+        final = f"{self.path}/{name}"
+        if not self.local:
+            with self.fs.open_output_stream(final) as f:
+                f.write(text.encode())
+            return
+        tmp = f"{self.path}/.tmp/{name}-{uuid.uuid4().hex}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, final)
+
+    def read_text(self, name: str) -> str | None:
+        """A small text file's content, or None if there is none."""
+        path = f"{self.path}/{name}"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(path) as f:
+            return f.read().decode()
+
+    def failed_ids(self) -> set[str]:
+        """Trials whose recorded row has status ``failed``."""
+        import pyarrow.dataset as ds
+
+        if not self.finished_ids():
+            return set()
+        table = ds.dataset(f"{self.path}/trials", filesystem=self.fs, format="parquet",
+                           schema=TRIAL_SCHEMA).to_table(columns=["trial_id", "status"])
+        return {t for t, s in zip(table["trial_id"].to_pylist(), table["status"].to_pylist()) if s == "failed"}
+
+    def archive_failed(self) -> list[str]:
+        """Move every ``failed`` row to ``attempts/<id>.attempt<k>.parquet`` so the trial runs again; return the ids.
+
+        Copied first, then removed: a crash in between leaves the row in both places, never in neither."""
+        ids = sorted(self.failed_ids())
+        if ids:
+            self.fs.create_dir(f"{self.path}/attempts", recursive=True)
+            existing = {os.path.basename(i.path) for i in self.fs.get_file_info(
+                pafs.FileSelector(f"{self.path}/attempts", allow_not_found=True))}
+        for trial_id in ids:
+            k = 1
+            while f"{trial_id}.attempt{k}.parquet" in existing:
+                k += 1
+            self.fs.copy_file(f"{self.path}/trials/{trial_id}.parquet", f"{self.path}/attempts/{trial_id}.attempt{k}.parquet")
+            self.fs.delete_file(f"{self.path}/trials/{trial_id}.parquet")
+        return ids
 
 
 def read_results(directory: str) -> tuple[pa.Table, pa.Table]:

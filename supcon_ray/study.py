@@ -13,10 +13,27 @@ and what is allowed. :func:`plan_trials` expands a validated study into :class:`
   sampler, then paired: the same configurations and seeds for every loss.
 * ``search`` with ``tpe``: adaptive, so it cannot be planned; the runner runs one Optuna TPE search
   per loss through Ray Tune (its spread is not a uniform sample of the space: the report says so).
+
+Two more blocks describe the paper's protocol; :mod:`supcon_ray.protocol` plans and runs them:
+
+* ``tune_base`` (stage 1): each loss's base is found by a search of ``budget`` configurations
+  (the same for every loss) x ``seeds``, picked by the mean of ``select`` (a validation metric)
+  over seeds. Stage 2 (``vary`` / ``search``) starts from there.
+* ``nuisance``: per factor, hyperparameters re-tuned for each setting and loss on a small equal
+  budget (e.g. ``lr`` per optimizer); the best configuration's seed replicates enter the statistics.
+
+A setting may give a numeric key relative to the (tuned) base: ``lr: x0.1`` is a tenth of the
+base's learning rate. That is how a tuned key can also be a varied factor (absolute values of a
+tuned key are refused: stage 1's choice would be thrown away).
+
+Trial ids are built from the full configuration (a hash of every TrainConfig value, the phase and
+the factor), so close floats never share an id; identical random draws are dropped up front and
+the plan says how many.
 """
 
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import itertools
@@ -47,7 +64,8 @@ class Distribution(_Strict):
 
     loguniform: tuple[float, float] | None = None
     uniform: tuple[float, float] | None = None
-    int: tuple[int, int] | None = None
+    # ``builtins.int``: inside this class body the name ``int`` is the field itself
+    int: tuple[builtins.int, builtins.int] | None = None
     choice: list[Scalar] | None = None
 
     @model_validator(mode="after")
@@ -70,6 +88,60 @@ class Distribution(_Strict):
     @property
     def kind(self) -> str:
         return next(k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None)
+
+
+#: Metrics a tuning stage may select on (higher is better). Test metrics are refused on purpose.
+VALIDATION_METRICS = ("val_top1",)
+TEST_METRICS = ("test_top1",)
+#: Keys no tuning space may contain: they say what is compared, or where it runs.
+UNTUNABLE = {"loss", "seed", "dataset", "data_dir", "download", "model"} | RESOURCE_KEYS
+
+
+def _validation_metric(select: str) -> str:
+    if select in TEST_METRICS or select.startswith("test"):
+        raise ValueError(f"{select!r} is a test metric: a tuning stage must choose without looking at the test set; "
+                         f"select on a validation metric: {', '.join(VALIDATION_METRICS)}")
+    if select not in VALIDATION_METRICS:
+        raise ValueError(f"unknown metric {select!r}; valid: {', '.join(VALIDATION_METRICS)}")
+    return select
+
+
+class TuneBase(_Strict):
+    """Stage 1: find each loss's base on the same budget."""
+
+    sampler: Literal["tpe", "random", "qmc"] = "tpe"
+    budget: int = Field(ge=1, description="configurations per loss, the same for every loss")
+    seeds: list[int] = Field([0], min_length=1)
+    seed: int = Field(0, ge=0, description="the sampler's seed")
+    space: dict[str, Distribution]
+    select: str = "val_top1"
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, select):
+        return _validation_metric(select)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds):
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct and >= 0")
+        return seeds
+
+
+class Nuisance(_Strict):
+    """Hyperparameters re-tuned for every setting of one factor (and every loss), on the same budget."""
+
+    sampler: Literal["grid", "random", "qmc"] = "random"
+    budget: int | None = Field(None, ge=1, description="configurations per setting and loss (grid: its size)")
+    seed: int = Field(0, ge=0)
+    space: dict[str, Distribution]
+    select: str = "val_top1"
+
+    @field_validator("select")
+    @classmethod
+    def _select(cls, select):
+        return _validation_metric(select)
 
 
 class Search(_Strict):
@@ -117,6 +189,8 @@ class Study(_Strict):
     base: Base = Base()
     vary: dict[str, list[Union[Scalar, dict[str, Any]]]] = {}
     search: Search | None = None
+    tune_base: TuneBase | None = None
+    nuisance: dict[str, Nuisance] = {}
     resources: Resources = Resources()
     quick: dict[str, Any] | None = None
 
@@ -128,6 +202,11 @@ class Study(_Strict):
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be distinct")
         return seeds
+
+    @field_validator("nuisance", mode="before")
+    @classmethod
+    def _no_nuisance(cls, nuisance):
+        return {} if nuisance is None else nuisance  # a quick block may switch re-tuning off with null
 
     @field_validator("vary")
     @classmethod
@@ -144,9 +223,16 @@ class Study(_Strict):
         return self
 
 
+#: ``phase`` of a trial: stage 1, a nuisance search of stage 2, or an ordinary stage-2 trial.
+PHASES = ("tune_base", "nuisance", "study")
+
+
 @dataclass
 class TrialSpec:
-    """One planned trial: which loss, seed, factor and setting, and its full TrainConfig."""
+    """One planned trial: which loss, seed, factor and setting, and its full TrainConfig.
+
+    ``phase`` is one of :data:`PHASES`; ``nuisance`` holds the re-tuned values of a nuisance trial.
+    """
 
     trial_id: str
     loss: str
@@ -156,21 +242,67 @@ class TrialSpec:
     design: str
     train: dict[str, Any] = field(repr=False)
     sampler_seed: int | None = None
+    phase: str = "study"
+    nuisance: dict[str, Any] | None = None
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _fmt(value: Any, digits: int | None = 4) -> str:
+    if not isinstance(value, float):
+        return str(value)
+    return repr(value) if digits is None else f"{value:.{digits}g}"
 
 
-def setting_label(values: dict[str, Any]) -> str:
-    """A readable label such as ``optimizer=rmsprop,lr=0.01``."""
-    return ",".join(f"{k}={_fmt(v)}" for k, v in values.items())
+def setting_label(values: dict[str, Any], digits: int | None = 4) -> str:
+    """A readable label such as ``optimizer=rmsprop,lr=0.01`` (floats to ``digits`` significant digits; None: exact)."""
+    return ",".join(f"{k}={_fmt(v, digits)}" for k, v in values.items())
+
+
+def distinct_labels(designs: list[dict[str, Any]]) -> list[str]:
+    """Labels for distinct configurations, with as few digits as keep them distinct (exact at worst)."""
+    for digits in (4, 6, 8, 10, 12, None):
+        labels = [setting_label(d, digits) for d in designs]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels  # only reached for duplicate configurations, which callers drop first
+
+
+_RELATIVE = re.compile(r"^x(?P<m>(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
+
+
+def relative_multiplier(key: str, value: Any) -> float | None:
+    """The multiplier of a relative value such as ``x0.1`` for a numeric key, else None."""
+    if not isinstance(value, str) or key not in TrainConfig.model_fields:
+        return None
+    m = _RELATIVE.match(value.strip())
+    return float(m["m"]) if m else None
+
+
+def _numeric(key: str) -> bool:
+    annotation = TrainConfig.model_fields[key].annotation
+    return annotation in (int, float) or annotation == (float | None)
+
+
+def resolve(values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with relative entries (``lr: x0.1``) multiplied out against ``base`` (defaults fill gaps)."""
+    out = {}
+    for key, value in values.items():
+        mult = relative_multiplier(key, value)
+        if mult is None:
+            out[key] = value
+            continue
+        ref = base.get(key, TrainConfig.model_fields[key].default)
+        scaled = ref * mult
+        out[key] = max(1, round(scaled)) if TrainConfig.model_fields[key].annotation is int else float(scaled)
+    return out
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
+    """``override`` merged into ``base``, mapping by mapping, except that a ``space`` is replaced whole
+    (merging two search spaces would mix distributions, such as a range with a choice list)."""
     out = copy.deepcopy(base)
     for k, v in override.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        merge = isinstance(v, dict) and isinstance(out.get(k), dict) and k != "space"
+        out[k] = _deep_merge(out[k], v) if merge else copy.deepcopy(v)
     return out
 
 
@@ -224,19 +356,100 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
             if not isinstance(setting, dict) and factor not in TrainConfig.model_fields:
                 raise ConfigError(f"{source}: vary.{factor}[{i}]: {factor!r} is not a hyperparameter, so each setting "
                                   f"must be a mapping of hyperparameters; valid keys: {', '.join(TrainConfig.model_fields)}")
-            _check_partial(values, f"vary.{factor}[{i}]", source)
+            for key, value in values.items():
+                if isinstance(value, str) and value.startswith("x") and key in TrainConfig.model_fields \
+                        and _numeric(key) and relative_multiplier(key, value) is None:
+                    raise ConfigError(f"{source}: vary.{factor}[{i}].{key}: {value!r} is neither a number nor a "
+                                      f"multiple of the base such as x0.5")
+            for loss in study.losses:
+                _check_partial(resolve(values, _base_config(study, loss)), f"vary.{factor}[{i}]", source)
     for loss in study.losses:
         _check_partial(_base_config(study, loss), f"base.{loss}", source)
+    _check_protocol(study, source)
     return study
 
 
-def _base_config(study: Study, loss: str) -> dict[str, Any]:
+def _check_space(space: dict[str, Distribution], path: str, source: str) -> None:
+    """Every key a TrainConfig field that may be tuned, every bound / choice a valid value for it."""
+    for key, dist in space.items():
+        if key not in TrainConfig.model_fields:
+            raise ConfigError(f"{source}: {path}.{key}: unknown hyperparameter; valid: {', '.join(TrainConfig.model_fields)}")
+        if key in UNTUNABLE:
+            raise ConfigError(f"{source}: {path}.{key}: {key!r} cannot be tuned (it says what is compared or where "
+                              f"it runs); tunable: {', '.join(k for k in TrainConfig.model_fields if k not in UNTUNABLE)}")
+        values = dist.choice if dist.kind == "choice" else list(getattr(dist, dist.kind))
+        for v in values:
+            _check_partial({key: v}, path, source)
+
+
+def _absolute_keys(factor: str, settings: list[Any]) -> dict[str, tuple[int, Any]]:
+    """Keys the factor's settings set to absolute values, with the first setting that does."""
+    out: dict[str, tuple[int, Any]] = {}
+    for i, setting in enumerate(settings):
+        for key, value in _setting_values(factor, setting).items():
+            if relative_multiplier(key, value) is None:
+                out.setdefault(key, (i, value))
+    return out
+
+
+def _check_protocol(study: Study, source: str) -> None:
+    """``tune_base`` and ``nuisance``: keys, budgets and conflicts with the varied factors."""
+    tb = study.tune_base
+    if tb is not None:
+        _check_space(tb.space, "tune_base.space", source)
+        for factor, settings in study.vary.items():
+            for key, (i, value) in _absolute_keys(factor, settings).items():
+                if key in tb.space:
+                    raise ConfigError(
+                        f"{source}: tune_base.space.{key}: {key!r} is tuned in stage 1 and also varied by factor "
+                        f"{factor!r} (vary.{factor}[{i}] sets {key}={value!r}), which would overwrite the tuned value. "
+                        f"Leave {key!r} out of tune_base.space, or give the settings relative to the tuned base "
+                        f"(e.g. {key}: x0.5)")
+        if study.search is not None:
+            for key in study.search.space:
+                if key in tb.space:
+                    raise ConfigError(f"{source}: tune_base.space.{key}: {key!r} is also in search.space, which would "
+                                      f"overwrite the tuned value; leave it out of one of them")
+        for loss in study.losses:
+            if not _space_for(tb.space, loss):
+                raise ConfigError(f"{source}: tune_base.space: only contrastive keys ({', '.join(tb.space)}), "
+                                  f"which {loss!r} does not use; add a key every loss uses, such as lr")
+    for factor, nz in study.nuisance.items():
+        path = f"nuisance.{factor}"
+        if factor not in study.vary:
+            raise ConfigError(f"{source}: {path}: {factor!r} is not a factor under 'vary'; factors: "
+                              f"{', '.join(study.vary) or '(none)'}")
+        if not nz.space:
+            raise ConfigError(f"{source}: {path}.space: name at least one hyperparameter to re-tune")
+        _check_space(nz.space, f"{path}.space", source)
+        for key, (i, value) in _absolute_keys(factor, study.vary[factor]).items():
+            if key in nz.space:
+                raise ConfigError(f"{source}: {path}.space.{key}: {key!r} is set by the factor's own settings "
+                                  f"(vary.{factor}[{i}] sets {key}={value!r}); a nuisance hyperparameter is "
+                                  f"re-tuned for every setting, so the settings must leave it to the search")
+        if nz.sampler != "grid" and nz.budget is None:
+            raise ConfigError(f"{source}: {path}.budget: required for the {nz.sampler} sampler (configurations "
+                              f"per setting and loss, >= 1)")
+        try:
+            draw_design(nz.sampler, nz.space, nz.budget, nz.seed)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {path}.{str(err)}") from None
+
+
+def _space_for(space: dict[str, Distribution], loss: str) -> dict[str, Distribution]:
+    """The part of a tuning space that ``loss`` uses (CE has no temperature or linear stage)."""
+    return {k: d for k, d in space.items() if not (loss == "ce" and k in CONTRASTIVE_ONLY)}
+
+
+def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The loss's base: the study file's ``base`` with stage 1's ``tuned`` values on top."""
     r = study.resources
     return {
         "dataset": study.dataset,
         "model": study.model,
         **study.base.common,
         **getattr(study.base, loss),
+        **(tuned or {}),
         "loss": loss,
         "workers": r.workers_per_trial,
         "cpus_per_worker": r.cpus_per_worker,
@@ -244,26 +457,41 @@ def _base_config(study: Study, loss: str) -> dict[str, Any]:
     }
 
 
-def _trial_id(study: str, loss: str, factor: str, label: str, seed: int) -> str:
-    digest = hashlib.sha1(json.dumps([study, loss, factor, label, seed]).encode()).hexdigest()[:8]
+_base_config = base_config
+
+
+def trial_id(study: str, phase: str, factor: str, label: str, train: dict[str, Any]) -> str:
+    """A readable id whose digest covers the full configuration (every TrainConfig value, exactly)."""
+    key = json.dumps({"study": study, "phase": phase, "factor": factor, "train": train}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", f"{factor}-{label}")[:60]
-    return f"{loss}-{slug}-s{seed}-{digest}"
+    return f"{train['loss']}-{slug}-s{train['seed']}-{digest}"
+
+
+def make_spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed: int, design: str,
+              sampler_seed: int | None = None, *, tuned: dict[str, Any] | None = None, phase: str = "study",
+              label: str | None = None, nuisance: dict[str, Any] | None = None) -> TrialSpec:
+    """The trial of ``values`` (and ``nuisance`` values) applied to the loss's (tuned) base, for ``seed``."""
+    base = base_config(study, loss, tuned)
+    label = setting_label(values) if label is None else label
+    train = TrainConfig(**{**base, **resolve(values, base), **(nuisance or {}), "seed": seed}).model_dump()
+    id_label = label + ("," + setting_label(nuisance) if nuisance else "")
+    return TrialSpec(trial_id(study.study, phase, factor, id_label, train), loss, seed, factor, label, design,
+                     train, sampler_seed, phase, nuisance)
 
 
 def _spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed: int, design: str,
-          sampler_seed: int | None = None) -> TrialSpec:
-    label = setting_label(values)
-    train = {**_base_config(study, loss), **values, "seed": seed}
-    return TrialSpec(_trial_id(study.study, loss, factor, label, seed), loss, seed, factor, label, design,
-                     TrainConfig(**train).model_dump(), sampler_seed)
+          sampler_seed: int | None = None, tuned: dict[str, Any] | None = None) -> TrialSpec:
+    return make_spec(study, loss, factor, values, seed, design, sampler_seed, tuned=tuned)
 
 
-def optuna_space(search: Search) -> dict[str, Any]:
-    """The search space as Optuna distributions."""
+def optuna_space(search: Search | dict[str, Distribution]) -> dict[str, Any]:
+    """The search space (a ``Search`` or a mapping of :class:`Distribution`) as Optuna distributions."""
     import optuna
 
+    space = search.space if isinstance(search, Search) else search
     distributions = {}
-    for key, d in search.space.items():
+    for key, d in space.items():
         if d.kind == "loguniform":
             distributions[key] = optuna.distributions.FloatDistribution(*d.loguniform, log=True)
         elif d.kind == "uniform":
@@ -275,68 +503,126 @@ def optuna_space(search: Search) -> dict[str, Any]:
     return distributions
 
 
-def tpe_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec:
-    """The trial an adaptive TPE suggestion stands for (``__trial_index__`` picks the seed)."""
+def tpe_spec(study: Study, loss: str, config: dict[str, Any], tuned: dict[str, Any] | None = None) -> TrialSpec:
+    """The trial an adaptive TPE suggestion of the ``search`` block stands for (``__trial_index__`` picks the seed)."""
     values = {k: config[k] for k in study.search.space}
     seed = study.seeds[int(config.get("__trial_index__", 0)) % len(study.seeds)]
-    return _spec(study, loss, "search", values, seed, "search:tpe", study.search.seed)
+    return make_spec(study, loss, "search", values, seed, "search:tpe", study.search.seed, tuned=tuned,
+                     label=setting_label(values, None))
 
 
-def sample_design(search: Search) -> list[dict[str, Any]]:
-    """Configurations for a grid / random / QMC search, drawn up front (random and QMC with Optuna's samplers)."""
+@dataclass
+class Design:
+    """Configurations drawn up front; ``duplicates``: identical draws that were dropped (and redrawn)."""
+
+    configs: list[dict[str, Any]]
+    duplicates: int = 0
+    requested: int = 0
+
+    @property
+    def note(self) -> str:
+        if not self.duplicates:
+            return ""
+        short = len(self.configs) < self.requested
+        return (f"{self.duplicates} identical draw(s) dropped"
+                + (f"; the space has only {len(self.configs)} distinct configuration(s)" if short else ", redrawn"))
+
+
+def draw_design(sampler: str, space: dict[str, Distribution], n: int | None, seed: int,
+                count_key: str = "budget") -> Design:
+    """``n`` distinct configurations (grid: every point once). Identical draws are dropped and redrawn,
+    up to ``20 n`` draws, so a small finite space yields fewer configurations rather than repeats."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    distributions = optuna_space(search)
-    if search.sampler == "grid":
-        not_listed = [k for k, d in search.space.items() if d.kind != "choice"]
+    if sampler == "grid":
+        not_listed = [k for k, d in space.items() if d.kind != "choice"]
         if not_listed:
-            raise ConfigError(f"search.space.{not_listed[0]}: the grid sampler needs 'choice' lists, not ranges")
-        grid = {k: d.choice for k, d in search.space.items()}
-        size = 1
-        for values in grid.values():
-            size *= len(values)
-        if search.num_samples not in (None, size):
-            raise ConfigError(f"search.num_samples: the grid has {size} points; leave num_samples out or set it to {size}")
+            raise ConfigError(f"space.{not_listed[0]}: the grid sampler needs 'choice' lists, not ranges")
+        grid = {k: d.choice for k, d in space.items()}
+        points = [dict(zip(grid, point)) for point in itertools.product(*grid.values())]
+        unique = [dict(t) for t in dict.fromkeys(tuple(p.items()) for p in points)]
+        if n not in (None, len(unique)):
+            raise ConfigError(f"{count_key}: the grid has {len(unique)} points; leave {count_key} out or set it "
+                              f"to {len(unique)}")
         # every grid point once, in a fixed order (Optuna's GridSampler would repeat points past the grid size)
-        return [dict(zip(grid, point)) for point in itertools.product(*grid.values())]
-    else:
-        if search.num_samples is None:
-            raise ConfigError(f"search.num_samples: required for the {search.sampler} sampler")
-        n = search.num_samples
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = (optuna.samplers.RandomSampler(seed=search.seed) if search.sampler == "random"
-                       else optuna.samplers.QMCSampler(seed=search.seed, scramble=True))
-    study = optuna.create_study(sampler=sampler)
-    design = []
-    for _ in range(n):
-        trial = study.ask(distributions)
-        design.append(dict(trial.params))
-        study.tell(trial, 0.0)  # value unused: these samplers do not adapt
-    return design
+        return Design(unique, len(points) - len(unique), len(points))
+    if n is None:
+        raise ConfigError(f"{count_key}: required for the {sampler} sampler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        opt_sampler = (optuna.samplers.RandomSampler(seed=seed) if sampler == "random"
+                       else optuna.samplers.QMCSampler(seed=seed, scramble=True))
+    distributions = optuna_space(space)
+    opt_study = optuna.create_study(sampler=opt_sampler)
+    configs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for _ in range(20 * n):
+        if len(configs) == n:
+            break
+        trial = opt_study.ask(distributions)
+        opt_study.tell(trial, 0.0)  # value unused: these samplers do not adapt
+        key = json.dumps(trial.params, sort_keys=True)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        configs.append(dict(trial.params))
+    return Design(configs, duplicates, n)
 
 
-def plan_trials(study: Study) -> list[TrialSpec]:
-    """Every trial a (non-adaptive) study runs, in a stable order. TPE trials are planned by the runner."""
+def sample_design(search: Search) -> list[dict[str, Any]]:
+    """Distinct configurations for a grid / random / QMC search, drawn up front (see :func:`draw_design`)."""
+    try:
+        return draw_design(search.sampler, search.space, search.num_samples, search.seed, "num_samples").configs
+    except ConfigError as err:
+        raise ConfigError(f"search.{err}") from None
+
+
+def plan_trials(study: Study, tuned: dict[str, dict[str, Any]] | None = None,
+                skip_factors: set[str] | frozenset = frozenset()) -> list[TrialSpec]:
+    """Every ordinary stage-2 trial of a (non-adaptive) study, in a stable order, from each loss's base
+    (with stage 1's ``tuned`` values per loss). TPE trials are planned by the runner; factors with
+    nuisance hyperparameters (``skip_factors``) by :func:`supcon_ray.protocol.plan_stage2`."""
+    tuned = tuned or {}
     specs: list[TrialSpec] = []
     for factor, settings in study.vary.items():
-        for setting in settings:
-            values = _setting_values(factor, setting)
+        if factor in skip_factors:
+            continue
+        all_values = [_setting_values(factor, setting) for setting in settings]
+        for values, label in zip(all_values, distinct_labels(all_values)):
             for loss in study.losses:
                 if loss == "ce" and set(values) <= CONTRASTIVE_ONLY:
                     continue
                 for seed in study.seeds:
-                    specs.append(_spec(study, loss, factor, values, seed, "one_factor"))
+                    specs.append(make_spec(study, loss, factor, values, seed, "one_factor", tuned=tuned.get(loss),
+                                           label=label))
     if study.search is not None and study.search.sampler != "tpe":
-        for values in sample_design(study.search):
+        configs = sample_design(study.search)
+        for values, label in zip(configs, distinct_labels(configs)):
             for loss in study.losses:
                 for seed in study.seeds:
-                    specs.append(_spec(study, loss, "search", values, seed, f"search:{study.search.sampler}",
-                                       study.search.seed))
+                    specs.append(make_spec(study, loss, "search", values, seed, f"search:{study.search.sampler}",
+                                           study.search.seed, tuned=tuned.get(loss), label=label))
+    return check_unique(specs)
+
+
+def check_unique(specs: list[TrialSpec]) -> list[TrialSpec]:
+    """Refuse a plan in which two trials are the same configuration (e.g. a setting listed twice)."""
+    seen: dict[str, TrialSpec] = {}
+    for s in specs:
+        if s.trial_id in seen:
+            first = seen[s.trial_id]
+            raise ConfigError(f"{s.factor}: settings {first.setting!r} and {s.setting!r} are the same configuration "
+                              f"for {s.loss} (seed {s.seed}); list each setting once")
+        seen[s.trial_id] = s
     return specs
 
 
-def study_as_yaml(study: Study) -> str:
-    """The validated study (after --quick) as YAML, stored beside its results."""
-    return yaml.safe_dump(study.model_dump(mode="json", exclude={"quick"}), sort_keys=False)
+def study_as_yaml(study: Study, bases: dict[str, Any] | None = None) -> str:
+    """The validated study (after --quick) as YAML, stored beside its results, with the ``bases`` used per loss."""
+    data = study.model_dump(mode="json", exclude={"quick"})
+    if bases is not None:
+        data["bases"] = bases
+    return yaml.safe_dump(data, sort_keys=False)

@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=name, type=kind, default=None, help=help_text)
+            literal = [a for a in typing.get_args(field.annotation)] if typing.get_origin(field.annotation) is typing.Literal else []
+            metavar = "{" + ",".join(literal) + "}" if literal else None  # choices checked by TrainConfig (exit 2)
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=help_text, metavar=metavar)
+    # the former boolean flag, kept as an alias
+    parser.add_argument("--no-amp", dest="amp", action="store_const", const="off", help="same as --amp off")
     parser.add_argument("--output", type=Path, help="folder for checkpoint.pt (each epoch) and result.json")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     parser.add_argument("--json", action="store_true", help="print one final JSON object on stdout")

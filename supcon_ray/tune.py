@@ -4,21 +4,27 @@ Validates the study file, plans its trials (one factor at a time, or a sampled s
 on Ray Tune (joining ``--address`` / ``RAY_ADDRESS``, or a local Ray instance), records each trial
 in Parquet under ``<storage>/<study>/``, prints a per-loss summary and writes the stability report.
 
-``--quick`` applies the file's ``quick`` block (offline, CPU, small). ``--dry-run`` prints the plan.
-``--resume`` continues an interrupted study: recorded trials are not run again, interrupted ones
-restart from their last checkpoint. Exit status 2 for bad input (file, names, numbers, resources).
+A study with ``tune_base`` runs two stages (:mod:`supcon_ray.protocol`): stage 1 finds each loss's
+base on the same budget, stage 2 changes one factor at a time from there (re-tuning ``nuisance``
+hyperparameters per setting). ``--quick`` applies the file's ``quick`` block (offline, CPU, small).
+``--dry-run`` prints both stages with their budgets and trial counts. ``--resume`` continues an
+interrupted study: recorded trials and a finished stage 1 are not run again, failed trials are
+(their rows kept under ``attempts/``), interrupted ones restart from their last checkpoint.
+Exit status 2 for bad input (file, names, numbers, resources), 1 if stage 1 ends with failed trials.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from .config import EXIT_USAGE, ConfigError, TrainConfig
-from .study import Study, TrialSpec, load_study, plan_trials
+from .protocol import StageIncomplete, plan_stage1, plan_stage2
+from .study import Study, TrialSpec, load_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,38 +49,54 @@ def trial_dirname(trial) -> str:
     return f"{trial.config['spec']['trial_id']}-{trial.trial_id}"
 
 
-def print_plan(study: Study, specs: list[TrialSpec], out=None) -> None:
+def print_plan(study: Study, specs: list[TrialSpec] | None = None, out=None) -> None:
+    """The ``--dry-run`` plan: resources, then both stages with their budgets and trial counts."""
+    from .protocol import print_protocol
+
     out = out or sys.stdout
     r = study.resources
     print(f"study {study.study}: {study.description}".rstrip(": "), file=out)
     print(f"dataset={study.dataset} model={study.model} losses={','.join(study.losses)} seeds={study.seeds}", file=out)
     print(f"resources: {r.workers_per_trial} worker(s)/trial x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU), "
           f"max_concurrent_trials={r.max_concurrent_trials or 'auto'}, launcher={r.launcher}", file=out)
-    if specs:
-        print(f"{len(specs)} planned trials:", file=out)
-        print(f"  {'loss':7} {'factor':14} {'setting':40} {'seed':>4}  epochs", file=out)
-        for s in specs:
-            print(f"  {s.loss:7} {s.factor:14} {s.setting[:40]:40} {s.seed:>4}  {s.train['epochs']}", file=out)
-    if study.search is not None and study.search.sampler == "tpe":
-        n = study.search.num_samples or 0
-        print(f"plus adaptive TPE: {n} configurations x {len(study.seeds)} seeds per loss "
-              f"= {n * len(study.seeds) * len(study.losses)} trials (sampler seed {study.search.seed})", file=out)
+    print_protocol(study, out)
+
+
+def _fmt_values(values: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()) or "-"
 
 
 def summarize(results_dir: str, out=None) -> None:
+    """Each loss's base, then per loss the trials that enter the statistics (stage 1 and unselected
+    nuisance runs are counted on their own line)."""
+    from .protocol import load_bases, stats_trials
     from .storage import read_results
 
     out = out or sys.stdout
     trials, _ = read_results(results_dir)
     df = trials.to_pandas()
+    bases = load_bases(results_dir)
+    if bases:
+        print("\nbase per loss:", file=out)
+        for loss, rec in bases.items():
+            origin = rec.get("source", "?")
+            if rec.get("trial_ids"):
+                origin += (f", {rec.get('select')} mean {rec['mean']:.4f} over seeds {rec.get('seeds')} "
+                           f"(best of {rec.get('configurations')}; trial {rec['trial_ids'][0]})")
+            print(f"  {loss:8} {_fmt_values(rec.get('values') or {})}  [{origin}]", file=out)
+    used = stats_trials(df, results_dir)
     print(f"\n{'loss':8} {'trials':>6} {'completed':>9} {'diverged':>8} {'failed':>6}  test_top1 mean ± std", file=out)
-    for loss, g in df.groupby("loss"):
+    for loss, g in used.groupby("loss"):
         counts = g["status"].value_counts()
         scored = g[g["status"] != "failed"]["test_top1"]
         stat = f"{scored.mean():.4f} ± {scored.std(ddof=1):.4f}" if len(scored) > 1 else (f"{scored.mean():.4f}" if len(scored) else "-")
         print(f"{loss:8} {len(g):>6} {counts.get('completed', 0):>9} {counts.get('diverged', 0):>8} "
               f"{counts.get('failed', 0):>6}  {stat}", file=out)
     print("(diverged trials count at chance level; failed trials have no score)", file=out)
+    rest = len(df) - len(used)
+    if rest:
+        phases = df.loc[~df.index.isin(used.index), "phase"].fillna("study").value_counts().to_dict()
+        print(f"not in the statistics: {rest} trial(s) ({', '.join(f'{n} {p}' for p, n in phases.items())})", file=out)
 
 
 def _progress_reporter():
@@ -111,23 +133,39 @@ def _fit(make_tuner, tune_path: str, resume: bool, trainable, spec_of_config) ->
     return errors, unfinished
 
 
-def run_study(study: Study, specs: list[TrialSpec], storage: str, resume: bool, address: str | None,
-              max_concurrent: int | None) -> str:
-    """Run every trial (planned ones, then one adaptive TPE search per loss); return the results folder."""
+def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str = "./results", resume: bool = False,
+              address: str | None = None, max_concurrent: int | None = None) -> str:
+    """Run the study's two stages on Ray Tune; return the results folder.
+
+    Stage 1 (``tune_base``, if any) finds each loss's base and records it in ``study.yaml``; stage 2
+    runs the planned trials from there (``specs``, if given, for a study without ``tune_base`` or
+    ``nuisance``; else planned by :func:`supcon_ray.protocol.plan_stage2`), then one adaptive TPE search
+    per loss for a ``search`` block with ``tpe``. With ``resume``: failed rows are moved to
+    ``attempts/`` and those trials run again, a recorded base is reused (stage 1 never runs twice),
+    recorded trials are not run again and interrupted ones restart from their last checkpoint.
+    Raises :class:`supcon_ray.protocol.StageIncomplete` if stage 1 ends with failed trials.
+    """
     from ray import tune
 
+    from . import protocol
     from .ray_runtime import check_fits, init_ray
     from .runner import (default_concurrency, record_failures, run_trial, spec_of, storage_uri, trial_resources,
                          uses_ray_train)
-    from .storage import ResultStore
-    from .study import optuna_space, study_as_yaml
+    from .storage import ResultStore, read_results
+    from .study import _space_for, optuna_space, study_as_yaml
 
     store = ResultStore(storage_uri(storage), study.study)
     done = store.finished_ids()
     if done and not resume:
         raise ConfigError(f"--storage: {store.uri} already holds {len(done)} finished trial(s) of study "
                           f"'{study.study}'. Add --resume to continue it, or choose another --storage.")
-    store.write_text("study.yaml", study_as_yaml(study))
+    bases = protocol.recorded_bases(store.read_text("study.yaml"), study) if resume else None
+    if resume:
+        retried = store.archive_failed()
+        if retried:
+            print(f"{len(retried)} failed trial(s) will run again; their earlier rows are kept under "
+                  f"{store.uri}/attempts/", flush=True)
+    store.write_text("study.yaml", study_as_yaml(study, bases))
     r = study.resources
     probe = TrainConfig(workers=r.workers_per_trial, cpus_per_worker=r.cpus_per_worker, gpus_per_worker=r.gpus_per_worker)
     init_ray(address)
@@ -139,10 +177,6 @@ def run_study(study: Study, specs: list[TrialSpec], storage: str, resume: bool, 
         check_fits(1, per_trial["CPU"], per_trial.get("GPU", 0.0))
         need_cpus, need_gpus = per_trial["CPU"], per_trial.get("GPU", 0.0)
     concurrency = max_concurrent or r.max_concurrent_trials or default_concurrency(need_cpus, need_gpus)
-    todo = [s for s in specs if s.trial_id not in done]
-    tpe = study.search is not None and study.search.sampler == "tpe"
-    print(f"{len(specs)} trials planned, {len(specs) - len(todo)} already recorded, {len(todo)} to run"
-          f"{' (plus adaptive TPE searches)' if tpe else ''}; up to {concurrency} at once. Results: {store.uri}", flush=True)
 
     def trainable(tpe_args=None):
         fn = tune.with_parameters(run_trial, storage=storage_uri(storage), study=study.study, launcher=r.launcher,
@@ -155,43 +189,103 @@ def run_study(study: Study, specs: list[TrialSpec], storage: str, resume: bool, 
 
     errors: dict[str, tuple[dict, str]] = {}
     unfinished = 0
-    try:
-        if todo:
-            planned = trainable()
-            e, u = _fit(lambda: tune.Tuner(
-                planned, param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
-                tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False,
-                                            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
-                run_config=run_config("tune")), f"{store.uri}/tune", resume, planned, lambda c: spec_of(c, None))
+
+    def run_planned(name: str, planned_specs: list[TrialSpec], what: str) -> None:
+        """Run the planned trials not yet recorded: restore the latest Tune experiment of ``name`` on resume
+        (interrupted trials continue from their checkpoints), then a fresh one for any left over."""
+        nonlocal unfinished
+        finished = store.finished_ids()
+        todo = [s for s in planned_specs if s.trial_id not in finished]
+        print(f"{what}: {len(planned_specs)} trials planned, {len(planned_specs) - len(todo)} already recorded, "
+              f"{len(todo)} to run; up to {concurrency} at once. Results: {store.uri}", flush=True)
+        if not todo:
+            return
+        paths = [f"{store.uri}/{name}"]
+        while tune.Tuner.can_restore(paths[-1]):
+            paths.append(f"{store.uri}/{name}-{len(paths)}")
+        fn = trainable()
+        if resume and len(paths) > 1:
+            e, u = _fit(lambda: None, paths[-2], True, fn, lambda c: spec_of(c, None))
             errors.update(e)
             unfinished += u
-        if tpe:
-            import optuna
-            from ray.tune.search import Repeater
-            from ray.tune.search.optuna import OptunaSearch
+            record_failures(store, e, study.study)
+            finished = store.finished_ids()
+            todo = [s for s in planned_specs if s.trial_id not in finished]
+            if not todo or u:
+                return
+        fresh = paths[-1].rsplit("/", 1)[1]
+        e, u = _fit(lambda: tune.Tuner(
+            fn, param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False,
+                                        trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+            run_config=run_config(fresh)), paths[-1], False, fn, lambda c: spec_of(c, None))
+        errors.update(e)
+        unfinished += u
 
-            study_dict = study.model_dump(mode="json")
+    def run_tpe(name: str, space, num_samples: int, seeds: list[int], sampler_seed: int, metric: str,
+                tpe_args: tuple) -> None:
+        nonlocal unfinished
+        import optuna
+        from ray.tune.search import Repeater
+        from ray.tune.search.optuna import OptunaSearch
+
+        fn = trainable(tpe_args)
+        searcher = Repeater(OptunaSearch(space=optuna_space(space), metric=metric, mode="max",
+                                         sampler=optuna.samplers.TPESampler(seed=sampler_seed)),
+                            repeat=len(seeds), set_index=True)
+        e, u = _fit(lambda: tune.Tuner(
+            fn, tune_config=tune.TuneConfig(search_alg=searcher, max_concurrent_trials=concurrency,
+                                            num_samples=num_samples * len(seeds), reuse_actors=False),
+            run_config=run_config(name)), f"{store.uri}/{name}", resume, fn, lambda c, a=tpe_args: spec_of(c, a))
+        errors.update(e)
+        unfinished += u
+
+    def stop_if_unfinished() -> None:
+        failed = record_failures(store, errors, study.study)
+        if failed:
+            print(f"{failed} trial(s) failed after {r.max_failures} retries; recorded with status 'failed' "
+                  "(--resume runs them again)", flush=True)
+        errors.clear()
+        if unfinished:
+            raise KeyboardInterrupt
+
+    study_dict = study.model_dump(mode="json")
+    stage2: list[TrialSpec] = []
+    try:
+        if bases is None:
+            tb = study.tune_base
+            if tb is not None:
+                run_planned("tune-base", protocol.plan_stage1(study), "stage 1 (tune_base)")
+                if tb.sampler == "tpe":
+                    for loss in study.losses:
+                        run_tpe(f"tune-base-tpe-{loss}", _space_for(tb.space, loss), tb.budget, tb.seeds, tb.seed,
+                                tb.select, (study_dict, loss, "tune_base"))
+                stop_if_unfinished()
+                bases = protocol.pick_bases(study, read_results(store.uri)[0].to_pandas())
+            else:
+                bases = protocol.file_bases(study)
+            store.write_text("study.yaml", study_as_yaml(study, bases))
+        else:
+            print("stage 1 already recorded: stage 2 starts from the recorded bases", flush=True)
+        if study.tune_base is not None:
+            for loss, rec in bases.items():
+                print(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
+                      + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")"), flush=True)
+        tuned = protocol.tuned_values(bases)
+        plain = specs is not None and study.tune_base is None and not study.nuisance
+        stage2 = specs if plain else protocol.plan_stage2(study, bases)
+        run_planned("tune", stage2, "stage 2" if study.tune_base is not None else "study")
+        if study.search is not None and study.search.sampler == "tpe":
             for loss in study.losses:
-                tpe_args = (study_dict, loss)
-                fn = trainable(tpe_args)
-                searcher = Repeater(OptunaSearch(space=optuna_space(study.search), metric="val_top1", mode="max",
-                                                 sampler=optuna.samplers.TPESampler(seed=study.search.seed)),
-                                    repeat=len(study.seeds), set_index=True)
-                e, u = _fit(lambda fn=fn, searcher=searcher: tune.Tuner(
-                    fn, tune_config=tune.TuneConfig(search_alg=searcher, max_concurrent_trials=concurrency,
-                                                    num_samples=study.search.num_samples * len(study.seeds),
-                                                    reuse_actors=False),
-                    run_config=run_config(f"tune-tpe-{loss}")), f"{store.uri}/tune-tpe-{loss}", resume, fn,
-                    lambda c, a=tpe_args: spec_of(c, a))
-                errors.update(e)
-                unfinished += u
+                run_tpe(f"tune-tpe-{loss}", study.search.space, study.search.num_samples, study.seeds,
+                        study.search.seed, "val_top1", (study_dict, loss, "search", tuned.get(loss)))
     except KeyboardInterrupt:
         unfinished += 1
-    failed = record_failures(store, errors, study.study)
-    if failed:
-        print(f"{failed} trial(s) failed after {r.max_failures} retries; recorded with status 'failed'", flush=True)
-    if unfinished:
-        raise KeyboardInterrupt
+    finally:
+        if stage2 and study.nuisance:
+            selection = protocol.select_nuisance(study, stage2, read_results(store.uri)[0].to_pandas())
+            store.write_text(protocol.SELECTION_FILE, json.dumps(selection, indent=1))
+    stop_if_unfinished()
     return store.uri
 
 
@@ -200,16 +294,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         study = load_study(args.space, quick=args.quick)
-        specs = plan_trials(study)
+        plan_stage2(study, None)  # plans (and so checks) stage 2 before anything starts
+        plan_stage1(study)
         if args.max_concurrent_trials is not None and args.max_concurrent_trials < 1:
             raise ConfigError("--max-concurrent-trials must be >= 1")
         if args.dry_run:
-            print_plan(study, specs)
+            print_plan(study)
             return 0
-        results = run_study(study, specs, args.storage, args.resume, args.address, args.max_concurrent_trials)
+        results = run_study(study, None, args.storage, args.resume, args.address, args.max_concurrent_trials)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except StageIncomplete as err:
+        quick = " --quick" if args.quick else ""
+        print(f"error: {err}\n  python -m supcon_ray.tune --space {args.space}{quick} --storage {args.storage} --resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         quick = " --quick" if args.quick else ""
         print(f"\nInterrupted. Finished trials are saved. Resume with:\n  python -m supcon_ray.tune --space {args.space}"

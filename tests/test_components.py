@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from supcon_ray.augment import AUGMENTATIONS, MultiView, build_transform
+from torchvision.transforms import v2
+
+from supcon_ray.augment import AUGMENTATIONS, MultiView, autoaugment_policy, build_transform
 from supcon_ray.data import DataError, load_dataset, validate_dataset_name
 from supcon_ray.losses import SupConLoss
 from supcon_ray.models import MODELS, build_network
@@ -156,3 +158,65 @@ def test_missing_parquet_dir(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="valid: digits, cifar10"):
         validate_dataset_name("mnist")
+
+
+def _steps(compose) -> list[type]:
+    """Transform classes in application order, looking inside RandomApply."""
+    out = []
+    for t in compose.transforms:
+        out += [type(inner) for inner in t.transforms] if isinstance(t, v2.RandomApply) else [type(t)]
+    return out
+
+
+def test_simaugment_is_the_papers_version():
+    steps = _steps(build_transform("simaugment", 32, [0.5] * 3, [0.25] * 3))
+    for kind in (v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.RandomRotation, v2.ColorJitter,
+                 v2.RandomGrayscale, v2.GaussianBlur, v2.ElasticTransform):
+        assert kind in steps, kind
+    assert steps.index(v2.ElasticTransform) > steps.index(v2.GaussianBlur) > steps.index(v2.ColorJitter)  # warp last
+
+
+def test_stacked_randaugment_applies_randaugment_before_colour_jitter():
+    steps = _steps(build_transform("stacked_randaugment", 32, [0.5] * 3, [0.25] * 3))
+    assert steps.index(v2.RandomResizedCrop) < steps.index(v2.RandAugment) < steps.index(v2.ColorJitter)
+    assert steps.index(v2.RandAugment) < steps.index(v2.RandomGrayscale)
+
+
+@pytest.mark.parametrize("dataset,policy", [
+    ("cifar10", v2.AutoAugmentPolicy.CIFAR10), ("cifar100", v2.AutoAugmentPolicy.CIFAR10),
+    ("parquet:../shared/data/cifar10", v2.AutoAugmentPolicy.CIFAR10), ("parquet:/data/svhn/", v2.AutoAugmentPolicy.SVHN),
+    ("digits", v2.AutoAugmentPolicy.IMAGENET), ("imagefolder:/data/imagenet", v2.AutoAugmentPolicy.IMAGENET),
+])
+def test_autoaugment_policy_follows_the_dataset(dataset, policy):
+    assert autoaugment_policy(dataset) == policy
+    tf = build_transform("autoaugment", 32, [0.5] * 3, [0.25] * 3, dataset=dataset)
+    assert [t.policy for t in tf.transforms if isinstance(t, v2.AutoAugment)] == [policy]
+
+
+def test_exponential_schedule_and_rmsprop_settings():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = build_optimizer("rmsprop", [param], lr=1.0, momentum=0.9)
+    assert opt.param_groups[0]["alpha"] == 0.9 and opt.param_groups[0]["eps"] == 1.0
+    sched = build_scheduler(opt, "exponential", total_steps=100, warmup_steps=4, steps_per_epoch=10,
+                            decay_rate=0.5, decay_epochs=2.0)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.25) and lrs[3] == pytest.approx(1.0)  # warm-up
+    # x0.5 every 2 epochs (20 steps) after warm-up, continuously
+    assert lrs[24] == pytest.approx(0.5) and lrs[44] == pytest.approx(0.25) and lrs[14] == pytest.approx(0.5 ** 0.5)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_representation_normalisation(normalize):
+    torch.manual_seed(0)
+    net = build_network("resnet-mini", 3, 10, normalize_representation=normalize)
+    x = torch.randn(4, 3, 16, 16)
+    r = net.representation()(x)
+    assert torch.allclose(r.norm(dim=1), torch.ones(4), atol=1e-5) == normalize
+    assert torch.allclose(net.linear_probe()(x), net.classifier(r))
+    # the projection head sees r; cross-entropy end to end keeps the raw encoder output
+    assert torch.allclose(net.contrastive()(x), net.head(r))
+    assert torch.allclose(net.end_to_end()(x), net.classifier(net.encoder(x)))

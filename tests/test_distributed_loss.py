@@ -14,6 +14,9 @@ SETTINGS = [
     dict(variant="in", method="blockwise", labels=True, mode="one"),
     dict(variant="in", method="dense", labels=False, mode="all"),
     dict(variant="out", method="blockwise", labels=False, mode="all"),
+    # bf16 network outputs inside autocast: the loss casts to float32 before the all-gather
+    dict(variant="out", method="blockwise", labels=True, mode="all", bf16=True),
+    dict(variant="in", method="dense", labels=True, mode="all", bf16=True),
 ]
 WORLD, LOCAL_BATCH, VIEWS, DIM = 2, 6, 2, 5
 
@@ -25,15 +28,21 @@ def _data():
     return feats, labels
 
 
+def _inputs(feats, setting):
+    """float64 features, or (bf16 settings) their bf16 rounding."""
+    return feats.to(torch.bfloat16) if setting.get("bf16") else feats.clone()
+
+
 def _worker(rank, init_file, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     feats, labels = _data()
     sl = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
     results = []
     for s in SETTINGS:
-        local = feats[sl].clone().requires_grad_(True)
+        local = _inputs(feats[sl], s).requires_grad_(True)
         fn = SupConLoss(0.2, variant=s["variant"], contrast_mode=s["mode"], method=s["method"], block_rows=4)
-        loss = fn(local, labels[sl] if s["labels"] else None)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.get("bf16", False)):
+            loss = fn(local, labels[sl] if s["labels"] else None)
         loss.backward()
         mean_loss = loss.detach().clone()
         dist.all_reduce(mean_loss)
@@ -46,17 +55,23 @@ def test_gathered_loss_and_gradients_match_single_process(tmp_path):
     mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, start_method="spawn")
     feats, labels = _data()
     for i, s in enumerate(SETTINGS):
-        full = feats.clone().requires_grad_(True)
+        # reference: one process, no autocast, float32 for the bf16 settings (what the loss computes in)
+        full = (_inputs(feats, s).float() if s.get("bf16") else feats.clone()).requires_grad_(True)
         fn = SupConLoss(0.2, variant=s["variant"], contrast_mode=s["mode"], method=s["method"])
         loss = fn(full, labels if s["labels"] else None)
         loss.backward()
+        atol = 1e-5 if s.get("bf16") else 1e-10
         for rank in range(WORLD):
             got_loss, got_grad = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)[i]
-            assert torch.allclose(got_loss, loss.detach(), atol=1e-10), (s, got_loss, loss)
+            assert got_loss.dtype == loss.dtype
+            assert torch.allclose(got_loss, loss.detach(), atol=atol), (s, got_loss, loss)
             # each worker's value is world_size x its share, so its feature gradient is world_size x
             # the single-process one (DDP's averaging divides by world_size again)
             want = full.grad[rank * LOCAL_BATCH:(rank + 1) * LOCAL_BATCH]
-            assert torch.allclose(got_grad, want, atol=1e-10), s
+            if s.get("bf16"):  # the gradient reaching bf16 features is rounded to bf16
+                want, got_grad = want.to(torch.bfloat16).float(), got_grad.float()
+                atol = 1e-2 * want.abs().max().item()
+            assert torch.allclose(got_grad, want, atol=atol), s
 
 
 def test_without_gather_negatives_shrink():

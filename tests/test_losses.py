@@ -202,3 +202,80 @@ def test_gradients_are_bit_identical_across_calls(method):
         SupConLoss(0.1, method=method)(x, labels).backward()
         grads.append(x.grad)
     assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
+@pytest.mark.parametrize("method", ["dense", "blockwise"])
+@pytest.mark.parametrize("variant", ["out", "in"])
+def test_bf16_autocast_gives_the_fp32_loss_and_gradient(method, variant):
+    # the same float32 features inside and outside CPU bf16 autocast: the loss computes in float32
+    gen = torch.Generator().manual_seed(6)
+    feats, labels = torch.randn(96, 2, 64, generator=gen), torch.randint(0, 6, (96,), generator=gen)
+    fn = SupConLoss(0.1, variant=variant, method=method, block_rows=40)
+    a, b = feats.clone().requires_grad_(True), feats.clone().requires_grad_(True)
+    want = fn(a, labels)
+    want.backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fn(b, labels)
+    got.backward()
+    assert got.dtype == torch.float32
+    assert abs(got.item() - want.item()) <= 1e-4
+    assert (b.grad - a.grad).abs().max().item() <= 1e-4
+
+
+def test_low_precision_features_are_computed_in_float32():
+    # bf16 network outputs: same loss and gradient as their float32 values (the blockwise form once
+    # failed with "mat1 and mat2 must have the same dtype")
+    gen = torch.Generator().manual_seed(7)
+    feats = torch.randn(64, 2, 32, generator=gen).to(torch.bfloat16)
+    labels = torch.randint(0, 4, (64,), generator=gen)
+    for method in ("dense", "blockwise"):
+        a = feats.clone().requires_grad_(True)
+        b = feats.float().requires_grad_(True)
+        la, lb = SupConLoss(0.1, method=method)(a, labels), SupConLoss(0.1, method=method)(b, labels)
+        la.backward()
+        lb.backward()
+        assert la.dtype == torch.float32 and la.item() == lb.item()
+        assert a.grad.dtype == torch.bfloat16 and torch.equal(a.grad, b.grad.to(torch.bfloat16))
+
+
+def test_blockwise_with_a_small_temperature_takes_the_shifted_path():
+    # below tau ~ 0.013 exp(logit) could overflow: the row maximum is subtracted first
+    from supcon_ray.losses import _needs_shift
+
+    gen = torch.Generator().manual_seed(8)
+    feats, labels = torch.randn(48, 2, 16, generator=gen), torch.randint(0, 3, (48,), generator=gen)
+    unit = torch.nn.functional.normalize(feats.view(96, 16), dim=1)
+    assert _needs_shift(unit / 0.005, unit) and not _needs_shift(unit / 0.1, unit)
+    for variant in ("out", "in"):
+        a, b = feats.clone().requires_grad_(True), feats.clone().requires_grad_(True)
+        la = SupConLoss(0.005, variant=variant, method="blockwise", block_rows=10)(a, labels)
+        lb = SupConLoss(0.005, variant=variant, method="dense")(b, labels)
+        la.backward()
+        lb.backward()
+        assert torch.isfinite(la) and abs(la.item() - lb.item()) <= 1e-4 * abs(lb.item())
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_temperature_scaling_takes_one_over_tau_out_of_the_gradient():
+    from supcon_ray.config import TrainConfig
+    from supcon_ray.engine import contrastive_loss
+
+    gen = torch.Generator().manual_seed(9)
+    feats, labels = torch.randn(128, 2, 32, generator=gen, dtype=torch.float64), torch.randint(0, 10, (128,), generator=gen)
+
+    def grad(fn):
+        x = feats.clone().requires_grad_(True)
+        fn(x, labels).backward()
+        return x.grad
+
+    norms = {True: [], False: []}
+    for tau in (0.05, 0.1, 0.5):
+        scaled = contrastive_loss(TrainConfig(temperature=tau))  # the default: scaled by tau / 0.07
+        plain = contrastive_loss(TrainConfig(temperature=tau, temperature_scaling=False))
+        g_scaled, g_plain = grad(scaled), grad(plain)
+        assert torch.allclose(g_scaled, g_plain * (tau / 0.07), rtol=1e-9, atol=1e-14)
+        norms[True].append(g_scaled.norm().item())
+        norms[False].append(g_plain.norm().item())
+    # unscaled, the gradient's size moves by an order of magnitude over these temperatures; scaled, far less
+    assert max(norms[False]) / min(norms[False]) > 8
+    assert max(norms[True]) / min(norms[True]) < 0.25 * max(norms[False]) / min(norms[False])

@@ -94,6 +94,39 @@ BAD = [
     ("search: {sampler: annealing, num_samples: 2, space: {lr: {uniform: [0.1, 1]}}}", "search.sampler: Input should be 'grid', 'random', 'qmc' or 'tpe'"),
     ("search: {sampler: random, num_samples: 2, space: {lr: {loguniform: [0, 1]}}}", "loguniform needs low > 0"),
     ("search: {sampler: random, num_samples: 2, space: {speed: {uniform: [0, 1]}}}", "unknown hyperparameter 'speed'"),
+    # the two-stage protocol (tune_base, nuisance)
+    ("vary:\n  lr: [0.1, 0.5]\ntune_base: {budget: 4, space: {lr: {loguniform: [0.01, 1]}}}",
+     "tune_base.space.lr: 'lr' is tuned in stage 1 and also varied by factor 'lr' (vary.lr[0] sets lr=0.1)"),
+    ("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]\ntune_base: {budget: 4, space: {lr: {loguniform: [0.01, 1]}}}",
+     "tune_base.space.lr: 'lr' is tuned in stage 1 and also varied by factor 'optimizer'"),
+    ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 0, space: {lr: {loguniform: [0.01, 1]}}}",
+     "tune_base.budget: Input should be greater than or equal to 1"),
+    ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 2, select: test_top1, space: {lr: {loguniform: [0.01, 1]}}}",
+     "tune_base.select: 'test_top1' is a test metric"),
+    ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 2, select: val_loss, space: {lr: {loguniform: [0.01, 1]}}}",
+     "tune_base.select: unknown metric 'val_loss'; valid: val_top1"),
+    ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 2, space: {seed: {int: [0, 9]}}}",
+     "tune_base.space.seed: 'seed' cannot be tuned"),
+    ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 2, space: {speed: {uniform: [0, 1]}}}",
+     "tune_base.space.speed: unknown hyperparameter"),
+    ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 2, space: {lr: {choice: [0.1, -1.0]}}}",
+     "tune_base.space.lr: Input should be greater than 0"),
+    ("vary:\n  optimizer: [sgd]\nnuisance:\n  optimizer: {budget: 2, space: {speed: {uniform: [0, 1]}}}",
+     "nuisance.optimizer.space.speed: unknown hyperparameter; valid: loss, dataset"),
+    ("vary:\n  optimizer: [sgd]\nnuisance:\n  optimizer: {budget: 0, space: {lr: {uniform: [0.1, 1]}}}",
+     "nuisance.optimizer.budget: Input should be greater than or equal to 1"),
+    ("vary:\n  optimizer: [sgd]\nnuisance:\n  optimizer: {space: {lr: {uniform: [0.1, 1]}}}",
+     "nuisance.optimizer.budget: required for the random sampler"),
+    ("vary:\n  optimizer: [sgd]\nnuisance:\n  optimizer: {budget: 2, select: test_top1, space: {lr: {uniform: [0.1, 1]}}}",
+     "nuisance.optimizer.select: 'test_top1' is a test metric"),
+    ("vary:\n  optimizer: [sgd]\nnuisance:\n  augment: {budget: 2, space: {lr: {uniform: [0.1, 1]}}}",
+     "nuisance.augment: 'augment' is not a factor under 'vary'; factors: optimizer"),
+    ("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]\nnuisance:\n  optimizer: {budget: 2, space: {lr: {uniform: [0.1, 1]}}}",
+     "nuisance.optimizer.space.lr: 'lr' is set by the factor's own settings (vary.optimizer[1] sets lr=0.01)"),
+    ("vary:\n  optimizer: [sgd]\nnuisance:\n  optimizer: {sampler: grid, budget: 3, space: {lr: {choice: [0.1, 1]}}}",
+     "nuisance.optimizer.budget: the grid has 2 points"),
+    ("vary:\n  lr: [x0.5, xfast]", "vary.lr[1].lr: 'xfast' is neither a number nor a multiple of the base"),
+    ("vary:\n  lr: [x0]", "vary.lr[0].lr: Input should be greater than 0"),
 ]
 
 
@@ -128,7 +161,22 @@ def test_yaml_is_loaded_safely(tmp_path):
         load_study(path)
 
 
-def test_dry_run_prints_plan(capsys):
+def test_dry_run_prints_both_stages(capsys):
     assert main(["--space", str(SPACES[[p.stem for p in SPACES].index("optimizers")]), "--quick", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "12 planned trials" in out and "optimizer=rmsprop,lr=0.01" in out
+    assert "stage 1 (tune_base): sampler=qmc" in out
+    assert "supcon  4 configurations x 1 seed(s) = 4 trials" in out and "ce      4 configurations x 1 seed(s) = 4 trials" in out
+    assert "stage 2: 12 planned trials (12 ordinary, 0 in nuisance searches)" in out
+    assert "optimizer=rmsprop,lr=x0.01" in out and "total: 20 trials" in out
+
+
+def test_dry_run_counts_nuisance_searches(tmp_path, capsys):
+    text = GOOD.replace("optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "optimizer: [sgd, lars, rmsprop]") + (
+        "nuisance:\n  optimizer: {sampler: grid, space: {lr: {choice: [0.01, 0.1, 1.0]}}}\n"
+        "tune_base: {sampler: tpe, budget: 5, seeds: [0, 1], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n")
+    assert main(["--space", str(write(tmp_path, text)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "stage 1 total: 20 trials" in out
+    assert "stage 2: 18 planned trials (0 ordinary, 18 in nuisance searches)" in out  # 3 settings x 3 lr x 2 losses
+    assert "nuisance optimizer/ce: lr re-tuned per setting: 3 configurations x 1 seed(s)" in out
+    assert "total: 38 trials" in out

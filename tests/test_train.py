@@ -1,6 +1,8 @@
 """Single-process training: accuracy on digits, determinism, exact resume, divergence, bad input."""
 
+import dataclasses
 import json
+import math
 import tempfile
 
 import pytest
@@ -9,7 +11,7 @@ import torch
 from supcon_ray.checkpoint import load_state, save_state
 from supcon_ray.config import TrainConfig
 from supcon_ray.data import load_dataset
-from supcon_ray.engine import Session, train
+from supcon_ray.engine import Session, Trainer, _cached_batches, train
 from supcon_ray.train import main
 
 FAST = dict(dataset="digits", model="resnet-mini", batch_size=128, augment="basic")
@@ -18,6 +20,18 @@ FAST = dict(dataset="digits", model="resnet-mini", batch_size=128, augment="basi
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def tiny(digits):
+    """64 training images: two steps of 32 per epoch (CPU bf16/fp16 autocast is slow without hardware support)."""
+    from torch.utils.data import Subset
+
+    return dataclasses.replace(digits, train=Subset(digits.train, range(64)), val=Subset(digits.val, range(32)),
+                               test=Subset(digits.test, range(32)))
+
+
+TINY = dict(dataset="digits", model="resnet-mini", batch_size=32, linear_batch_size=32, augment="basic")
 
 
 class Interrupt(Exception):
@@ -56,10 +70,12 @@ def test_same_seed_same_result(digits):
     assert c["train_loss"] != a["train_loss"]
 
 
-@pytest.mark.parametrize("loss,stop_after", [("ce", 1), ("supcon", 1), ("supcon", 2), ("supcon", 3)])
-def test_resume_is_exact(loss, stop_after, digits):
-    # supcon: 2 pretrain + 2 linear epochs; stop mid-pretrain, at the stage boundary, mid-linear
-    cfg = TrainConfig(loss=loss, epochs=2, linear_epochs=2, **FAST)
+@pytest.mark.parametrize("loss,stop_after,num_workers", [("ce", 1, 0), ("supcon", 1, 0), ("supcon", 2, 0), ("supcon", 3, 0),
+                                                        ("supcon", 1, 2)])
+def test_resume_is_exact(loss, stop_after, num_workers, digits):
+    # supcon: 2 pretrain + 2 linear epochs; stop mid-pretrain, at the stage boundary, mid-linear;
+    # with 2 DataLoader workers, whose random streams must come from the checkpoint too
+    cfg = TrainConfig(loss=loss, epochs=2, linear_epochs=2, num_workers=num_workers, **FAST)
     full, full_states, _ = _run(cfg, digits)
     partial_states = []
 
@@ -119,3 +135,97 @@ def test_bad_input_exits_2(argv, needle, capsys):
     assert main(argv + ["--epochs", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.startswith("error:")
+
+
+@pytest.mark.parametrize("loss", ["supcon", "ce"])
+def test_bf16_autocast_epoch_on_cpu(loss, tiny):
+    # CPU bf16 autocast takes the GPU AMP code path: the network runs in bf16, the loss in float32
+    cfg = TrainConfig(loss=loss, epochs=1, linear_epochs=1, amp="bf16", **TINY)
+    seen = []
+    trainer = Trainer(cfg, Session(lambda m, s: seen.append(m)), tiny)
+    dtypes = set()
+    trainer.net.encoder.stem[0].register_forward_hook(lambda mod, inp, out: dtypes.add(out.dtype))
+    result = trainer.run()
+    assert result["status"] == "completed" and math.isfinite(result["train_loss"])
+    assert torch.bfloat16 in dtypes
+    assert all(p.dtype == torch.float32 for p in trainer.net.parameters())
+
+
+def test_fp16_grad_scaler_state_is_checkpointed_and_restored(tiny):
+    from torch.utils.data import Subset
+
+    tiny = dataclasses.replace(tiny, train=Subset(tiny.train, range(32)))  # one step per epoch
+    cfg = TrainConfig(loss="ce", epochs=2, amp="fp16", **TINY)
+    _, states, _ = _run(cfg, tiny, stop_after=None)
+    scale = states[0]["scaler"]["scale"]
+    assert scale > 0 and math.isfinite(scale)
+    # a resumed run continues from the saved scale (set to an unusual value here), not a fresh one
+    tampered = dict(states[0], scaler=dict(states[0]["scaler"], scale=8.0))
+    with tempfile.TemporaryDirectory() as d:
+        save_state(tampered, d)
+        resumed_state = load_state(d)
+    _, res_states, _ = _run(cfg, tiny, resume_state=resumed_state)
+    assert res_states[-1]["scaler"]["scale"] in (4.0, 8.0, 16.0)  # halved on overflow, else kept or grown
+    assert states[-1]["scaler"]["scale"] not in (4.0, 8.0, 16.0)
+
+
+@pytest.mark.parametrize("linear_stage", ["cached", "augmented"])
+def test_linear_stage_trains_only_the_classifier(linear_stage, tiny):
+    cfg = TrainConfig(loss="supcon", epochs=1, linear_epochs=2, linear_stage=linear_stage, **TINY)
+    weights, history = [], []
+
+    def reporter(metrics, state):  # state_dict() tensors share storage with the live network: copy
+        history.append(metrics)
+        weights.append({k: v.clone() for k, v in state["network"].items()})
+
+    result = train(cfg, Session(reporter), tiny)
+    assert result["status"] == "completed" and [h["stage"] for h in history] == ["pretrain", "linear", "linear"]
+    after_pretrain, final = weights[0], weights[-1]
+    for name, value in final.items():
+        if name.startswith("classifier."):
+            assert not torch.equal(value, after_pretrain[name]), name
+        else:  # encoder weights and BatchNorm statistics, and the head, stay frozen
+            assert torch.equal(value, after_pretrain[name]), name
+
+
+def test_cached_batches_follow_the_distributed_sampler_order():
+    from torch.utils.data import DistributedSampler
+
+    features, labels = torch.randn(50, 3), torch.arange(50)
+    batches = list(_cached_batches((features, labels), 8, seed=3, epoch=2))
+    sampler = DistributedSampler(range(50), num_replicas=1, rank=0, shuffle=True, seed=3)
+    sampler.set_epoch(2)
+    order = list(sampler)[:48]
+    assert [y.tolist() for _, y in batches] == [order[i:i + 8] for i in range(0, 48, 8)]
+    assert all(torch.equal(x, features[y]) for x, y in batches)
+
+
+def test_images_per_second_counts_views(tiny):
+    cfg = TrainConfig(loss="supcon", epochs=1, linear_epochs=1, **TINY)
+    _, _, history = _run(cfg, tiny)
+    pre, lin = history
+    assert pre["images_per_second"] * pre["epoch_seconds"] == pytest.approx(2 * 64)  # 2 steps x 32 samples x 2 views
+    assert lin["images_per_second"] * lin["epoch_seconds"] == pytest.approx(64)
+
+
+def test_amp_flag_and_legacy_boolean():
+    from supcon_ray.engine import amp_dtype
+    from supcon_ray.train import parse_config
+
+    assert TrainConfig().amp == "auto"
+    assert amp_dtype("auto", torch.device("cpu")) is None and amp_dtype("off", torch.device("cpu")) is None
+    assert amp_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert parse_config(["--amp", "fp16"])[0].amp == "fp16"
+    assert parse_config(["--no-amp"])[0].amp == "off"
+    assert TrainConfig(amp=False).amp == "off" and TrainConfig(amp=True).amp == "auto"  # older study files
+
+
+def test_trial_rows_record_the_linear_stage(tmp_path):
+    from supcon_ray.storage import TRIAL_SCHEMA, ResultStore
+
+    assert TRIAL_SCHEMA.field("linear_stage").type == "string"
+    store = ResultStore(str(tmp_path), "s")
+    row = {"study": "s", "trial_id": "t1", "loss": "supcon", "seed": 0, "factor": "f", "setting": "x",
+           **TrainConfig(linear_stage="augmented").model_dump()}
+    store.write_trial(row, [])
+    assert store.read_trial("t1")["linear_stage"] == "augmented"

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
+from supcon_ray.protocol import BASE_FROM_FILE, BASE_FROM_STAGE1, load_bases
 from supcon_ray.storage import EPOCH_SCHEMA, TRIAL_SCHEMA
 from supcon_ray.tune import main
 
@@ -51,6 +52,10 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert (trials["status"] == "completed").all() and trials["test_top1"].between(0, 1).all()
     assert list(trials.columns) == TRIAL_SCHEMA.names
     assert trials["node_id"].notna().all() and trials["torch_version"].notna().all()
+    # no tuning stage: every trial is an ordinary stage-2 trial, and the bases are the file's
+    assert set(trials["phase"]) == {"study"} and trials["in_stats"].all()
+    assert {loss: rec["source"] for loss, rec in load_bases(str(storage / "tiny")).items()} == {
+        "supcon": BASE_FROM_FILE, "ce": BASE_FROM_FILE}
     epochs = ds.dataset(storage / "tiny" / "epochs").to_table()
     assert epochs.schema.names == EPOCH_SCHEMA.names
     per_trial = epochs.to_pandas().groupby("trial_id").size().to_dict()
@@ -95,12 +100,20 @@ def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
 
 def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
-                        "search:\n  sampler: tpe\n  num_samples: 2\n  seed: 7\n  space: {lr: {loguniform: [0.01, 0.5]}}")
+                        "search:\n  sampler: tpe\n  num_samples: 2\n  seed: 7\n  space: {lr: {loguniform: [0.01, 0.5]}}\n")
     text = text.replace("seeds: [0]", "seeds: [0, 1]").replace("losses: [supcon, ce]", "losses: [ce]")
+    text += "tune_base: {sampler: tpe, budget: 2, seeds: [0], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n"
     storage = tmp_path / "results"
     assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
-    trials = pd.read_parquet(storage / "tiny" / "trials")
-    assert len(trials) == 4 and trials["trial_id"].is_unique  # 2 suggestions x 2 seeds
+    everything = pd.read_parquet(storage / "tiny" / "trials")
+    # stage 1 is a TPE search too (2 configurations x 1 seed); stage 2 starts from its best
+    stage1 = everything[everything["phase"] == "tune_base"]
+    assert len(stage1) == 2 and set(stage1["design"]) == {"tune_base:tpe"} and not stage1["in_stats"].any()
+    base = load_bases(str(storage / "tiny"))["ce"]
+    assert base["source"] == BASE_FROM_STAGE1 and base["mean"] == stage1["val_top1"].max()
+    trials = everything[everything["phase"] == "study"]
+    assert (trials["weight_decay"] == base["values"]["weight_decay"]).all()
+    assert len(trials) == 4 and everything["trial_id"].is_unique  # 2 suggestions x 2 seeds
     assert set(trials["design"]) == {"search:tpe"} and set(trials["sampler_seed"]) == {7}
     assert sorted(trials["seed"]) == [0, 0, 1, 1]
     assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
