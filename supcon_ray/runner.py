@@ -11,6 +11,12 @@ Every trial is a Ray Tune function trial that trains one :class:`TrainConfig`:
 
 When a trial ends, its row and epochs are written to Parquet (:class:`ResultStore`); a trial whose
 row already exists returns it without training, so retries and resumed studies never duplicate.
+
+Tune reuses trial processes (``reuse_actors``): a trial that finds a process already warm skips
+starting one and importing torch, which is most of a trial's start-up. Each inline trial first
+puts back the process state a fresh process has (:func:`reset_process_state`), so results are
+bit-identical to a fresh process (``weights_digest``; ``process_trials_before`` says how many
+trials the process ran before this one).
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import __version__
+
+#: Trials this process has run before the current one (0: a fresh process).
+_trials_in_process = 0
+#: The environment when this process ran its first trial, restored before every later one.
+_first_environ: dict[str, str] | None = None
 from .config import TrainConfig
 from .ray_runtime import TRIAL_DRIVER_CPUS
 from .storage import ResultStore
@@ -63,9 +74,47 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
            "finished_at": finished, "error": error, **_versions()}
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
                 "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest", "resumed_from",
-                "run_started_unix", "first_batch_unix", "last_batch_unix"):
+                "run_started_unix", "first_batch_unix", "last_batch_unix", "process_trials_before"):
         row[key] = result.get(key)
     return row
+
+
+def reset_process_state(cfg: TrainConfig) -> int:
+    """Make a reused trial process look fresh to the trial about to run; return how many ran before it.
+
+    Restores what a trial can change and a fresh process would not have: environment variables it
+    set (Ray's own ``RAY_*`` / ``TUNE_*`` excepted: Ray sets those per trial), torch's thread count,
+    grad mode, default dtype, anomaly detection and determinism flags. Seeds need nothing here: the
+    training loop seeds torch from the config, and the global Python / NumPy generators are not used
+    for anything that decides a result. Memory the last trial held is released.
+    """
+    import gc
+
+    import torch
+
+    global _trials_in_process, _first_environ
+    before = _trials_in_process
+    _trials_in_process += 1
+    if _first_environ is None:
+        _first_environ = dict(os.environ)
+    else:
+        for key in set(os.environ) - set(_first_environ):
+            if not key.startswith(("RAY_", "TUNE_")):
+                del os.environ[key]
+        for key, value in _first_environ.items():
+            if not key.startswith(("RAY_", "TUNE_")) and os.environ.get(key) != value:
+                os.environ[key] = value
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.set_grad_enabled(True)
+    torch.set_default_dtype(torch.float32)
+    torch.autograd.set_detect_anomaly(False)
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.benchmark = False
+    return before
 
 
 def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
@@ -76,7 +125,7 @@ def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
     from .checkpoint import load_state, save_state
     from .engine import Session, train
 
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    before = reset_process_state(cfg)
     state = None
     checkpoint = ray.tune.get_checkpoint()
     if checkpoint is not None:
@@ -89,7 +138,7 @@ def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
             ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
 
     device = torch.device("cuda" if cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu")
-    return train(cfg, Session(reporter, device=device, resume_state=state))
+    return train(cfg, Session(reporter, device=device, resume_state=state)) | {"process_trials_before": before}
 
 
 def spec_of(config: dict[str, Any], tpe: tuple | None) -> dict[str, Any]:

@@ -91,6 +91,7 @@ TRIAL_SCHEMA = pa.schema(
         pa.field("run_started_unix", pa.float64()),
         pa.field("first_batch_unix", pa.float64()),
         pa.field("last_batch_unix", pa.float64()),
+        pa.field("process_trials_before", pa.int64()),  # trials its (reused) process ran before it; 0: fresh
         pa.field("started_at", pa.timestamp("us", tz="UTC")),
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),
         pa.field("sampler_seed", pa.int64()),

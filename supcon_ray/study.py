@@ -49,8 +49,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import ConfigError, TrainConfig, format_validation_error
 
-CONTRASTIVE_ONLY = {"temperature", "base_temperature", "variant", "loss_method", "linear_epochs",
-                    "linear_optimizer", "linear_lr", "linear_batch_size"}
+CONTRASTIVE_ONLY = {"temperature", "base_temperature", "temperature_scaling", "variant", "loss_method",
+                    "normalize_representation", "linear_stage", "linear_epochs", "linear_optimizer", "linear_lr",
+                    "linear_batch_size"}
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker"}
 Scalar = Union[bool, int, float, str]
 

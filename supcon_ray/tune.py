@@ -10,7 +10,13 @@ hyperparameters per setting). ``--quick`` applies the file's ``quick`` block (of
 ``--dry-run`` prints both stages with their budgets and trial counts. ``--resume`` continues an
 interrupted study: recorded trials and a finished stage 1 are not run again, failed trials are
 (their rows kept under ``attempts/``), interrupted ones restart from their last checkpoint.
-Exit status 2 for bad input (file, names, numbers, resources), 1 if stage 1 ends with failed trials.
+
+The console shows one progress bar and one line per finished trial (:mod:`supcon_ray.progress`;
+plain lines when stdout is not a terminal), then the summary; Ray's own tables and checkpoint
+lines only with ``--verbose``. Every trial that ends in an error, including one that never
+started, is recorded with status ``failed`` and its error text.
+Exit status 2 for bad input (file, names, numbers, resources, a cluster this driver cannot join),
+1 if any trial failed (after the summary) or stage 1 ends with failed trials, 130 if interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ from .config import EXIT_USAGE, ConfigError, TrainConfig
 from .protocol import StageIncomplete, plan_stage1, plan_stage2
 from .study import Study, TrialSpec, load_study
 
+#: Tune keeps a finished trial's process for the next trial of the same resources, so torch is imported
+#: once per process, not once per trial; the runner resets the process state each trial needs
+#: (:func:`supcon_ray.runner.reset_process_state`), so results match a fresh process bit for bit.
+REUSE_TRIAL_PROCESSES = True
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m supcon_ray.tune", description=__doc__.split("\n\n")[0])
@@ -37,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else start a local instance)")
     p.add_argument("--max-concurrent-trials", type=int, help="override resources.max_concurrent_trials")
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report at the end")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's status tables, checkpoint lines and log deduplication notices")
     return p
 
 
@@ -100,6 +113,7 @@ def summarize(results_dir: str, out=None) -> None:
 
 
 def _progress_reporter():
+    """Ray's status table (``--verbose`` only)."""
     from ray import tune
 
     return tune.CLIReporter(
@@ -109,11 +123,30 @@ def _progress_reporter():
         max_report_frequency=30, max_column_length=28)
 
 
-def _fit(make_tuner, tune_path: str, resume: bool, trainable, spec_of_config) -> tuple[dict[str, str], int]:
-    """Run (or, with ``resume``, restore) one Tuner.
+def planned_trial_count(study: Study, specs: list[TrialSpec] | None = None) -> int:
+    """How many trials the whole study runs: both stages, TPE searches included (the progress bar's total)."""
+    tb = study.tune_base
+    n = len(plan_stage1(study))
+    if tb is not None and tb.sampler == "tpe":
+        n += tb.budget * len(tb.seeds) * len(study.losses)
+    plain = specs is not None and tb is None and not study.nuisance
+    n += len(specs) if plain else len(plan_stage2(study, None))
+    if study.search is not None and study.search.sampler == "tpe":
+        n += study.search.num_samples * len(study.seeds) * len(study.losses)
+    return n
 
-    Returns ``{trial_id: (spec, error text)}`` for trials that failed and the number left unfinished.
+
+def _fit(make_tuner, tune_path: str, resume: bool, trainable, console, spec_of_config,
+         planned: dict[str, dict] | None = None) -> int:
+    """Run (or, with ``resume``, restore) one Tuner; return how many trials it left unfinished.
+
+    Errored trials reach ``console.errors`` through :class:`supcon_ray.tune_events.TuneEvents`. A
+    result with an error the callback did not see (none expected) is identified from its config, or,
+    for a trial that never reported (its ``res.config`` is None), from the plan by its folder name
+    (``<planned trial_id>-<tune id>``, :func:`trial_dirname`).
     """
+    import os
+
     from ray import tune
 
     from .runner import error_text
@@ -123,18 +156,23 @@ def _fit(make_tuner, tune_path: str, resume: bool, trainable, spec_of_config) ->
     else:
         tuner = make_tuner()
     grid = tuner.fit()
-    errors, unfinished = {}, 0
+    unfinished = 0
     for res in grid:
         if res.error is not None:
-            spec = spec_of_config(res.config)
-            errors[spec["trial_id"]] = (spec, error_text(res.error))
+            if str(res.path) in console.error_paths:
+                continue
+            spec = spec_of_config(res.config) if res.config else None
+            if spec is None and planned and res.path:
+                spec = planned.get(os.path.basename(str(res.path)).rsplit("-", 1)[0])
+            console.trial_failed(str(res.path), spec, error_text(res.error), str(res.path))
         elif not (res.metrics or {}).get("final"):
             unfinished += 1
-    return errors, unfinished
+    return unfinished
 
 
 def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str = "./results", resume: bool = False,
-              address: str | None = None, max_concurrent: int | None = None) -> str:
+              address: str | None = None, max_concurrent: int | None = None, console=None,
+              verbose: bool = False) -> str:
     """Run the study's two stages on Ray Tune; return the results folder.
 
     Stage 1 (``tune_base``, if any) finds each loss's base and records it in ``study.yaml``; stage 2
@@ -144,7 +182,13 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
     ``attempts/`` and those trials run again, a recorded base is reused (stage 1 never runs twice),
     recorded trials are not run again and interrupted ones restart from their last checkpoint.
     Raises :class:`supcon_ray.protocol.StageIncomplete` if stage 1 ends with failed trials.
+    Every trial that ends in an error is recorded as ``failed``; ``console`` (a
+    :class:`supcon_ray.progress.StudyConsole`, made here if None) counts them in ``console.failed``.
+    ``verbose``: Ray's status tables too.
     """
+    from .progress import StudyConsole, configure_console, quiet_ray_loggers, set_current
+
+    configure_console(verbose)
     from ray import tune
 
     from . import protocol
@@ -153,6 +197,7 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
                          uses_ray_train)
     from .storage import ResultStore, read_results
     from .study import _space_for, optuna_space, study_as_yaml
+    from .tune_events import TuneEvents
 
     store = ResultStore(storage_uri(storage), study.study)
     done = store.finished_ids()
@@ -169,6 +214,7 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
     r = study.resources
     probe = TrainConfig(workers=r.workers_per_trial, cpus_per_worker=r.cpus_per_worker, gpus_per_worker=r.gpus_per_worker)
     init_ray(address)
+    quiet_ray_loggers(verbose)  # also when Ray was started by the caller
     per_trial = trial_resources(probe, r.launcher)
     if uses_ray_train(probe, r.launcher):
         check_fits(probe.workers, probe.cpus_per_worker, probe.gpus_per_worker, per_trial["CPU"])
@@ -183,11 +229,15 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
                                   max_failures=r.max_failures, tpe=tpe_args)
         return tune.with_resources(fn, per_trial)
 
-    def run_config(name: str):
-        return tune.RunConfig(name=name, storage_path=store.uri, verbose=1, progress_reporter=_progress_reporter(),
+    console = console or StudyConsole(planned_trial_count(study, specs))
+    set_current(console)
+
+    def run_config(name: str, tpe_args: tuple | None = None):
+        return tune.RunConfig(name=name, storage_path=store.uri, verbose=1 if verbose else 0,
+                              progress_reporter=_progress_reporter() if verbose else None,
+                              callbacks=[TuneEvents(tpe_args)],
                               failure_config=tune.FailureConfig(max_failures=r.max_failures))
 
-    errors: dict[str, tuple[dict, str]] = {}
     unfinished = 0
 
     def run_planned(name: str, planned_specs: list[TrialSpec], what: str) -> None:
@@ -196,31 +246,30 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
         nonlocal unfinished
         finished = store.finished_ids()
         todo = [s for s in planned_specs if s.trial_id not in finished]
-        print(f"{what}: {len(planned_specs)} trials planned, {len(planned_specs) - len(todo)} already recorded, "
-              f"{len(todo)} to run; up to {concurrency} at once. Results: {store.uri}", flush=True)
+        console.write(f"{what}: {len(planned_specs)} trials planned, {len(planned_specs) - len(todo)} already recorded, "
+                      f"{len(todo)} to run; up to {concurrency} at once. Results: {store.uri}")
+        console.not_to_run(len(planned_specs) - len(todo))
         if not todo:
             return
+        planned = {s.trial_id: asdict(s) for s in todo}
         paths = [f"{store.uri}/{name}"]
         while tune.Tuner.can_restore(paths[-1]):
             paths.append(f"{store.uri}/{name}-{len(paths)}")
         fn = trainable()
         if resume and len(paths) > 1:
-            e, u = _fit(lambda: None, paths[-2], True, fn, lambda c: spec_of(c, None))
-            errors.update(e)
+            u = _fit(lambda: None, paths[-2], True, fn, console, lambda c: spec_of(c, None), planned)
             unfinished += u
-            record_failures(store, e, study.study)
+            record_failures(store, console.errors, study.study)
             finished = store.finished_ids()
             todo = [s for s in planned_specs if s.trial_id not in finished]
             if not todo or u:
                 return
         fresh = paths[-1].rsplit("/", 1)[1]
-        e, u = _fit(lambda: tune.Tuner(
+        unfinished += _fit(lambda: tune.Tuner(
             fn, param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False,
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=REUSE_TRIAL_PROCESSES,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
-            run_config=run_config(fresh)), paths[-1], False, fn, lambda c: spec_of(c, None))
-        errors.update(e)
-        unfinished += u
+            run_config=run_config(fresh)), paths[-1], False, fn, console, lambda c: spec_of(c, None), planned)
 
     def run_tpe(name: str, space, num_samples: int, seeds: list[int], sampler_seed: int, metric: str,
                 tpe_args: tuple) -> None:
@@ -233,19 +282,18 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
         searcher = Repeater(OptunaSearch(space=optuna_space(space), metric=metric, mode="max",
                                          sampler=optuna.samplers.TPESampler(seed=sampler_seed)),
                             repeat=len(seeds), set_index=True)
-        e, u = _fit(lambda: tune.Tuner(
+        unfinished += _fit(lambda: tune.Tuner(
             fn, tune_config=tune.TuneConfig(search_alg=searcher, max_concurrent_trials=concurrency,
-                                            num_samples=num_samples * len(seeds), reuse_actors=False),
-            run_config=run_config(name)), f"{store.uri}/{name}", resume, fn, lambda c, a=tpe_args: spec_of(c, a))
-        errors.update(e)
-        unfinished += u
+                                            num_samples=num_samples * len(seeds), reuse_actors=REUSE_TRIAL_PROCESSES),
+            run_config=run_config(name, tpe_args)), f"{store.uri}/{name}", resume, fn, console,
+            lambda c, a=tpe_args: spec_of(c, a))
 
     def stop_if_unfinished() -> None:
-        failed = record_failures(store, errors, study.study)
+        failed = record_failures(store, console.errors, study.study)
         if failed:
-            print(f"{failed} trial(s) failed after {r.max_failures} retries; recorded with status 'failed' "
-                  "(--resume runs them again)", flush=True)
-        errors.clear()
+            console.write(f"warning: {failed} trial(s) failed after {r.max_failures} retries; recorded with status "
+                          "'failed' and their error (--resume runs them again)")
+        console.errors.clear()
         if unfinished:
             raise KeyboardInterrupt
 
@@ -266,11 +314,11 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
                 bases = protocol.file_bases(study)
             store.write_text("study.yaml", study_as_yaml(study, bases))
         else:
-            print("stage 1 already recorded: stage 2 starts from the recorded bases", flush=True)
+            console.write("stage 1 already recorded: stage 2 starts from the recorded bases")
         if study.tune_base is not None:
             for loss, rec in bases.items():
-                print(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
-                      + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")"), flush=True)
+                console.write(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
+                              + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")"))
         tuned = protocol.tuned_values(bases)
         plain = specs is not None and study.tune_base is None and not study.nuisance
         stage2 = specs if plain else protocol.plan_stage2(study, bases)
@@ -285,13 +333,31 @@ def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str =
         if stage2 and study.nuisance:
             selection = protocol.select_nuisance(study, stage2, read_results(store.uri)[0].to_pandas())
             store.write_text(protocol.SELECTION_FILE, json.dumps(selection, indent=1))
-    stop_if_unfinished()
+    try:
+        stop_if_unfinished()
+    finally:
+        console.close()
+        set_current(None)
     return store.uri
+
+
+def _study_folder(storage: str, study: Study) -> str:
+    from .runner import storage_uri
+
+    root = storage_uri(storage)
+    return root.rstrip("/") + "/" + study.study if "://" in root else str(Path(root) / study.study)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
+    from .progress import StudyConsole, configure_console
+
+    configure_console(args.verbose)  # before Ray is imported: it reads some of these when imported
+    quick = " --quick" if args.quick else ""
+    resume_cmd = f"  python -m supcon_ray.tune --space {args.space}{quick} --storage {args.storage} --resume"
+    incomplete = None
+    console = None
     try:
         study = load_study(args.space, quick=args.quick)
         plan_stage2(study, None)  # plans (and so checks) stage 2 before anything starts
@@ -301,22 +367,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_plan(study)
             return 0
-        results = run_study(study, None, args.storage, args.resume, args.address, args.max_concurrent_trials)
+        console = StudyConsole(planned_trial_count(study))
+        try:
+            results = run_study(study, None, args.storage, args.resume, args.address, args.max_concurrent_trials,
+                                console=console, verbose=args.verbose)
+        finally:
+            console.close()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except StageIncomplete as err:
-        quick = " --quick" if args.quick else ""
-        print(f"error: {err}\n  python -m supcon_ray.tune --space {args.space}{quick} --storage {args.storage} --resume",
-              file=sys.stderr)
-        return 1
+        incomplete, results = err, _study_folder(args.storage, study)
     except KeyboardInterrupt:
-        quick = " --quick" if args.quick else ""
-        print(f"\nInterrupted. Finished trials are saved. Resume with:\n  python -m supcon_ray.tune --space {args.space}"
-              f"{quick} --storage {args.storage} --resume", file=sys.stderr)
+        print(f"\nInterrupted. Finished trials are saved. Resume with:\n{resume_cmd}", file=sys.stderr)
         return 130
     summarize(results)
-    if not args.no_report:
+    if not args.no_report and incomplete is None:
         try:
             from .report import build_report
         except ImportError:
@@ -325,6 +391,14 @@ def main(argv: list[str] | None = None) -> int:
             path = build_report(results)
             print(f"report: {path}")
     print(f"results: {results}  ({time.perf_counter() - t0:.0f} s)")
+    failed = console.failed if console is not None else 0
+    if incomplete is not None:
+        print(f"error: {incomplete}\n{resume_cmd}", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"error: {failed} trial(s) failed; their rows hold the error text (status 'failed'). "
+              f"Fix the cause, then run them again with:\n{resume_cmd}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,5 +1,7 @@
 """Cluster configs pass Ray's validation and open nothing to the world; a multi-node study on one
-machine spreads trials over nodes and survives losing a worker node mid-trial.
+machine spreads trials over nodes and survives losing a worker node mid-trial; a driver joins a
+cluster started without token authentication in that cluster's mode, refuses with exit status 2
+where it cannot work with it, and records trials that never start as failed.
 
 The multi-node cases run in a child process (``python tests/test_cluster.py ...``) that starts its
 own head and worker raylets with ``ray.cluster_utils.Cluster`` on loopback, so they neither touch
@@ -76,11 +78,60 @@ resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 2, 
 """
 
 
+def _driver(args: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env, **kw)
+
+
+def _child_no_token(work: Path) -> None:
+    """A 2-node cluster started with plain Ray, without token authentication, joined as a user would
+    (``RAY_ADDRESS``): the study completes; a driver that insists on token auth exits 2; a driver forced
+    into token mode anyway (so the cluster cancels its trial actors before they run) records them failed."""
+    import os
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # for the cluster's processes, which inherit it
+    from ray.cluster_utils import Cluster
+
+    (work / "study.yaml").write_text(STUDY.replace("EPOCHS", "1"))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    cli = [sys.executable, "-m", "supcon_ray.tune", "--space", str(work / "study.yaml"), "--no-report", "--storage"]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        joined = _driver(cli + [str(work / "results")], {**env, "RAY_ADDRESS": cluster.address})
+        refused = _driver(cli + [str(work / "refused")], {**env, "RAY_ADDRESS": cluster.address, "RAY_AUTH_MODE": "token"})
+        forced = _driver([sys.executable, __file__, "forced-token-driver", cluster.address] + cli[3:] + [str(work / "forced")],
+                         env)
+        out = {"folder": str(work / "results" / "multinode"), "forced_folder": str(work / "forced" / "multinode")}
+        for name, proc in (("joined", joined), ("refused", refused), ("forced", forced)):
+            out[name] = {"rc": proc.returncode, "out": proc.stdout[-6000:], "err": proc.stderr[-6000:]}
+        print(json.dumps(out))
+    finally:
+        cluster.shutdown()
+
+
+def _forced_token_driver(address: str, argv: list[str]) -> int:
+    """A driver in token mode on a cluster without it: Ray lets it connect, then the cluster cannot call
+    back into it, so every trial actor is cancelled before it runs (the failure of issue 13)."""
+    import os
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    import ray
+
+    ray.init(address=address, logging_level="WARNING")  # init_ray then finds Ray running and joins as is
+    from supcon_ray.tune import main
+
+    return main(argv)
+
+
 def _child(mode: str, workdir: str) -> None:
     """Run in a fresh process: start a 2-node cluster, run the study (killing the worker node mid-trial
     in ``fault`` mode), print a JSON summary, and stop every node."""
+    import os
     import threading
 
+    if mode == "no-token":
+        return _child_no_token(Path(workdir))
+    os.environ["RAY_AUTH_MODE"] = "token"  # a cluster as cluster/*.yaml starts them
     from supcon_ray.ray_runtime import quiet_ray_environment
 
     quiet_ray_environment()
@@ -128,13 +179,29 @@ def _run_child(mode: str, tmp_path: Path) -> dict:
 
 
 @pytest.mark.ray
-def test_study_spreads_over_two_nodes(tmp_path):
+def test_study_on_a_cluster_without_token_auth_spreads_over_two_nodes(tmp_path):
     import pandas as pd
 
-    out = _run_child("spread", tmp_path)
+    out = _run_child("no-token", tmp_path)
+    joined = out["joined"]
+    assert joined["rc"] == 0, joined["err"]
+    assert "without token authentication" in joined["err"]  # said once, as a warning
     trials = pd.read_parquet(Path(out["folder"]) / "trials")
     assert len(trials) == 4 and trials["trial_id"].is_unique and (trials["status"] == "completed").all()
     assert trials["node_id"].nunique() == 2, trials[["trial_id", "node_id"]]
+    assert "test_top1 mean" in joined["out"] and "Traceback" not in joined["out"] + joined["err"]
+    # asking for token auth on a cluster without it: exit 2 before any trial, saying what to change
+    refused = out["refused"]
+    assert refused["rc"] == 2 and "unset RAY_AUTH_MODE" in refused["err"], refused
+    assert not (tmp_path / "refused" / "multinode" / "trials").is_dir() or not list((tmp_path / "refused" / "multinode" / "trials").iterdir())
+    # a driver forced into token mode: every trial is cancelled before it starts, and is recorded as failed
+    forced = out["forced"]
+    assert forced["rc"] == 1, forced["err"]
+    failed = pd.read_parquet(Path(out["forced_folder"]) / "trials")
+    assert len(failed) == 4 and (failed["status"] == "failed").all()
+    assert failed["error"].str.contains("never ran").all(), failed["error"].tolist()
+    assert sorted(failed["trial_id"]) == sorted(trials["trial_id"])  # the planned specs, not Tune's configs
+    assert "test_top1 mean" in forced["out"] and "Traceback" not in forced["out"] + forced["err"]
 
 
 @pytest.mark.ray
@@ -155,4 +222,6 @@ def test_lost_worker_node_trial_is_retried_from_checkpoint(tmp_path):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
+    if sys.argv[1] == "forced-token-driver":
+        sys.exit(_forced_token_driver(sys.argv[2], sys.argv[3:]))
     _child(sys.argv[1], sys.argv[2])

@@ -189,3 +189,21 @@ def test_expected_max_band_is_paired_and_contains_the_curve():
     assert np.allclose(np.array(c["supcon"]["low"]) - np.array(c["ce"]["low"]), 0.01)  # same resamples for both losses
     with pytest.raises(ValueError):
         curves_with_band({"ce": v, "supcon": v[:5]})
+
+
+def test_expected_max_section_uses_only_random_configurations_run_for_every_loss():
+    from supcon_ray.stats import expected_max_section
+
+    rng = np.random.default_rng(0)
+    rows = [{"study": "s", "factor": "search", "setting": f"c{i}", "loss": loss, "seed": seed, "status": "completed",
+             "design": "search:random", "val_top1": rng.uniform(0.5, 0.9)}
+            for i in range(6) for loss in ("ce", "supcon") for seed in (0, 1)]
+    rows.append({**rows[0], "setting": "c_ce_only", "loss": "ce"})  # not run for SupCon: left out
+    rows.append({**rows[0], "setting": "one_factor", "design": "one_factor"})  # not a random draw: left out
+    section = expected_max_section(pd.DataFrame(rows))
+    assert section["available"] and section["n_configs"] == 6
+    df = pd.DataFrame(rows[:24])
+    ce_means = df[df.loss == "ce"].groupby("setting")["val_top1"].mean().to_numpy()
+    assert section["curves"]["ce"]["mean"][1] == pytest.approx(expected_max_unbiased(ce_means, 2))
+    one_factor = pd.DataFrame(rows).assign(design="one_factor")
+    assert not expected_max_section(one_factor)["available"] and "not random draws" in expected_max_section(one_factor)["reason"]

@@ -229,3 +229,25 @@ def test_trial_rows_record_the_linear_stage(tmp_path):
            **TrainConfig(linear_stage="augmented").model_dump()}
     store.write_trial(row, [])
     assert store.read_trial("t1")["linear_stage"] == "augmented"
+
+
+def test_cuda_determinism_settings(monkeypatch):
+    # what a CUDA run sets up (the flags are process-wide, so they are restored afterwards)
+    from supcon_ray.engine import _cuda_determinism
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        _cuda_determinism(True)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        _cuda_determinism(False)
+        assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])

@@ -1,6 +1,7 @@
 """A tiny real study on digits end to end, and a study killed mid-way then resumed."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,8 +44,17 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     space = _study(tmp_path)
     storage = tmp_path / "results"
     assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "supcon" in out and "ce" in out and str(storage / "tiny") in out
+    # not a terminal: plain lines, one per finished trial, then the summary; none of Ray's own output
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", captured.out + captured.err), "control characters"
+    per_trial = [ln for ln in out.splitlines() if re.match(r"\[\d/4\] ", ln)]
+    assert len(per_trial) == 4 and all("completed" in ln and "test_top1 0." in ln for ln in per_trial), out
+    assert out.index("[4/4]") < out.index("test_top1 mean") < out.index("results:")
+    assert "progress: 4/4 trials done, 0 running, 0 failed" in out
+    for noise in ("== Status ==", "Checkpoint successfully created", "Ray deduplicates logs"):
+        assert noise not in captured.out + captured.err, noise
     trials = pd.read_parquet(storage / "tiny" / "trials")
     assert len(trials) == 4 and trials["trial_id"].is_unique
     assert set(trials["loss"]) == {"supcon", "ce"}
@@ -129,3 +139,39 @@ def test_two_worker_trials_go_through_ray_train(ray_session, tmp_path):
     assert len(trials) == 1 and trials["world_size"].tolist() == [2] and trials["status"].tolist() == ["completed"]
     epochs = pd.read_parquet(storage / "tiny" / "epochs")
     assert epochs["stage"].tolist() == ["pretrain", "linear", "linear"]
+
+
+def test_trials_that_fail_before_reporting_are_recorded_as_failed(ray_session, tmp_path, capsys):
+    """No trial ever reports (its Tune result has no config): each is recorded ``failed`` with its
+    error from the plan, the summary is printed, and the exit status is 1, without a traceback."""
+    text = TINY.replace("dataset: digits", f"dataset: 'parquet:{tmp_path / 'absent'}'").replace("losses: [supcon, ce]", "losses: [ce]")
+    storage = tmp_path / "results"
+    assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 1
+    captured = capsys.readouterr()
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 2 and (trials["status"] == "failed").all()
+    assert trials["error"].str.contains("absent").all(), trials["error"].tolist()
+    assert set(trials["setting"]) == {"optimizer=sgd", "optimizer=rmsprop,lr=0.01"} and set(trials["loss"]) == {"ce"}
+    assert "test_top1 mean" in captured.out and "results:" in captured.out
+    assert len([ln for ln in captured.out.splitlines() if re.match(r"\[\d/2\] ce .* failed ", ln)]) == 2
+    assert "Traceback" not in captured.out + captured.err
+    assert "2 trial(s) failed" in captured.err and "--resume" in captured.err
+
+
+def test_a_reused_trial_process_gives_bit_identical_results(ray_session, tmp_path):
+    """The same CE trial, run first in a fresh trial process and then in a process that has just run a
+    SupCon trial (Tune reuses it), ends with the same weights bit for bit."""
+    one = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "vary:\n  optimizer: [sgd]")
+    one = one.replace("max_concurrent_trials: 2", "max_concurrent_trials: 1")
+    fresh_storage, reused_storage = tmp_path / "fresh", tmp_path / "reused"
+    assert main(["--space", str(_study(tmp_path, one.replace("losses: [supcon, ce]", "losses: [ce]"))),
+                 "--storage", str(fresh_storage), "--no-report"]) == 0
+    assert main(["--space", str(_study(tmp_path, one)), "--storage", str(reused_storage), "--no-report"]) == 0
+    fresh = pd.read_parquet(fresh_storage / "tiny" / "trials").set_index("loss")
+    reused = pd.read_parquet(reused_storage / "tiny" / "trials").set_index("loss")
+    assert fresh.loc["ce", "process_trials_before"] == 0
+    assert reused["process_trials_before"].sort_values().tolist() == [0, 1]  # one process ran both trials
+    assert fresh.loc["ce", "trial_id"] == reused.loc["ce", "trial_id"]
+    assert isinstance(fresh.loc["ce", "weights_digest"], str) and len(fresh.loc["ce", "weights_digest"]) > 8
+    assert fresh.loc["ce", "weights_digest"] == reused.loc["ce", "weights_digest"]
+    assert fresh.loc["ce", "test_top1"] == reused.loc["ce", "test_top1"]
