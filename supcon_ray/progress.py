@@ -222,7 +222,11 @@ class StudyConsole:
             return "(unidentified trial)"
         phase = spec.get("phase", "study")
         tag = f"{phase} " if phase and phase != "study" else ""
-        return f"{tag}{spec.get('loss', '?'):7} {spec.get('setting', '?'):28} seed {spec.get('seed', '?')}"
+        setting = str(spec.get("setting", "?"))
+        if spec.get("nuisance"):  # the re-tuned values tell a setting's nuisance runs apart
+            setting += " " + ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in spec["nuisance"].items())
+        return f"{tag}{spec.get('loss', '?'):7} {setting:28} seed {spec.get('seed', '?')}"
 
 
 _CURRENT: StudyConsole | None = None

@@ -63,3 +63,11 @@ def test_resumed_trials_leave_the_total():
     assert console.total == 6
     console.trial_finished("a", _spec("ce", 0), {"status": "diverged", "val_top1": 0.1, "test_top1": 0.1, "seconds": 1.0})
     assert out.getvalue().startswith("[1/6] ce")
+
+
+def test_nuisance_runs_show_their_values():
+    out = io.StringIO()
+    console = StudyConsole(1, stream=out, tty=False)
+    spec = _spec("ce", 0, phase="nuisance") | {"nuisance": {"lr": 0.003}}
+    console.trial_finished("a", spec, {"status": "completed", "val_top1": 0.5, "test_top1": 0.5, "seconds": 1.0})
+    assert out.getvalue().startswith("[1/1] nuisance ce      optimizer=sgd lr=0.003")
