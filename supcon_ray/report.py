@@ -317,8 +317,8 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
 
 
 def build_report(results_dirs: list[str] | str, output: str | None = None, json_path: str | None = None,
-                 metric: str = "test_top1") -> Path:
-    """Write the report for one or more study folders; return the HTML path."""
+                 metric: str = "test_top1") -> tuple[Path, dict[str, Any]]:
+    """Write the report for one or more study folders; return the HTML path and its numbers."""
     dirs = [results_dirs] if isinstance(results_dirs, str) else list(results_dirs)
     trials, epochs, metas = load(dirs)
     numeric = [c for c in trials.columns if pd.api.types.is_float_dtype(trials[c])]
@@ -341,7 +341,12 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     os.replace(tmp, out)
     if json_path:
         Path(json_path).write_text(json.dumps(_clean_json(numbers), indent=2))
-    return out
+    return out, numbers
+
+
+def headline(numbers: dict[str, Any]) -> list[str]:
+    """The report's conclusions as plain lines: the pooled verdict, then one per factor."""
+    return [numbers["overall"]["sentence"], *(f["sentence"] for f in numbers["factors"])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,10 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", default="test_top1", help="the trial column to compare (default test_top1)")
     args = p.parse_args(argv)
     try:
-        path = build_report(args.results_dirs, args.output, args.json, args.metric)
+        path, numbers = build_report(args.results_dirs, args.output, args.json, args.metric)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    print("\n".join(headline(numbers)))
     print(f"report: {path.resolve()}")
     return 0
 

@@ -383,13 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     summarize(results)
     if not args.no_report and incomplete is None:
-        try:
-            from .report import build_report
-        except ImportError:
-            build_report = None
-        if build_report is not None:
-            path = build_report(results)
-            print(f"report: {path}")
+        from .report import build_report, headline
+
+        path, numbers = build_report(results)
+        print("\n".join(["", "verdict:", *(f"  {line}" for line in headline(numbers))]))
+        print(f"report: {path}")
     print(f"results: {results}  ({time.perf_counter() - t0:.0f} s)")
     failed = console.failed if console is not None else 0
     if incomplete is not None:

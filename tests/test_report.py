@@ -76,7 +76,7 @@ def _write_study(root: Path, name="synthetic", losses=("supcon", "ce"), factors=
 
 def test_report_numbers_and_json(tmp_path):
     folder = _write_study(tmp_path)
-    out = build_report(str(folder), json_path=str(tmp_path / "summary.json"))
+    out, _ = build_report(str(folder), json_path=str(tmp_path / "summary.json"))
     assert out.is_file() and out.stat().st_size > 1_000_000  # plotly.js embedded: works offline
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["metric"] == "test_top1" and summary["studies"] == ["synthetic"]
@@ -126,7 +126,7 @@ def test_report_bad_input(tmp_path, capsys):
 
 def test_report_with_one_loss_and_one_setting_still_renders(tmp_path):
     folder = _write_study(tmp_path, losses=("supcon",), factors={"optimizer": FACTORS["optimizer"][:1]})
-    html = build_report(str(folder)).read_text()
+    html = build_report(str(folder))[0].read_text()
     assert "needs both losses" in html and "single setting" in html and "cannot tell" in html
 
 
@@ -146,7 +146,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     if binary is None:
         pytest.skip("chromium not found (apt-get install chromium): the browser test of the report is skipped")
     folder = _write_study(tmp_path)
-    page = build_report(str(folder))
+    page, _ = build_report(str(folder))
     url = page.resolve().as_uri()
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(_chromium_cmd(binary, profile) + ["--enable-logging=stderr", "--v=0", "--dump-dom", url],
