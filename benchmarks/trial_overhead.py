@@ -64,7 +64,8 @@ def run_case(name: str, resources: dict, root: Path) -> dict:
     entered = row["started_at"].timestamp()
     return {
         "case": name,
-        "process_trials_before": int(row["process_trials_before"]),
+        # Ray Train trials run in their own worker processes, which the column does not describe
+        "process_trials_before": int(row["process_trials_before"]) if pd.notna(row["process_trials_before"]) else "n/a",
         "ask_to_first_batch_s": row["first_batch_unix"] - t_ask,
         "last_batch_to_parquet_s": t_row - row["last_batch_unix"],
         "ask_to_trial_entered_s": entered - t_ask,
