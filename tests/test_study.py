@@ -165,9 +165,10 @@ def test_dry_run_prints_both_stages(capsys):
     assert main(["--space", str(SPACES[[p.stem for p in SPACES].index("optimizers")]), "--quick", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "stage 1 (tune_base): sampler=qmc" in out
+    assert "space: lr\n" in out  # the quick block's space replaces the body's (lr, weight_decay) whole
     assert "supcon  4 configurations x 1 seed(s) = 4 trials" in out and "ce      4 configurations x 1 seed(s) = 4 trials" in out
-    assert "stage 2: 12 planned trials (12 ordinary, 0 in nuisance searches)" in out
-    assert "optimizer=rmsprop,lr=x0.01" in out and "total: 20 trials" in out
+    assert "stage 2: 36 planned trials (0 ordinary, 36 in nuisance searches)" in out
+    assert "optimizer=rmsprop [lr=3]" in out and "total: 44 trials" in out
 
 
 def test_dry_run_counts_nuisance_searches(tmp_path, capsys):
