@@ -107,12 +107,9 @@ def _validation_metric(select: str) -> str:
     return select
 
 
-class TuneBase(_Strict):
-    """Stage 1: find each loss's base on the same budget."""
+class _TuningSpace(_Strict):
+    """What every tuning stage shares: a sampler seed, a space, and a validation metric to select on."""
 
-    sampler: Literal["tpe", "random", "qmc"] = "tpe"
-    budget: int = Field(ge=1, description="configurations per loss, the same for every loss")
-    seeds: list[int] = Field([0], min_length=1)
     seed: int = Field(0, ge=0, description="the sampler's seed")
     space: dict[str, Distribution]
     select: str = "val_top1"
@@ -122,6 +119,14 @@ class TuneBase(_Strict):
     def _select(cls, select):
         return _validation_metric(select)
 
+
+class TuneBase(_TuningSpace):
+    """Stage 1: find each loss's base on the same budget."""
+
+    sampler: Literal["tpe", "random", "qmc"] = "tpe"
+    budget: int = Field(ge=1, description="configurations per loss, the same for every loss")
+    seeds: list[int] = Field([0], min_length=1)
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds):
@@ -130,19 +135,11 @@ class TuneBase(_Strict):
         return seeds
 
 
-class Nuisance(_Strict):
+class Nuisance(_TuningSpace):
     """Hyperparameters re-tuned for every setting of one factor (and every loss), on the same budget."""
 
     sampler: Literal["grid", "random", "qmc"] = "random"
     budget: int | None = Field(None, ge=1, description="configurations per setting and loss (grid: its size)")
-    seed: int = Field(0, ge=0)
-    space: dict[str, Distribution]
-    select: str = "val_top1"
-
-    @field_validator("select")
-    @classmethod
-    def _select(cls, select):
-        return _validation_metric(select)
 
 
 class Search(_Strict):
