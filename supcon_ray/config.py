@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .augment import AUGMENTATIONS
-from .data import validate_dataset_name
+from .data import absolute_dataset_name, validate_dataset_name
 from .losses import LOSSES, REFERENCE_BASE_TEMPERATURE
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
@@ -76,6 +76,9 @@ class TrainConfig(BaseModel):
     linear_lr: float = Field(0.1, gt=0)
     linear_batch_size: int = Field(256, ge=1)
     val_fraction: float = Field(0.1, gt=0, lt=1)
+    train_size: int | None = Field(None, ge=1)  # stratified subset of the training pool (validation carved from it)
+    test_size: int | None = Field(None, ge=1)  # stratified subset of the test split
+    image_size: int | None = Field(None, ge=4, le=1024)  # resize every image once at load time
     seed: int = Field(0, ge=0)
     num_workers: int = Field(0, ge=0)
     workers: int = Field(1, ge=1)
@@ -103,7 +106,7 @@ class TrainConfig(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, value: str) -> str:
-        return validate_dataset_name(value)
+        return absolute_dataset_name(validate_dataset_name(value))
 
     @property
     def contrastive(self) -> bool:

@@ -9,6 +9,13 @@ Every dataset yields a validation split carved from its training set, stratified
 ``split_seed`` (independent of the run seed, so every run of a study sees the same split).
 Anything that selects looks at validation only; the test split is for the one final measurement.
 Items are ``(uint8 image tensor [C, H, W], int label)`` before the transform.
+
+Scaled-down studies: ``train_size`` keeps a class-stratified subset of the training pool (before
+the validation split is carved from it), ``test_size`` a stratified subset of the test split, and
+``image_size`` resizes every image (shorter side to ``image_size``, then a centre square crop).
+Subsets are fixed by ``split_seed``, so every run of a study sees the same images, and are decoded
+(and resized) once and held in memory, which is what makes CPU studies on JPEG-encoded data
+affordable; without a subset, images stay encoded and are resized on access (ImageNet-sized data).
 """
 
 from __future__ import annotations
@@ -39,6 +46,17 @@ def validate_dataset_name(name: str) -> str:
         if name.startswith(prefix) and len(name) > len(prefix):
             return name
     raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+
+
+def absolute_dataset_name(name: str) -> str:
+    """``name`` with a relative ``parquet:DIR`` / ``imagefolder:DIR`` made absolute (against the
+    current directory), so a trial that runs in another working directory finds the same files."""
+    for prefix in ("parquet:", "imagefolder:"):
+        if name.startswith(prefix):
+            directory = name[len(prefix):]
+            if "://" not in directory and not os.path.isabs(directory):
+                return prefix + os.path.abspath(directory)
+    return name
 
 
 @dataclass
@@ -117,6 +135,19 @@ class Transformed(Dataset):
         return self.transform(image), label
 
 
+class _Labelled(Dataset):
+    """``base`` with its labels known up front (stratified splits read them without decoding)."""
+
+    def __init__(self, base: Dataset, labels: np.ndarray) -> None:
+        self.base, self.labels = base, labels
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.base[i]
+
+
 def _labels(ds: Dataset) -> np.ndarray:
     if isinstance(ds, Subset):
         return _labels(ds.dataset)[np.asarray(ds.indices)]
@@ -137,6 +168,39 @@ def _channel_stats(ds: Dataset, limit: int = 2000) -> tuple[tuple[float, ...], t
     mean = images.mean(dim=(0, 2, 3))
     std = images.std(dim=(0, 2, 3)).clamp(min=1e-3)
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _stratified_subset(ds: Dataset, size: int, seed: int, key: str) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    labels = _labels(ds)
+    if size > len(labels):
+        raise DataError(f"{key}={size} is larger than the {len(labels)} images available")
+    if size == len(labels):
+        return ds
+    classes = len(np.unique(labels))
+    if size < classes:
+        raise DataError(f"{key}={size} is smaller than the number of classes ({classes})")
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, random_state=seed, stratify=labels)
+    return Subset(ds, np.sort(keep).tolist())
+
+
+def _square(image_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Resize the shorter side to ``image_size``, then centre-crop a square (aspect ratio kept)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+
+
+def _materialize(ds: Dataset, image_size: int | None) -> TensorImages:
+    """Decode (and resize) every image of ``ds`` once into one uint8 tensor."""
+    resize = _square(image_size) if image_size is not None else None
+    images, labels = [], []
+    for i in range(len(ds)):
+        image, label = ds[i]
+        images.append(resize(image) if resize is not None else image)
+        labels.append(label)
+    return TensorImages(torch.stack(images), np.asarray(labels))
 
 
 def _digits() -> tuple[Dataset, Dataset]:
@@ -215,8 +279,15 @@ def load_dataset(
     download: bool = False,
     val_fraction: float = 0.1,
     split_seed: int = 0,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    image_size: int | None = None,
 ) -> Splits:
-    """Load the dataset ``name`` (see :data:`DATASETS`) with its fixed splits."""
+    """Load the dataset ``name`` (see :data:`DATASETS`) with its fixed splits.
+
+    ``train_size`` / ``test_size``: keep that many images of the training pool / test split,
+    stratified by class; ``image_size``: resize every image to ``image_size`` x ``image_size``.
+    """
     validate_dataset_name(name)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -228,8 +299,18 @@ def load_dataset(
         train_full, test = _parquet(name.split(":", 1)[1])
     else:
         train_full, test = _imagefolder(name.split(":", 1)[1])
+    if train_size is not None:
+        train_full = _stratified_subset(train_full, train_size, split_seed, "train_size")
+    if test_size is not None:
+        test = _stratified_subset(test, test_size, split_seed, "test_size")
+    if train_size is not None or test_size is not None:
+        train_full, test = _materialize(train_full, image_size), _materialize(test, image_size)
+    elif image_size is not None:  # whole datasets (ImageNet) stay on disk: resize on access
+        train_full = _Labelled(Transformed(train_full, _square(image_size)), _labels(train_full))
+        test = _Labelled(Transformed(test, _square(image_size)), _labels(test))
     train, val = _carve_validation(train_full, val_fraction, split_seed)
     first = train_full[0][0]
-    mean, std = _KNOWN_STATS.get(name) or _channel_stats(train)
+    known = _KNOWN_STATS.get(name) if image_size is None else None
+    mean, std = known or _channel_stats(train)
     num_classes = int(max(_labels(train_full).max(), _labels(test).max())) + 1
     return Splits(name, train, val, test, num_classes, int(first.shape[0]), int(first.shape[-1]), mean, std)

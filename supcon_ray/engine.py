@@ -216,7 +216,9 @@ class Trainer:
         self.run_started_unix = time.time()
         self.first_batch_unix: float | None = None
         self.last_batch_unix: float | None = None
-        self.splits = splits or load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_fraction)
+        self.splits = splits or load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_fraction,
+                                                 train_size=cfg.train_size, test_size=cfg.test_size,
+                                                 image_size=cfg.image_size)
         if cfg.batch_size % session.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of workers ({session.world_size})")
         if session.device.type == "cuda":

@@ -1,7 +1,9 @@
-"""ResNet encoders with the CIFAR stem, the projection head and the linear classifier.
+"""ResNet encoders, the projection head and the linear classifier.
 
 Encoders are built by name from :data:`ENCODERS` (one way to build each thing). The CIFAR stem is
-a 3x3 stride-1 convolution with no max-pool, so 32x32 inputs keep their resolution into layer 1.
+a 3x3 stride-1 convolution with no max-pool, so 32x32 inputs keep their resolution into layer 1;
+``resnet50-imagenet`` has the ImageNet stem (7x7 stride-2 convolution and a stride-2 max-pool,
+as in the paper's ImageNet runs), which divides a 224x224 input by 4 before layer 1.
 Residual blocks are torchvision's own ``BasicBlock`` / ``Bottleneck``.
 
 The representation ``r`` that the projection head and the linear classifier see is the encoder
@@ -26,6 +28,7 @@ class EncoderSpec:
     block: type[nn.Module]
     layers: tuple[int, int, int, int]
     widths: tuple[int, int, int, int]
+    stem: str = "cifar"  # "cifar" or "imagenet"
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -33,21 +36,30 @@ ENCODERS: dict[str, EncoderSpec] = {
     "resnet18": EncoderSpec(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512)),
     "resnet34": EncoderSpec(BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512)),
     "resnet50": EncoderSpec(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512)),
+    "resnet50-imagenet": EncoderSpec(Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), stem="imagenet"),
 }
 MODELS = tuple(ENCODERS)
 
 
-class CifarResNet(nn.Module):
-    """ResNet trunk with the CIFAR stem; ``forward`` returns pooled features ``[batch, out_dim]``."""
+class ResNetEncoder(nn.Module):
+    """ResNet trunk with the spec's stem; ``forward`` returns pooled features ``[batch, out_dim]``."""
 
     def __init__(self, spec: EncoderSpec, in_channels: int = 3) -> None:
         super().__init__()
         self.inplanes = spec.widths[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, self.inplanes, 3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(self.inplanes),
-            nn.ReLU(inplace=True),
-        )
+        if spec.stem == "imagenet":
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, self.inplanes, 7, stride=2, padding=3, bias=False),
+                nn.BatchNorm2d(self.inplanes),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, self.inplanes, 3, stride=1, padding=1, bias=False),
+                nn.BatchNorm2d(self.inplanes),
+                nn.ReLU(inplace=True),
+            )
         self.layers = nn.Sequential(
             *(self._make_layer(spec.block, w, n, stride=1 if i == 0 else 2)
               for i, (w, n) in enumerate(zip(spec.widths, spec.layers)))
@@ -105,7 +117,7 @@ class Network(nn.Module):
         self.normalize_representation = normalize_representation
         if model not in ENCODERS:
             raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
-        self.encoder = CifarResNet(ENCODERS[model], in_channels)
+        self.encoder = ResNetEncoder(ENCODERS[model], in_channels)
         self.head = ProjectionHead(self.encoder.out_dim, proj_dim)
         self.classifier = nn.Linear(self.encoder.out_dim, num_classes)
 

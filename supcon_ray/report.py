@@ -42,6 +42,7 @@ from .config import EXIT_USAGE, ConfigError
 from .protocol import load_bases, stats_trials
 from .stats import divergence as div
 from .stats.importance import importance
+from .markdown import results_markdown
 from .storage import HYPERPARAMETER_FIELDS, read_results
 
 CSS = """
@@ -159,6 +160,8 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
         "factors": factors,
         "overall": overall,
         "divergence": stats.divergence_summary(rows),
+        "divergence_all_trials": stats.divergence_summary(trials),
+        "chance": float(trials["chance_top1"].dropna().iloc[0]) if trials.get("chance_top1", pd.Series()).notna().any() else None,
         "expected_max": stats.expected_max_section(rows, "val_top1"),
         "importance": importance(stats.completed(rows, metric), metric, hyper) if with_importance else {},
         "notes": notes,
@@ -317,8 +320,9 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
 
 
 def build_report(results_dirs: list[str] | str, output: str | None = None, json_path: str | None = None,
-                 metric: str = "test_top1") -> tuple[Path, dict[str, Any]]:
-    """Write the report for one or more study folders; return the HTML path and its numbers."""
+                 metric: str = "test_top1", figure: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write the report for one or more study folders (and, with ``figure``, the Fig. 4a view as a
+    static image); return the HTML path and its numbers."""
     dirs = [results_dirs] if isinstance(results_dirs, str) else list(results_dirs)
     trials, epochs, metas = load(dirs)
     numeric = [c for c in trials.columns if pd.api.types.is_float_dtype(trials[c])]
@@ -341,7 +345,31 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     os.replace(tmp, out)
     if json_path:
         Path(json_path).write_text(json.dumps(_clean_json(numbers), indent=2))
+    if figure:
+        write_figure(trials, numbers, figure)
     return out, numbers
+
+
+FIGURE_FORMATS = (".svg", ".png")
+
+
+def write_figure(trials: pd.DataFrame, numbers: dict[str, Any], output: str) -> Path:
+    """Write the combined Fig. 4a view of ``numbers`` as a static image (plotly's kaleido export)."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise ConfigError("--figure needs the kaleido package: pip install -e '.[figures]' "
+                          "(and Chrome or Chromium, e.g. apt-get install chromium)") from None
+    fig = plots.fig4a(stats_rows(trials), numbers["factors"], numbers["metric"])
+    width = 420 * min(max(len(numbers["factors"]), 1), 3)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.write_image(str(out), width=width, height=fig.layout.height)
+    except Exception as err:  # kaleido reports a missing browser in several ways
+        raise ConfigError(f"--figure: could not export {out} ({type(err).__name__}: {err}); kaleido needs "
+                          "Chrome or Chromium installed (apt-get install chromium)") from None
+    return out
 
 
 def headline(numbers: dict[str, Any]) -> list[str]:
@@ -355,12 +383,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", help="HTML file (default RESULTS_DIR/report.html for one folder, ./report.html for several)")
     p.add_argument("--json", help="also write every number to this JSON file")
     p.add_argument("--metric", default="test_top1", help="the trial column to compare (default test_top1)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the results tables as Markdown to FILE ('-': print them)")
+    p.add_argument("--figure", metavar="FILE", help="also write the combined Fig. 4a view as a static .svg or .png "
+                   "(needs pip install -e '.[figures]' and Chrome or Chromium)")
     args = p.parse_args(argv)
+    if args.figure and Path(args.figure).suffix.lower() not in FIGURE_FORMATS:
+        print(f"error: --figure: {args.figure!r} must end in one of {', '.join(FIGURE_FORMATS)}", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        path, numbers = build_report(args.results_dirs, args.output, args.json, args.metric)
+        path, numbers = build_report(args.results_dirs, args.output, args.json, args.metric, args.figure)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if args.markdown:
+        text = results_markdown(numbers)
+        if args.markdown == "-":
+            print(text)
+        else:
+            Path(args.markdown).write_text(text, encoding="utf-8")
     print("\n".join(headline(numbers)))
     print(f"report: {path.resolve()}")
     return 0

@@ -48,6 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ConfigError, TrainConfig, format_validation_error
+from .data import absolute_dataset_name
 
 CONTRASTIVE_ONLY = {"temperature", "base_temperature", "temperature_scaling", "variant", "loss_method",
                     "normalize_representation", "linear_stage", "linear_epochs", "linear_optimizer", "linear_lr",
@@ -200,6 +201,11 @@ class Study(_Strict):
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be distinct")
         return seeds
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, name):
+        return absolute_dataset_name(name)  # trials run in their own working directories
 
     @field_validator("nuisance", mode="before")
     @classmethod

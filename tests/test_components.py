@@ -132,6 +132,60 @@ def test_parquet_dataset(cifar_parquet, tmp_path):
     SupConLoss()(z, torch.tensor([splits.train[i][1] for i in range(4)])).backward()
 
 
+def _tiny_parquet(tmp_path, per_class: int = 12, size: int = 12):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    for split in ("train", "test"):
+        blobs, labels = [], []
+        for label in range(4):
+            for i in range(per_class):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((size, size, 3), label * 60 + i, dtype=np.uint8)).save(buf, format="PNG")
+                blobs.append(buf.getvalue())
+                labels.append(label)
+        pq.write_table(pa.table({"image": blobs, "label": labels}), tmp_path / f"{split}.parquet")
+    return f"parquet:{tmp_path}"
+
+
+def test_subset_and_resize_are_stratified_fixed_and_in_memory(tmp_path):
+    name = _tiny_parquet(tmp_path)
+    a = load_dataset(name, val_fraction=0.25, train_size=24, test_size=8, image_size=6)
+    b = load_dataset(name, val_fraction=0.25, train_size=24, test_size=8, image_size=6)
+    assert (len(a.train), len(a.val), len(a.test)) == (18, 6, 8) and a.image_size == 6
+    assert np.bincount([a.test[i][1] for i in range(8)]).tolist() == [2, 2, 2, 2]
+    assert np.bincount([a.train[i][1] for i in range(18)] + [a.val[i][1] for i in range(6)]).tolist() == [6] * 4
+    assert a.train[0][0].shape == (3, 6, 6) and a.train[0][0].dtype == torch.uint8
+    same = all(torch.equal(a.train[i][0], b.train[i][0]) for i in range(18))
+    assert same and [a.val[i][1] for i in range(6)] == [b.val[i][1] for i in range(6)]
+    other = load_dataset(name, val_fraction=0.25, train_size=24, test_size=8, split_seed=1)
+    assert [int(other.test[i][0][0, 0, 0]) for i in range(8)] != [int(a.test[i][0][0, 0, 0]) for i in range(8)]
+    assert other.image_size == 12  # no image_size: images keep their size
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train_size": 49}, "train_size=49 is larger than the 48 images"),
+    ({"test_size": 3}, "test_size=3 is smaller than the number of classes"),
+])
+def test_subset_sizes_that_cannot_be_met(tmp_path, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset(_tiny_parquet(tmp_path), **kwargs)
+
+
+def test_relative_dataset_paths_are_made_absolute(tmp_path, monkeypatch):
+    from supcon_ray.config import TrainConfig
+    from supcon_ray.data import absolute_dataset_name
+
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig(dataset="parquet:data/c10").dataset == f"parquet:{tmp_path}/data/c10"
+    assert absolute_dataset_name("imagefolder:/abs/x") == "imagefolder:/abs/x"
+    assert absolute_dataset_name("parquet:s3://bucket/x") == "parquet:s3://bucket/x"
+    assert absolute_dataset_name("digits") == "digits"
+
+
 def test_imagefolder_dataset(tmp_path):
     from PIL import Image
 
@@ -143,6 +197,24 @@ def test_imagefolder_dataset(tmp_path):
                 Image.fromarray(np.full((8, 8, 3), i * 20, dtype=np.uint8)).save(d / f"{i}.png")
     splits = load_dataset(f"imagefolder:{tmp_path}")
     assert splits.num_classes == 2 and splits.image_size == 8 and len(splits.test) == 20
+
+
+def test_whole_dataset_resized_on_access_keeps_aspect(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(10):
+                image = np.zeros((8, 16, 3), dtype=np.uint8)
+                image[:, 4:12] = 200  # the centre square is bright, the sides dark
+                Image.fromarray(image).save(d / f"{i}.png")
+    splits = load_dataset(f"imagefolder:{tmp_path}", image_size=4)
+    image, _ = splits.train[0]
+    assert splits.image_size == 4 and image.shape == (3, 4, 4)
+    assert image.float().mean() > 150  # a centre crop, not a squeeze of the whole 8x16 image
+    assert len(splits.train) + len(splits.val) == 20 and len(splits.test) == 20
 
 
 def test_cifar_offline_error_says_where(tmp_path):

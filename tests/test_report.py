@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import sys
 import re
 import shutil
 import subprocess
@@ -128,6 +129,57 @@ def test_report_with_one_loss_and_one_setting_still_renders(tmp_path):
     folder = _write_study(tmp_path, losses=("supcon",), factors={"optimizer": FACTORS["optimizer"][:1]})
     html = build_report(str(folder))[0].read_text()
     assert "needs both losses" in html and "single setting" in html and "cannot tell" in html
+
+
+def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
+    folder = _write_study(tmp_path)
+    assert main([str(folder), "--json", str(tmp_path / "s.json"), "--markdown", "-"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in text.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
+    lr = next(f for f in summary["factors"] if f["factor"] == "lr")
+    ce = lr["losses"]["ce"]
+    assert rows["lr"][3] == f"{ce['setting_std']:.3f} [{ce['setting_std_ci95'][0]:.3f}, {ce['setting_std_ci95'][1]:.3f}]"
+    assert rows["lr"][4].startswith(f"{lr['ratio']:.2f} [")
+    assert rows["lr"][6:9] == ["SupCon less sensitive", "SupCon less sensitive", "agree"]
+    assert rows["lr"][9] == "0/18 / 1/18"
+    assert rows["optimizer"][6].startswith("cannot tell") and rows["optimizer"][8] == "cannot tell"
+    assert rows["**all pooled**"][1] == str(summary["overall"]["n_settings"])
+    assert f"Conclusion: {summary['overall']['sentence']}" in text
+    assert "Diverged runs over every trial of the study" in text and "ce 2 of 30, supcon 0 of 30" in text
+
+
+@pytest.mark.parametrize("claim, paper, word", [
+    ("supcon_less_sensitive", "supcon_less_sensitive", "agree"),
+    ("ce_less_sensitive", "supcon_less_sensitive", "disagree"),
+    ("no_difference", "supcon_less_sensitive", "cannot tell"),
+    ("insufficient", "supcon_less_sensitive", "cannot tell"),
+    ("supcon_less_sensitive", None, "n/a"),
+])
+def test_agreement_with_the_paper(claim, paper, word):
+    from supcon_ray.markdown import agreement
+
+    assert agreement(claim, paper) == word
+
+
+def test_static_figure_bad_input(tmp_path, capsys, monkeypatch):
+    folder = _write_study(tmp_path, factors={"lr": FACTORS["lr"]})
+    assert main([str(folder), "--figure", str(tmp_path / "fig.jpg")]) == 2
+    assert "--figure" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # as if not installed
+    assert main([str(folder), "--figure", str(tmp_path / "fig.svg")]) == 2
+    assert "pip install -e '.[figures]'" in capsys.readouterr().err and not (tmp_path / "fig.svg").exists()
+
+
+def test_static_figure_is_written(tmp_path):
+    pytest.importorskip("kaleido", reason="kaleido not installed: pip install -e '.[figures]'")
+    if _chromium() is None:
+        pytest.skip("Chromium not installed (apt-get install chromium): kaleido cannot export")
+    folder = _write_study(tmp_path, factors={"lr": FACTORS["lr"]})
+    assert main([str(folder), "--figure", str(tmp_path / "fig.svg")]) == 0
+    svg = (tmp_path / "fig.svg").read_text()
+    assert svg.startswith("<svg") and "synthetic / lr" in svg
 
 
 # -- the page in a real browser -----------------------------------------------------------------

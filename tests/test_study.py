@@ -34,8 +34,13 @@ def write(tmp_path, text, name="study.yaml"):
 def test_shipped_study_files_validate_both_ways():
     assert {p.stem for p in SPACES} >= {"optimizers", "augmentations", "learning_rates", "temperature", "batch_size"}
     for path in SPACES:
-        full, quick = load_study(path), load_study(path, quick=True)
-        assert plan_trials(full) and plan_trials(quick), path
+        full = load_study(path)
+        assert plan_trials(full), path
+        if full.quick is None:  # a published CPU study (fig4a_digits, fig4a_cifar10_subset): run as it is
+            assert full.resources.gpus_per_worker == 0 and full.model == "resnet-mini", path
+            continue
+        quick = load_study(path, quick=True)
+        assert plan_trials(quick), path
         assert quick.dataset == "digits" and quick.resources.gpus_per_worker == 0
 
 
