@@ -186,31 +186,30 @@ def test_relative_dataset_paths_are_made_absolute(tmp_path, monkeypatch):
     assert absolute_dataset_name("digits") == "digits"
 
 
-def test_imagefolder_dataset(tmp_path):
+def _image_folder(root, make_image) -> str:
     from PIL import Image
 
     for split in ("train", "test"):
         for cls in ("cat", "dog"):
-            d = tmp_path / split / cls
+            d = root / split / cls
             d.mkdir(parents=True)
             for i in range(10):
-                Image.fromarray(np.full((8, 8, 3), i * 20, dtype=np.uint8)).save(d / f"{i}.png")
-    splits = load_dataset(f"imagefolder:{tmp_path}")
+                Image.fromarray(make_image(i)).save(d / f"{i}.png")
+    return f"imagefolder:{root}"
+
+
+def test_imagefolder_dataset(tmp_path):
+    splits = load_dataset(_image_folder(tmp_path, lambda i: np.full((8, 8, 3), i * 20, dtype=np.uint8)))
     assert splits.num_classes == 2 and splits.image_size == 8 and len(splits.test) == 20
 
 
 def test_whole_dataset_resized_on_access_keeps_aspect(tmp_path):
-    from PIL import Image
+    def wide(i):
+        image = np.zeros((8, 16, 3), dtype=np.uint8)
+        image[:, 4:12] = 200  # the centre square is bright, the sides dark
+        return image
 
-    for split in ("train", "test"):
-        for cls in ("cat", "dog"):
-            d = tmp_path / split / cls
-            d.mkdir(parents=True)
-            for i in range(10):
-                image = np.zeros((8, 16, 3), dtype=np.uint8)
-                image[:, 4:12] = 200  # the centre square is bright, the sides dark
-                Image.fromarray(image).save(d / f"{i}.png")
-    splits = load_dataset(f"imagefolder:{tmp_path}", image_size=4)
+    splits = load_dataset(_image_folder(tmp_path, wide), image_size=4)
     image, _ = splits.train[0]
     assert splits.image_size == 4 and image.shape == (3, 4, 4)
     assert image.float().mean() > 150  # a centre crop, not a squeeze of the whole 8x16 image

@@ -207,3 +207,22 @@ def test_expected_max_section_uses_only_random_configurations_run_for_every_loss
     assert section["curves"]["ce"]["mean"][1] == pytest.approx(expected_max_unbiased(ce_means, 2))
     one_factor = pd.DataFrame(rows).assign(design="one_factor")
     assert not expected_max_section(one_factor)["available"] and "not random draws" in expected_max_section(one_factor)["reason"]
+
+
+def test_design_calibration_reads_known_truth():
+    from benchmarks.calibration import calibrate_design
+
+    # 3 + 3 pooled settings: the pooled test can reach 2/2^6 = 0.03 < 0.05, a single factor cannot
+    strong = calibrate_design([3, 3], 2, n=8)
+    assert set(strong) >= {"false_claim", "coverage_ratio1", "power_ratio2", "power_ratio4"}
+    assert strong["any_factor_claim_ratio1"] == 0.0  # 3 settings per factor can never claim
+    assert 0.0 <= strong["false_claim"] <= 0.5 and strong["coverage_ratio1"] >= 0.5
+
+
+@pytest.mark.parametrize("argv", [["--factors", "3,x"], ["--factors", "3,1"], ["--factors", "3,4", "--seeds", "1"]])
+def test_design_calibration_bad_input_exits_2(argv, capsys):
+    from benchmarks.calibration import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "--factors" in capsys.readouterr().err
