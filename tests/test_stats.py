@@ -226,3 +226,16 @@ def test_design_calibration_bad_input_exits_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and "--factors" in capsys.readouterr().err
+
+
+def test_importance_handles_keys_missing_in_some_trials():
+    from supcon_ray.stats.importance import importance
+
+    rng = np.random.default_rng(0)
+    rows = [{"loss": "ce", "lr": lr, "image_size": 16.0 if i % 2 else np.nan, "dataset": "c" if i % 2 else None,
+             "test_top1": 0.5 + 0.1 * np.log10(lr) + rng.normal(0, 0.01)}
+            for i, lr in enumerate([0.01, 0.03, 0.1, 0.3, 1.0, 0.02, 0.05, 0.2])]
+    df = pd.DataFrame(rows).astype({"dataset": "str"})  # pandas' string dtype keeps None as missing
+    out = importance(df, "test_top1", ["lr", "image_size", "dataset"])
+    assert set(out["ce"]) == {"lr", "image_size", "dataset"}
+    assert out["ce"]["lr"]["mean"] > out["ce"]["image_size"]["mean"]

@@ -33,7 +33,9 @@ def _distributions(g: pd.DataFrame, names: list[str]) -> dict[str, Any]:
             lo, hi = float(col.min()), float(col.max())
             dists[c] = optuna.distributions.FloatDistribution(lo, hi, log=lo > 0 and hi / lo >= 10)
         else:
-            dists[c] = optuna.distributions.CategoricalDistribution(sorted(col.astype(str).unique()))
+            # map(str), not astype(str): pandas' string dtype keeps missing values as NaN, which
+            # cannot be sorted with strings (a key set in one study of a combined report only)
+            dists[c] = optuna.distributions.CategoricalDistribution(sorted(col.map(str).unique()))
     return dists
 
 
