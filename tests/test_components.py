@@ -25,7 +25,12 @@ def test_model_forward_backward(name, channels):
     assert logits.shape == (2, 10)
     logits.sum().backward()
     assert net.encoder.stem[0].weight.grad is not None
-    assert net.encoder.stem[0].kernel_size == (3, 3) and net.encoder.stem[0].stride == (1, 1)
+    if name.endswith("-imagenet"):  # 7x7 stride 2, then a stride-2 max-pool: 224 px / 4 before layer 1
+        assert net.encoder.stem[0].kernel_size == (7, 7) and net.encoder.stem[0].stride == (2, 2)
+        assert isinstance(net.encoder.stem[-1], torch.nn.MaxPool2d)
+        assert net.encoder.stem(torch.randn(1, channels, 224, 224)).shape[-1] == 56
+    else:  # the CIFAR stem keeps 32x32 into layer 1
+        assert net.encoder.stem[0].kernel_size == (3, 3) and net.encoder.stem[0].stride == (1, 1)
 
 
 def test_resnet_mini_widths():
