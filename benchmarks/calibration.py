@@ -1,138 +1,141 @@
-"""Calibration of the stability statistics on simulated studies with known truth.
+"""Calibration of both questions' statistics on simulated studies with known truth.
 
-``python -m benchmarks.calibration [--sims N]`` simulates one-factor studies (seeds nested in
-settings, settings paired and correlated between the losses; :mod:`supcon_ray.stats.simulate`) for
-3, 6 and 12 settings x 2, 3 and 5 seeds, and measures, per design:
+``python -m benchmarks.calibration [--sims N]`` simulates one factor at a time
+(:func:`supcon_ray.stats.simulate.simulate_tables`: seeds nested in settings, settings paired and
+correlated between the losses) under several kinds of truth, and measures, per question and design:
 
-* false-claim rate: a claim of either direction when the true ratio is 1 (nominal 0.05);
-* coverage of the 95% interval for sigma_a(CE) / sigma_a(SupCon) (true ratio 1 and 2);
-* power: the right claim (``supcon_less_sensitive``) when the true ratio is 2 and 4;
-* the rejection rate of the method this project used before (Brown-Forsythe on pooled trials), for contrast;
-* a four-factor null study: the chance that a report makes any claim (Holm across factors + pooled test).
+* false claims: a claim of either direction when the truth is "no difference" (nominal 0.05);
+* coverage of the 95% interval for the ratio CE/SupCon at true ratio 1 and 2 (nominal 0.95);
+* power: the right claim (``supcon_less_sensitive``) at true ratio 4;
+* for "beyond": the share of null intervals bounded at both ends.
 
-``--factors 3,4,3 --seeds 3`` instead simulates one multi-factor design (here the Fig. 4a study's:
-3 optimizers, 4 augmentations, 3 learning rates), every factor with the same true ratio, and
-measures the report-level (pooled) claim: false claims at ratio 1, interval coverage, and power at
-ratios 2 and 4; writes ``benchmarks/out/calibration_design.json``.
+**For these settings** (3 and 4 settings x 3 seeds): the truth is the spread of the setting means
+actually drawn in each simulation; the simulated means are rescaled so that it is exactly the
+target ratio (``exact_spread``), except under "collapse", where CE's last setting and SupCon's first
+sit at chance with no seed noise. **Beyond these settings** (6 settings x 4 seeds, 12 x 3): the truth
+is the generating ratio of population spreads.
 
-It prints a Markdown table and writes ``benchmarks/out/calibration.json``.
+Truths: SupCon's spread 3x, 1x and 10x the seed noise and 0 (no spread at all: false claims only);
+CE's seed noise 3x SupCon's; pair correlation 0 and 0.9; heavy-tailed (t3) setting effects; a
+collapse at chance. Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
 import numpy as np
-import pandas as pd
-from scipy import stats as sps
 
 from benchmarks.common import write_json
-from supcon_ray.stats import analyze_factors
-from supcon_ray.stats.simulate import simulate_factor
+from supcon_ray.stats import compare, compare_these
+from supcon_ray.stats.settings import ALPHA
+from supcon_ray.stats.simulate import simulate_tables, spread_ratio
 
-DESIGNS = [(k, s) for k in (3, 6, 12) for s in (2, 3, 5)]
-
-
-def _one_factor(rng: np.random.Generator, k: int, s: int, ratio: float) -> dict:
-    df = simulate_factor(rng, k, s, ratio=ratio)
-    factor, _ = analyze_factors(df, "test_top1", sensitivity=False)
-    f = factor[0]
-    ce, sup = (df[df.loss == x]["test_top1"].to_numpy() for x in ("ce", "supcon"))
-    return {"claim": f["claim"], "covered": bool(f["ci95"][0] <= ratio <= f["ci95"][1]),
-            "naive_reject": bool(sps.levene(ce, sup, center="median").pvalue < 0.05)}
-
-
-def _se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 1e-12) / n)
-
-
-def _design(rng: np.random.Generator, settings: list[int], seeds: int, ratio: float) -> dict:
-    df = pd.concat([simulate_factor(rng, k, seeds, ratio=ratio, factor=f"f{i}") for i, k in enumerate(settings)],
-                   ignore_index=True)
-    factors, overall = analyze_factors(df, "test_top1", sensitivity=False)
-    return {"claim": overall["claim"], "covered": bool(overall["ci95"][0] <= ratio <= overall["ci95"][1]),
-            "factor_claims": [f["claim"] for f in factors]}
+SEED_STD = 0.01
+TRUTHS = {
+    "spread 3x noise": {"setting_std": 0.03},
+    "spread = noise": {"setting_std": 0.01},
+    "spread 10x noise": {"setting_std": 0.10},
+    "spread 0": {"setting_std": 0.0},
+    "CE noise 3x": {"setting_std": 0.03, "seed_std": (0.03, 0.01)},
+    "pair corr 0": {"setting_std": 0.03, "pair_corr": 0.0},
+    "pair corr 0.9": {"setting_std": 0.03, "pair_corr": 0.9},
+    "heavy tails (t3)": {"setting_std": 0.03, "effects": "t3"},
+    "collapse at chance": {"setting_std": 0.03, "collapsed": 1},
+}
+THESE_DESIGNS = [(3, 3), (4, 3)]
+BEYOND_DESIGNS = [(6, 4), (12, 3)]
+BEYOND_TRUTHS = ["spread 3x noise", "spread = noise", "CE noise 3x", "pair corr 0", "pair corr 0.9", "heavy tails (t3)"]
+DIRECTIONAL = (1, -1)
 
 
-def calibrate_design(settings: list[int], seeds: int, n: int) -> dict:
-    """Pooled-claim rates of one multi-factor design (see the module docstring)."""
-    rng = np.random.default_rng(2026)
-    runs = {ratio: [_design(rng, settings, seeds, ratio) for _ in range(n)] for ratio in (1.0, 2.0, 4.0)}
-    directional = ("supcon_less_sensitive", "ce_less_sensitive")
-    return {
-        "settings": settings, "seeds": seeds, "sims": n,
-        "false_claim": float(np.mean([r["claim"] in directional for r in runs[1.0]])),
-        "coverage_ratio1": float(np.mean([r["covered"] for r in runs[1.0]])),
-        "coverage_ratio2": float(np.mean([r["covered"] for r in runs[2.0]])),
-        "power_ratio2": float(np.mean([r["claim"] == "supcon_less_sensitive" for r in runs[2.0]])),
-        "power_ratio4": float(np.mean([r["claim"] == "supcon_less_sensitive" for r in runs[4.0]])),
-        "any_factor_claim_ratio1": float(np.mean([any(c in directional for c in r["factor_claims"]) for r in runs[1.0]])),
-    }
+def _covered(ci: tuple[float, float], truth: float) -> bool:
+    return bool(ci[0] <= truth <= ci[1])
+
+
+def these_cell(rng: np.random.Generator, k: int, s: int, truth: dict, sims: int) -> dict:
+    """False claims and coverage at ratio 1, coverage at ratio 2, power at ratio 4, for one truth."""
+    kw = {"seed_std": SEED_STD, **truth}
+    zero = kw["setting_std"] == 0
+    claims, cover1, cover2, power4 = [], [], [], []
+    for _ in range(sims):
+        block, means = simulate_tables(rng, k, s, 1.0, exact_spread=not kw.get("collapsed"), **kw)
+        r = compare_these([block], interval=not zero)
+        claims.append(r.p_value < ALPHA and not math.isnan(r.ratio))
+        if not zero:
+            cover1.append(_covered(r.ci95, spread_ratio(means)))
+            block, means = simulate_tables(rng, k, s, 2.0, exact_spread=True, **kw)
+            cover2.append(_covered(compare_these([block]).ci95, spread_ratio(means)))
+            block, _ = simulate_tables(rng, k, s, 4.0, exact_spread=True, **kw)
+            r = compare_these([block], interval=False)
+            power4.append(r.p_value < ALPHA and r.direction > 0)
+    mean = lambda x: float(np.mean(x)) if x else math.nan  # noqa: E731
+    return {"false_claim": mean(claims), "coverage_ratio1": mean(cover1), "coverage_ratio2": mean(cover2),
+            "power_ratio4": mean(power4)}
+
+
+def beyond_cell(rng: np.random.Generator, k: int, s: int, truth: dict, sims: int) -> dict:
+    kw = {"seed_std": SEED_STD, **truth}
+    claims, cover1, bounded, cover2, power4 = [], [], [], [], []
+    for _ in range(sims):
+        block, _ = simulate_tables(rng, k, s, 1.0, **kw)
+        r = compare([block])
+        claims.append(r.p_value < ALPHA)
+        cover1.append(_covered(r.ci95, 1.0))
+        bounded.append(r.ci95[0] > 0 and math.isfinite(r.ci95[1]))
+        block, _ = simulate_tables(rng, k, s, 2.0, **kw)
+        cover2.append(_covered(compare([block]).ci95, 2.0))
+        block, _ = simulate_tables(rng, k, s, 4.0, **kw)
+        r = compare([block], interval=False)
+        power4.append(r.p_value < ALPHA and r.direction > 0)
+    return {"false_claim": float(np.mean(claims)), "coverage_ratio1": float(np.mean(cover1)),
+            "bounded_ratio1": float(np.mean(bounded)), "coverage_ratio2": float(np.mean(cover2)),
+            "power_ratio4": float(np.mean(power4))}
+
+
+def _f(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sims", type=int, default=400, help="simulated studies per design and truth (default 400)")
-    ap.add_argument("--factors", help="one multi-factor design instead: settings per factor, e.g. 3,4,3")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds per setting for --factors (default 3)")
+    ap.add_argument("--sims", type=int, default=2000, help="simulated factors per design and truth (default 2000)")
+    ap.add_argument("--question", choices=("these", "beyond", "both"), default="both")
     args = ap.parse_args(argv)
+    if args.sims < 10:
+        ap.error("--sims: at least 10")
     n = args.sims
-    if args.factors:
-        try:
-            settings = [int(k) for k in args.factors.split(",")]
-        except ValueError:
-            ap.error(f"--factors: {args.factors!r} is not a comma-separated list of setting counts, e.g. 3,4,3")
-        if any(k < 2 for k in settings) or args.seeds < 2:
-            ap.error("--factors: every factor needs at least 2 settings, and --seeds at least 2")
-        start = time.perf_counter()
-        r = calibrate_design(settings, args.seeds, n)
-        print(f"{n} simulated studies per truth; factors of {args.factors} settings x {args.seeds} seeds; pooled claim:")
-        print("| false claims, ratio 1 | 95% CI coverage, ratio 1 | coverage, ratio 2 | power, ratio 2 | power, ratio 4 | any factor claims, ratio 1 |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        print(f"| {r['false_claim']:.3f} | {r['coverage_ratio1']:.3f} | {r['coverage_ratio2']:.3f} | {r['power_ratio2']:.3f} "
-              f"| {r['power_ratio4']:.3f} | {r['any_factor_claim_ratio1']:.3f} |")
-        print(f"Wall time {time.perf_counter() - start:.0f} s.")
-        write_json(f"calibration_design_{'-'.join(map(str, settings))}x{args.seeds}", r)
-        return 0
-    rng = np.random.default_rng(2026)
-    rows = []
     start = time.perf_counter()
-    for k, s in DESIGNS:
-        runs = {ratio: [_one_factor(rng, k, s, ratio) for _ in range(n)] for ratio in (1.0, 2.0, 4.0)}
-        null = runs[1.0]
-        rows.append({
-            "settings": k, "seeds": s,
-            "false_claim": float(np.mean([r["claim"] in ("supcon_less_sensitive", "ce_less_sensitive") for r in null])),
-            "insufficient": float(np.mean([r["claim"] == "insufficient" for r in null])),
-            "coverage_ratio1": float(np.mean([r["covered"] for r in null])),
-            "coverage_ratio2": float(np.mean([r["covered"] for r in runs[2.0]])),
-            "power_ratio2": float(np.mean([r["claim"] == "supcon_less_sensitive" for r in runs[2.0]])),
-            "power_ratio4": float(np.mean([r["claim"] == "supcon_less_sensitive" for r in runs[4.0]])),
-            "naive_false_claim": float(np.mean([r["naive_reject"] for r in null])),
-        })
-        print(f"  {k} settings x {s} seeds done ({time.perf_counter() - start:.0f} s)", flush=True)
-    any_claim = []
-    for _ in range(n):
-        df = pd.concat([simulate_factor(rng, 6, 3, factor=f"f{i}") for i in range(4)], ignore_index=True)
-        factors, overall = analyze_factors(df, "test_top1", sensitivity=False)
-        claims = [f["claim"] for f in factors] + [overall["claim"]]
-        any_claim.append(any(c in ("supcon_less_sensitive", "ce_less_sensitive") for c in claims))
-    family = float(np.mean(any_claim))
-    se = _se(0.05, n)
-    print(f"\n{n} simulated studies per cell; Monte-Carlo standard error at 0.05 is {se:.3f}, at 0.95 {se:.3f}.")
-    print("| settings x seeds | false claims (ratio 1) | old test's false claims | 95% CI coverage, ratio 1 | coverage, ratio 2 | power, ratio 2 | power, ratio 4 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        note = " (insufficient)" if r["insufficient"] == 1 else ""
-        print(f"| {r['settings']} x {r['seeds']} | {r['false_claim']:.3f}{note} | {r['naive_false_claim']:.3f} | "
-              f"{r['coverage_ratio1']:.3f} | {r['coverage_ratio2']:.3f} | {r['power_ratio2']:.3f} | {r['power_ratio4']:.3f} |")
-    print(f"\nFour null factors (6 settings x 3 seeds each) in one report: any claim in {family:.3f} of reports.")
-    print(f"Wall time {time.perf_counter() - start:.0f} s.")
-    write_json("calibration", {"sims": n, "designs": rows, "four_null_factors_any_claim": family,
-                                 "model": "setting_std 0.03 (SupCon), seed_std 0.01, pair_corr 0.5"})
+    out = {"sims": n, "seed_std": SEED_STD, "alpha": ALPHA, "these_settings": [], "beyond": []}
+    se = math.sqrt(0.05 * 0.95 / n)
+    if args.question in ("these", "both"):
+        rng = np.random.default_rng(2026)
+        print(f"For these settings: {n} simulated factors per cell; Monte-Carlo standard error {se:.3f} at 0.05 and 0.95.")
+        print("| truth | settings x seeds | false claims, ratio 1 | coverage, ratio 1 | coverage, ratio 2 | power, ratio 4 |")
+        print("|---|---|---:|---:|---:|---:|")
+        for name, truth in TRUTHS.items():
+            for k, s in THESE_DESIGNS:
+                r = {"truth": name, "settings": k, "seeds": s, **these_cell(rng, k, s, truth, n)}
+                out["these_settings"].append(r)
+                print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_ratio1'])} | "
+                      f"{_f(r['coverage_ratio2'])} | {_f(r['power_ratio4'])} |", flush=True)
+    if args.question in ("beyond", "both"):
+        rng = np.random.default_rng(2027)
+        print(f"\nBeyond these settings: {n} simulated factors per cell.")
+        print("| truth | settings x seeds | false claims, ratio 1 | coverage, ratio 1 | bounded both ends, ratio 1 "
+              "| coverage, ratio 2 | power, ratio 4 |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for name in BEYOND_TRUTHS:
+            for k, s in BEYOND_DESIGNS:
+                r = {"truth": name, "settings": k, "seeds": s, **beyond_cell(rng, k, s, TRUTHS[name], n)}
+                out["beyond"].append(r)
+                print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_ratio1'])} | "
+                      f"{_f(r['bounded_ratio1'])} | {_f(r['coverage_ratio2'])} | {_f(r['power_ratio4'])} |", flush=True)
+    out["seconds"] = time.perf_counter() - start
+    print(f"\nWall time {out['seconds']:.0f} s.")
+    write_json("calibration" if args.question == "both" else f"calibration_{args.question}", out)
     return 0
 
 

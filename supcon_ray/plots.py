@@ -33,14 +33,30 @@ def setting_axis(trials: pd.DataFrame, factor: str) -> tuple[dict[str, float] | 
     return pos, bool(values.min() > 0 and values.max() / values.min() >= 4)
 
 
+SHORT_CLAIMS = {"supcon_less_sensitive": "SupCon less", "ce_less_sensitive": "CE less",
+                "no_difference": "no difference", "insufficient": "cannot tell"}
+
+
+def panel_title(f: dict[str, Any]) -> str:
+    """A factor's panel title with both answers: for these settings, and beyond them."""
+    t = f.get("these_settings", {})
+    these = SHORT_CLAIMS.get(t.get("claim"), "–")
+    ratio = t.get("ratio")
+    if isinstance(ratio, float) and math.isfinite(ratio):
+        these += f" ({ratio:.2g}x)"
+    return f"{f['study']} / {f['factor']}<br>these settings: {these}; beyond: {SHORT_CLAIMS.get(f.get('claim'), '–')}"
+
+
 def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> go.Figure:
     """The paper's Fig. 4a view, every factor side by side: each loss's mean per setting with 95% seed
     intervals, and every run as a marker (diverged at chance, failed at the bottom of the axis)."""
     n = max(len(factors), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{f['study']} / {f['factor']}" for f in factors],
-                        horizontal_spacing=0.07, vertical_spacing=0.18)
+    height = 380 * rows + 80
+    # plotly needs spacing <= 1 / (rows - 1): keep a fixed 90 px gap, whatever the number of rows
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[panel_title(f) for f in factors],
+                        horizontal_spacing=0.07, vertical_spacing=min(0.18, 90 / height))
     shown: set[str] = set()
     floor = float(trials[metric].min()) if trials[metric].notna().any() else 0.0
     for i, f in enumerate(factors):
@@ -79,27 +95,40 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=r, col=c)
         fig.update_yaxes(title_text=metric if c == 1 else None, row=r, col=c)
     fig.update_layout(title=f"{metric} per setting: mean and 95% interval over seeds; every run as a marker",
-                      height=380 * rows + 80)
+                      height=height)
+    fig.update_annotations(font_size=11)
     return fig
 
 
+def _finite(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else math.nan
+
+
 def sensitivity_intervals(factors: list[dict[str, Any]]) -> go.Figure:
-    """Between-setting std (seed noise removed) per factor and loss, with 95% intervals."""
+    """Per factor and loss, both spreads with 95% intervals: over these settings (filled markers) and
+    sigma_a of settings like these (open markers). An unbounded end is drawn to the plot's top."""
     fig = go.Figure()
     names = [f"{f['study']} / {f['factor']}" for f in factors]
     for loss in sorted({loss for f in factors for loss in f["losses"]}):
-        y, lo, hi = [], [], []
-        for f in factors:
-            le = f["losses"].get(loss, {})
-            s = le.get("setting_std", math.nan)
-            ci = le.get("setting_std_ci95", [math.nan, math.nan])
-            y.append(s)
-            lo.append(s - ci[0] if np.isfinite(s) else 0)
-            hi.append(ci[1] - s if np.isfinite(s) else 0)
-        fig.add_trace(go.Scatter(x=names, y=y, mode="markers", name=loss, marker={"size": 11, "color": LOSS_COLORS.get(loss)},
-                                 error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
-    fig.update_layout(title="Sensitivity: std of the metric across settings, seed noise removed (95% interval)",
-                      xaxis_title="study / factor", yaxis_title="between-setting std", scattermode="group")
+        for question, symbol in (("these settings", "circle"), ("beyond", "circle-open")):
+            y, lo, hi = [], [], []
+            for f in factors:
+                if question == "these settings":
+                    e = f.get("these_settings", {}).get("losses", {}).get(loss) or {}
+                    s, ci = _finite(e.get("spread")), e.get("spread_ci95", [None, None])
+                else:
+                    e = f["losses"].get(loss, {})
+                    s, ci = _finite(e.get("setting_std")), e.get("setting_std_ci95", [None, None])
+                low, high = _finite(ci[0]), _finite(ci[1])
+                y.append(s)
+                lo.append(s - low if np.isfinite(s) and np.isfinite(low) else 0)
+                hi.append(high - s if np.isfinite(s) and np.isfinite(high) else 0)
+            fig.add_trace(go.Scatter(x=names, y=y, mode="markers", name=f"{loss}, {question}",
+                                     marker={"size": 11, "color": LOSS_COLORS.get(loss), "symbol": symbol},
+                                     error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
+    fig.update_layout(title="Sensitivity: std of the metric across settings, seed noise removed (95% intervals); "
+                      "filled: these settings, open: settings like these",
+                      xaxis_title="study / factor", yaxis_title="std across settings", scattermode="group")
     return fig
 
 
@@ -108,7 +137,8 @@ def expected_max_band(section: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     for loss, c in section["curves"].items():
         color = LOSS_COLORS.get(loss)
-        fig.add_trace(go.Scatter(x=c["k"] + c["k"][::-1], y=c["high"] + c["low"][::-1], fill="toself", opacity=0.2,
+        band_k = c["k"][:len(c["low"])]
+        fig.add_trace(go.Scatter(x=band_k + band_k[::-1], y=c["high"] + c["low"][::-1], fill="toself", opacity=0.2,
                                  line={"width": 0}, fillcolor=color, name=f"{loss} 95% band", hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=c["k"], y=c["mean"], mode="lines+markers", name=loss, line={"color": color}))
     fig.update_layout(title=f"Expected best {section['metric']} after k random configurations (Tang et al. 2020)",

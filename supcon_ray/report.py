@@ -5,6 +5,12 @@ Reads ``trials/`` and ``epochs/`` (Parquet) of one or more study folders and wri
 side by side, in one multiple-comparison family. This module only formats: every number comes from
 :mod:`supcon_ray.stats`.
 
+Two questions per factor and pooled: the top-level keys of a factor answer "beyond these settings"
+(settings as a sample; :mod:`supcon_ray.stats.paired`), ``these_settings`` answers "for these
+settings" (the settings tried; :mod:`supcon_ray.stats.these_settings`). In ``these_settings`` an
+open lower end is ``0``, an unbounded upper end is ``null``, and ``ratio`` is ``null`` when both
+spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says how large).
+
 ``--json FILE`` writes the numbers (NaN and infinity as null)::
 
     {"metric": str, "studies": [str],
@@ -13,9 +19,11 @@ side by side, in one multiple-comparison family. This module only formats: every
                                     "setting_std", "setting_std_ci95": [lo, hi],
                                     "settings": {setting: {"mean", "n", "ci95", "drop_from_best"}}}},
                   "ratio", "ci95": [lo, hi], "p_value", "p_adjusted", "min_p", "claim", "sentence",
-                  "divergence_fisher_p", "logit": {...}, "conservative": {...}}],
+                  "divergence_fisher_p", "question", "logit": {...}, "conservative": {...},
+                  "these_settings": {"ratio", "ci95": [lo, hi], "p_value", "p_adjusted", "claim", "sentence",
+                                     "n_settings", "losses": {loss: {"spread", "spread_ci95": [lo, hi]}}}}],
      "overall": {"factors", "n_settings", "ratio", "ci95", "p_value", "p_adjusted", "claim", "sentence",
-                 "logit": {...}, "conservative": {...}},
+                 "question", "logit": {...}, "conservative": {...}, "these_settings": {...}},
      "divergence": {"per_loss": {loss: {completed, diverged, failed, divergence_rate}}, "fisher_p", "odds_ratio"},
      "expected_max": {"metric", "available", "reason"?, "n_configs", "curves": {loss: {k, mean, low, high}}},
      "importance": {loss: {hyperparameter: {mean, sd, noise_mean, noise_sd, above_noise}}},
@@ -41,7 +49,8 @@ from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
 from .protocol import load_bases, stats_trials
 from .stats import divergence as div
-from .stats.importance import importance
+from .stats.importance import importance, sampled
+from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 from .markdown import results_markdown
 from .storage import HYPERPARAMETER_FIELDS, read_results
 
@@ -65,8 +74,10 @@ def _num(x: Any, digits: int = 4) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
-def _ci(ci: list[float], digits: int = 3) -> str:
-    return f"[{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+def _ci(ci: list[float | None], digits: int = 3) -> str:
+    """``[low, high]``; a ``None`` upper end (the JSON form of an unbounded one) prints as ∞."""
+    high = "∞" if ci[1] is None and ci[0] is not None else _num(ci[1], digits)
+    return f"[{_num(ci[0], digits)}, {high}]"
 
 
 def _p(x: Any) -> str:
@@ -163,7 +174,7 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
         "divergence_all_trials": stats.divergence_summary(trials),
         "chance": float(trials["chance_top1"].dropna().iloc[0]) if trials.get("chance_top1", pd.Series()).notna().any() else None,
         "expected_max": stats.expected_max_section(rows, "val_top1"),
-        "importance": importance(stats.completed(rows, metric), metric, hyper) if with_importance else {},
+        "importance": importance(sampled(stats.completed(rows, metric)), metric, hyper) if with_importance else {},
         "notes": notes,
     }
 
@@ -207,27 +218,38 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
         page.note(note)
 
     o = numbers["overall"]
-    page.add("<h2>1. Is SupCon less sensitive to its hyperparameters than CE?</h2>")
+    ot = o["these_settings"]
+    page.add("<h2>1. Is SupCon less sensitive to its hyperparameters than CE? Two questions</h2>")
+    page.add(f'<p class="overall">{html.escape(ot["sentence"])}</p>')
     page.add(f'<p class="overall">{html.escape(o["sentence"])}</p>')
-    page.add("<p>Sensitivity is the std of the metric across a factor's settings with seed noise removed "
-             "(σ<sub>a</sub>, method of moments). The ratio is σ<sub>a</sub>(CE) / σ<sub>a</sub>(SupCon): above 1, SupCon "
-             "varies less. p-values come from a paired permutation test that swaps the two losses' runs of whole settings; "
-             "intervals invert that test. One Holm family covers every factor and the pooled test. 'Cannot tell' means "
-             "the design could not reach α = 0.05 whatever the data.</p>")
+    page.add("<p><b>For these settings</b> (what the paper's Fig. 4a shows): across the settings tried, does CE's mean "
+             "accuracy move more than SupCon's? The spread is the std of each loss's true setting means over exactly these "
+             "settings (seed noise removed); the only noise is seed noise, each loss's own. Test and interval: a "
+             "studentised parametric bootstrap, inverted. It says nothing about settings that were not tried.</p>"
+             "<p><b>Beyond these settings</b>: would SupCon vary less across <i>other</i> settings like these? The settings "
+             "are treated as a sample: σ<sub>a</sub> is the between-setting std of the population of settings (method of "
+             "moments), p-values come from a paired permutation test that swaps the two losses' runs of whole settings, and "
+             f"intervals invert that test. With fewer than {MIN_SETTINGS_BEYOND} settings it cannot reach α = {ALPHA} whatever the data "
+             "('cannot tell'); <code>python -m supcon_ray.power STUDY_DIR</code> computes the design that would decide it.</p>"
+             "<p>Each question is its own Holm family over every factor and the pooled test of this report. Ratios are "
+             "CE / SupCon: above 1, SupCon varies less.</p>")
     table = []
-    for f in numbers["factors"]:
-        ce, sc = f["losses"].get("ce", {}), f["losses"].get("supcon", {})
+    for f in numbers["factors"] + [dict(o, study="all factors", factor="pooled", paired_settings=o["n_settings"], losses={})]:
+        t = f["these_settings"]
+        spread = {loss: t["losses"].get(loss) for loss in ("ce", "supcon")}
+        sig = {loss: f["losses"].get(loss, {}) for loss in ("ce", "supcon")}
         table.append([f"{f['study']} / {f['factor']}", f["paired_settings"],
-                      f"{_num(ce.get('setting_std'), 3)} {_ci(ce.get('setting_std_ci95', [math.nan] * 2))}",
-                      f"{_num(sc.get('setting_std'), 3)} {_ci(sc.get('setting_std_ci95', [math.nan] * 2))}",
-                      f"{_num(f['ratio'], 2)} {_ci(f['ci95'], 2)}", _p(f["p_value"]), _p(f["p_adjusted"]),
-                      CLAIM_TEXT[f["claim"]]])
-    table.append(["all factors pooled", o["n_settings"], "", "", f"{_num(o['ratio'], 2)} {_ci(o['ci95'], 2)}",
-                  _p(o["p_value"]), _p(o["p_adjusted"]), CLAIM_TEXT[o["claim"]]])
-    page.add(_table(["study / factor", "paired settings", "σa CE [95% CI]", "σa SupCon [95% CI]", "ratio CE/SupCon [95% CI]",
-                     "p", "p (Holm)", "claim"], table))
+                      *(f"{_num(v['spread'], 3)} {_ci(v['spread_ci95'])}" if v else "" for v in spread.values()),
+                      f"{_num(t['ratio'], 2)} {_ci(t['ci95'], 2)}", _p(t["p_adjusted"]), CLAIM_TEXT[t["claim"]],
+                      *(f"{_num(v.get('setting_std'), 3)} {_ci(v.get('setting_std_ci95', [math.nan] * 2))}" if v else ""
+                        for v in sig.values()),
+                      f"{_num(f['ratio'], 2)} {_ci(f['ci95'], 2)}", _p(f["p_adjusted"]), CLAIM_TEXT[f["claim"]]])
+    page.add(_table(["study / factor", "paired settings", "these: spread CE [95% CI]", "these: spread SupCon [95% CI]",
+                     "these: ratio [95% CI]", "these: p (Holm)", "for these settings", "beyond: σa CE [95% CI]",
+                     "beyond: σa SupCon [95% CI]", "beyond: ratio [95% CI]", "beyond: p (Holm)", "beyond these settings"],
+                    table))
     for f in numbers["factors"]:
-        page.add(f'<p class="verdict">{html.escape(f["sentence"])}</p>')
+        page.add(f'<p class="verdict">{html.escape(f["these_settings"]["sentence"])}<br>{html.escape(f["sentence"])}</p>')
     if numbers["factors"]:
         page.figure(plots.sensitivity_intervals(numbers["factors"]), "fig-sensitivity")
 
@@ -281,15 +303,17 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
 
     page.add("<h2>7. Hyperparameter importance</h2>")
     if numbers["importance"]:
-        page.add("<p>fANOVA share of variance per hyperparameter: mean ± sd over 3 evaluator seeds, next to the same "
-                 "evaluation on a randomly permuted metric (grey). Only importances clearly above that baseline mean "
-                 "anything; keys that one setting changes together share one effect.</p>")
+        page.add("<p>fANOVA share of variance per hyperparameter, fitted to the sampled-search trials only: mean ± sd "
+                 "over the evaluator seeds, next to the same evaluation on randomly permuted metrics (grey), with the "
+                 "permutation p-value. Keys that one setting changes together share one effect.</p>")
         page.figure(plots.importance_bars(numbers["importance"]), "fig-importance")
-        page.add(_table(["loss", "hyperparameter", "importance", "noise baseline", "above noise"],
+        page.add(_table(["loss", "hyperparameter", "importance", "noise baseline", "permutation p", "above noise"],
                         [[loss, k, f"{_num(v['mean'], 3)} ± {_num(v['sd'], 3)}", f"{_num(v['noise_mean'], 3)} ± {_num(v['noise_sd'], 3)}",
-                          "yes" if v["above_noise"] else "no"] for loss, imp in numbers["importance"].items() for k, v in imp.items()], left=2))
+                          _p(v["p_value"]), "yes" if v["above_noise"] else "no"] for loss, imp in numbers["importance"].items() for k, v in imp.items()], left=2))
     else:
-        page.note("No hyperparameter varied within a loss over 4 or more completed runs, so there is nothing to attribute.")
+        page.note("Importance is fitted only to sampled searches (random, QMC or grid) with a hyperparameter that varies "
+                  "over 4 or more completed runs of a loss; this report has none. One-at-a-time settings change keys "
+                  "together (a learning rate re-tuned per optimizer), so an importance fitted to them would mislead.")
 
     page.add("<h2>8. Learning curves</h2>")
     if len(epochs):
@@ -373,8 +397,10 @@ def write_figure(trials: pd.DataFrame, numbers: dict[str, Any], output: str) -> 
 
 
 def headline(numbers: dict[str, Any]) -> list[str]:
-    """The report's conclusions as plain lines: the pooled verdict, then one per factor."""
-    return [numbers["overall"]["sentence"], *(f["sentence"] for f in numbers["factors"])]
+    """The report's conclusions as plain lines: the pooled verdicts of both questions, then both per factor."""
+    o = numbers["overall"]
+    return [o["these_settings"]["sentence"], o["sentence"],
+            *(line for f in numbers["factors"] for line in (f["these_settings"]["sentence"], f["sentence"]))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,8 +94,11 @@ def test_report_numbers_and_json(tmp_path):
     assert summary["overall"]["claim"] in ("supcon_less_sensitive", "no_difference")
     assert summary["divergence"]["per_loss"]["ce"]["diverged"] == 2
     assert summary["expected_max"]["available"] is False and "random" in summary["expected_max"]["reason"]
-    assert {"lr", "optimizer"} <= set(summary["importance"]["ce"])
-    assert set(summary["importance"]["ce"]["lr"]) == {"mean", "sd", "noise_mean", "noise_sd", "above_noise"}
+    # one-at-a-time settings are not a sampled search: importance is not fitted to them
+    assert summary["importance"] == {}
+    these = lr["these_settings"]
+    assert these["claim"] == "supcon_less_sensitive" and these["ratio"] > 1 and these["ci95"][0] > 1, these["sentence"]
+    assert summary["overall"]["these_settings"]["claim"] in ("supcon_less_sensitive", "no_difference")
     assert {"ratio", "claim", "changes_conclusion"} <= set(lr["logit"]) and "conservative" in lr
 
 
@@ -139,14 +142,16 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
             for line in text.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
     lr = next(f for f in summary["factors"] if f["factor"] == "lr")
-    ce = lr["losses"]["ce"]
-    assert rows["lr"][3] == f"{ce['setting_std']:.3f} [{ce['setting_std_ci95'][0]:.3f}, {ce['setting_std_ci95'][1]:.3f}]"
-    assert rows["lr"][4].startswith(f"{lr['ratio']:.2f} [")
-    assert rows["lr"][6:9] == ["SupCon less sensitive", "SupCon less sensitive", "agree"]
-    assert rows["lr"][9] == "0/18 / 1/18"
-    assert rows["optimizer"][6].startswith("cannot tell") and rows["optimizer"][8] == "cannot tell"
+    ce = lr["these_settings"]["losses"]["ce"]
+    assert rows["lr"][3] == f"{ce['spread']:.3f} [{ce['spread_ci95'][0]:.3f}, {ce['spread_ci95'][1]:.3f}]"
+    assert rows["lr"][4].startswith(f"{lr['these_settings']['ratio']:.2f} [")
+    assert rows["lr"][6:8] == ["SupCon less sensitive", "agree"]
+    assert rows["lr"][8].startswith(f"{lr['ratio']:.2f} [") and rows["lr"][10:12] == ["SupCon less sensitive", "agree"]
+    assert rows["lr"][12] == "0/18 / 1/18"
+    assert rows["optimizer"][10] == "cannot tell" and rows["optimizer"][11] == "cannot tell"
     assert rows["**all pooled**"][1] == str(summary["overall"]["n_settings"])
     assert f"Conclusion: {summary['overall']['sentence']}" in text
+    assert f"Conclusion: {summary['overall']['these_settings']['sentence']}" in text
     assert "Diverged runs over every trial of the study" in text and "ce 2 of 30, supcon 0 of 30" in text
 
 
@@ -208,7 +213,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     errors = [line for line in console if re.search(r"Uncaught|Error|error", line)]
     assert not errors, errors
     html = dom.stdout
-    expected = ["fig-sensitivity", "fig-settings", "fig-importance", "fig-learning-curves"]
+    expected = ["fig-sensitivity", "fig-settings", "fig-learning-curves"]  # no sampled search: no importance
     for div_id in expected:
         start = html.find(f'id="{div_id}"')
         assert start >= 0, f"plot container {div_id} missing"
@@ -222,3 +227,55 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 5, "the screenshot is blank"
+
+
+def test_many_factors_and_studies_render():
+    from supcon_ray import plots
+
+    rng = np.random.default_rng(0)
+    rows, factors = [], []
+    for i in range(40):
+        name = f"f{i}"
+        for loss in ("ce", "supcon"):
+            for k in range(3):
+                rows += [{"study": "s", "factor": name, "setting": f"{name}={k}", "loss": loss, "seed": r,
+                          "status": "completed", "test_top1": rng.uniform(0.5, 0.9)} for r in range(2)]
+        factors.append({"study": "s", "factor": name, "claim": "insufficient",
+                        "these_settings": {"claim": "no_difference", "ratio": 1.2},
+                        "losses": {loss: {"settings": {f"{name}={k}": {"mean": 0.7, "ci95": [0.6, 0.8], "n": 2}
+                                                       for k in range(3)}} for loss in ("ce", "supcon")}})
+    fig = plots.fig4a(pd.DataFrame(rows), factors, "test_top1")  # 14 rows of panels: plotly refused this before
+    titles = [a.text for a in fig.layout.annotations]
+    assert len(titles) == 40 and "these settings: no difference (1.2x); beyond: cannot tell" in titles[0]
+
+
+def test_importance_is_fitted_to_sampled_searches_only():
+    from supcon_ray.stats.importance import importance, sampled
+
+    rng = np.random.default_rng(1)
+    rows = [{"loss": "ce", "lr": lr, "optimizer": opt, "design": design,
+             "test_top1": 0.5 + 0.2 * np.log10(lr) + rng.normal(0, 0.005)}
+            for design in ("search:random", "one_factor") for opt in ("sgd", "lars")
+            for lr in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)]
+    df = pd.DataFrame(rows)
+    assert set(sampled(df)["design"]) == {"search:random"}
+    out = importance(sampled(df), "test_top1", ["lr", "optimizer"])["ce"]
+    assert out["lr"]["p_value"] < 0.05 and out["lr"]["above_noise"]  # a real effect against permuted metrics
+    assert out["optimizer"]["p_value"] > out["lr"]["p_value"] and not out["optimizer"]["above_noise"]
+
+
+def test_planner_reads_a_study_and_finds_the_deciding_design(tmp_path, capsys):
+    from supcon_ray.power import main as power_main
+    from supcon_ray.stats.power import Measured, power
+
+    m = Measured(seed_std_ce=0.01, seed_std_supcon=0.01, spread_supcon=0.02)
+    strong = power(m, 3, 3, 4.0, sims=20)
+    assert strong["these_settings"] >= 0.9 and strong["beyond"] == 0.0  # 3 settings can never decide "beyond"
+    assert power(m, 12, 3, 4.0, sims=20)["beyond"] > 0.5
+    folder = _write_study(tmp_path, factors={"optimizer": FACTORS["optimizer"]})
+    assert power_main([str(folder), "--sims", "10", "--json", str(tmp_path / "plan.json")]) == 0
+    text = capsys.readouterr().out
+    assert "## synthetic / optimizer" in text and "Smallest design with 80% power at ratio 2, for these settings" in text
+    plan = json.loads((tmp_path / "plan.json").read_text())["synthetic / optimizer"]
+    assert {r["settings"] for r in plan["rows"]} >= {3, 6, 12} and plan["smallest_at_ratio_2"]["these_settings"]
+    assert power_main([str(tmp_path / "missing")]) == 2

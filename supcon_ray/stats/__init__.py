@@ -2,23 +2,31 @@
 
 * :mod:`.scoring`: which trials carry a score; status counts; the logit transform.
 * :mod:`.variance`: seed noise and between-setting std per loss (variance components).
-* :mod:`.paired`: the paired, setting-level permutation test and its inverted interval.
+* :mod:`.settings`: alpha, design minimums and resampling sizes, named once.
+* :mod:`.these_settings`: "for these settings": the spread of the settings tried (fixed effects),
+  a studentised parametric bootstrap test and interval for the ratio.
+* :mod:`.paired`: "beyond these settings": the paired, setting-level permutation test and its
+  inverted interval (settings as a sample).
 * :mod:`.multiplicity`: Holm's adjustment.
 * :mod:`.divergence`: divergence counts and Fisher's exact test.
 * :mod:`.tuning_curve`: expected best accuracy versus number of random configurations.
 * :mod:`.importance`: fANOVA importance with seed spread and a permuted-metric baseline.
 * :mod:`.stability`: the per-factor and pooled analysis that the report formats.
 * :mod:`.simulate`: studies with known truth, for calibration.
+* :mod:`.power`: the design planner (power of both questions against settings x seeds).
 """
 
 from .divergence import divergence_summary
 from .multiplicity import holm
 from .paired import PairedResult, compare
 from .scoring import completed, logit, scored, status_counts
-from .stability import ALPHA, CLAIMS, analyze_factors, expected_max_section
+from .settings import ALPHA
+from .stability import CLAIMS, QUESTIONS, analyze_factors, expected_max_section
+from .these_settings import TheseSettingsResult, compare_these
 from .tuning_curve import expected_max, expected_max_unbiased
 from .variance import SettingTable, components
 
-__all__ = ["ALPHA", "CLAIMS", "PairedResult", "SettingTable", "analyze_factors", "compare", "completed", "components",
+__all__ = ["ALPHA", "CLAIMS", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult", "analyze_factors", "compare",
+           "compare_these", "completed", "components",
            "divergence_summary", "expected_max", "expected_max_section", "expected_max_unbiased", "holm", "logit",
            "scored", "status_counts"]

@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats as sps
 
+from .settings import ALPHA
+
 from .scoring import divergence_rate, status_counts
 
 
@@ -33,5 +35,5 @@ def sentence(summary: dict[str, Any], scope: str) -> str:
     p = summary["fisher_p"]
     if math.isnan(p):
         return text + "."
-    verdict = "the rates differ" if p < 0.05 else "no difference in divergence rate is detectable"
+    verdict = "the rates differ" if p < ALPHA else "no difference in divergence rate is detectable"
     return f"{text} (Fisher exact p = {p:.3g}: {verdict})."

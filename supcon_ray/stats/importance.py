@@ -4,23 +4,36 @@ Optuna's fANOVA evaluator is fitted to the recorded trials (nothing is re-run). 
 shares of the metric's variance that the fitted forest attributes to each hyperparameter's main
 effect (``normalize=False``, so they need not sum to 1). Each is reported as the mean and sd over
 several fixed evaluator seeds. Because a forest fitted to pure noise still attributes variance, the
-same evaluation is repeated with the metric randomly permuted across trials: a hyperparameter is
-*above noise* only when its mean importance exceeds the permuted baseline's mean by two of the
-baseline's standard deviations.
+same evaluation is repeated with the metric randomly permuted across trials
+(:data:`~.settings.IMPORTANCE_PERMUTATIONS` times): the permutation p-value is
+``(1 + #{permuted >= observed}) / (1 + permutations)`` (both at the first evaluator seed), and a
+hyperparameter is *above noise* when that p-value is below alpha.
+
+Only a sampled search supports this: in a one-at-a-time design a key that one setting changes
+together with another (a learning rate re-tuned per optimizer) cannot be separated from it, and an
+importance there would credit a factor with effects it does not have. The caller passes the trials
+of random, QMC or grid searches only (:func:`sampled`).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-EVALUATOR_SEEDS = (0, 1, 2)
-N_PERMUTATIONS = 5
+from .settings import ALPHA, EVALUATOR_SEEDS, IMPORTANCE_PERMUTATIONS
+from .tuning_curve import RANDOM_DESIGNS
+
 N_TREES = 32
+
+
+def sampled(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of sampled searches (random, QMC, grid), the only design importance is fitted to."""
+    if "design" not in trials:
+        return trials.iloc[:0]
+    return trials[trials["design"].fillna("").isin(RANDOM_DESIGNS)]
 
 
 def _distributions(g: pd.DataFrame, names: list[str]) -> dict[str, Any]:
@@ -55,7 +68,7 @@ def _fanova(g: pd.DataFrame, dists: dict[str, Any], values: np.ndarray, seed: in
 
 
 def importance(trials: pd.DataFrame, metric: str, hyperparameters: list[str]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per loss and varied hyperparameter: ``{mean, sd, noise_mean, noise_sd, above_noise}``.
+    """Per loss and varied hyperparameter: ``{mean, sd, noise_mean, noise_sd, p_value, above_noise}``.
 
     ``trials`` are the scored trials that enter the statistics; a loss needs at least 4 of them and
     one hyperparameter that varies.
@@ -72,12 +85,13 @@ def importance(trials: pd.DataFrame, metric: str, hyperparameters: list[str]) ->
         y = g[metric].to_numpy(dtype=float)
         real = [_fanova(g, dists, y, s) for s in EVALUATOR_SEEDS]
         rng = np.random.default_rng(0)
-        noise = [_fanova(g, dists, rng.permutation(y), EVALUATOR_SEEDS[0]) for _ in range(N_PERMUTATIONS)]
+        noise = [_fanova(g, dists, rng.permutation(y), EVALUATOR_SEEDS[0]) for _ in range(IMPORTANCE_PERMUTATIONS)]
         out[str(loss)] = {}
         for c in varied:
             r = np.array([d.get(c, 0.0) for d in real])
             z = np.array([d.get(c, 0.0) for d in noise])
             mean, sd, nm, ns = float(r.mean()), float(r.std(ddof=1)), float(z.mean()), float(z.std(ddof=1))
-            out[str(loss)][c] = {"mean": mean, "sd": sd, "noise_mean": nm, "noise_sd": ns,
-                                 "above_noise": bool(mean > nm + 2 * ns) if math.isfinite(ns) else False}
+            p = float((1 + np.sum(z >= r[0])) / (1 + len(z)))
+            out[str(loss)][c] = {"mean": mean, "sd": sd, "noise_mean": nm, "noise_sd": ns, "p_value": p,
+                                 "above_noise": bool(p < ALPHA)}
     return out

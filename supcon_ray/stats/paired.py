@@ -1,35 +1,39 @@
-"""A paired permutation test, and its inverted interval, for the ratio of two losses' sensitivities.
+""""Beyond these settings": a paired permutation test, and its inverted interval, for the ratio of two
+losses' sensitivities when the settings are a sample of the settings one could have tried.
 
 The unit is the *setting*: both losses run the same settings, and a setting's seed replicates stay
-together. For each factor (a *block*), each loss's runs are centred on that loss's grand mean; the
-statistic is the difference of the between-setting variance components (method of moments, seed
-noise removed, untruncated; :func:`supcon_ray.stats.variance.between_variance`), normalised so that
-it does not depend on the scale of the data:
+together. For each factor ``f`` (a *block*), each loss's runs are centred on that loss's grand mean;
+``v`` is a loss's between-setting variance component (method of moments, seed noise removed,
+untruncated; :func:`supcon_ray.stats.variance.between_variance`), and the statistic is
 
-    T = (v_CE - v_SupCon) / (|v_CE| + |v_SupCon|),   v = sigma_a^2
+    D_f = (v_CE - v_SupCon) / S_f,        T = |sum_f D_f|
+
+where ``S_f`` is the two losses' average total variance (between-setting mean square plus seed mean
+square, divided by ``n0``) computed from every run of the factor. ``S_f`` is the same for every swap,
+so ``T`` is a continuous function of the data that cannot saturate (the earlier normalisation by
+``|v_CE| + |v_SupCon|`` made ``T = 1`` whenever the two components had opposite signs, and those ties,
+not the data, set the interval's ends). Every factor enters the pooled statistic with the same weight,
+whatever its scale.
 
 Under the null hypothesis that the two losses are equally sensitive, the pair of setting effects
 (CE's, SupCon's) is exchangeable within a setting, so swapping the two losses' runs of any subset of
 settings leaves the distribution of the data unchanged. The p-value is the share of the 2^K swaps
 (all of them up to :data:`MAX_EXACT`, else a fixed-seed random sample that includes the identity)
-whose ``|T|`` reaches the observed one. Several factors pool into one test with weights ``K_f - 1``
-(each factor's swaps are independent); this is the report-level test.
+whose ``T`` reaches the observed one.
 
 The 95% interval for ``rho = sigma_a(CE) / sigma_a(SupCon)`` inverts the test: CE's runs are
-multiplied by ``1 / rho`` and ``rho`` is kept where the test does not reject. Each group's ``v`` is a
-quadratic in the multiplier for every swap, so the whole grid of ``rho`` costs two matrix products.
+multiplied by ``1 / rho`` and ``rho`` is kept where the test does not reject. Each group's ``v`` and
+each ``S_f`` are quadratics in the multiplier for every swap, so the whole grid of ``rho`` costs a few
+matrix products. For one factor the point estimate is ``sqrt(v_CE / v_SupCon)``; pooled over factors
+it is the common ratio at which ``sum_f D_f = 0`` (the value the interval is centred on).
 
 Centring each loss on its own estimated mean leaves a small bias: a swapped group mixes two
-centrings, which widens it a little, so the test is slightly liberal for many settings (measured:
-false-claim rate and coverage within about one Monte-Carlo standard error of nominal at 12 settings;
-see the README's calibration table). Centring each origin within a swapped group instead (a
-stratified ANOVA) removes the bias but costs a degree of freedom in every swap and was measured to
-be far too conservative (no rejection at all with 6 settings), so it is not used.
+centrings, which widens it a little, so the test is slightly liberal for many settings; the
+calibration table in the README measures it.
 
 Discreteness is honest: with K settings the smallest two-sided p-value is ``2 / 2^K`` (0.25 for 3
-settings, 0.0625 for 5), and :attr:`PairedResult.min_p` says when a design can never reach alpha.
-The calibration (``python -m benchmarks.calibration``) measures the false-claim rate, coverage and
-power of this test on simulated studies with known truth.
+settings, 0.0625 for 5), and :attr:`PairedResult.min_p` says when a design can never reach alpha:
+this question needs :data:`~supcon_ray.stats.settings.MIN_SETTINGS_BEYOND` settings or more.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .settings import ALPHA
 from .variance import SettingTable, between_variance
 
 MAX_EXACT = 4096  # enumerate every swap up to 2^12 settings
@@ -103,30 +108,69 @@ def _block_coefficients(ce: SettingTable, supcon: SettingTable, z: np.ndarray) -
     return a, b
 
 
-def _p_values(coef_a: np.ndarray, coef_b: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Two-sided permutation p-value at each multiplier in ``lam``; swap 0 is the observed data."""
+def _block_scale(ce: SettingTable, supcon: SettingTable) -> np.ndarray:
+    """``S_f(lambda) = s0 + s2 lambda^2``: the two losses' average total variance (between-setting mean
+    square plus seed mean square, over ``n0``), from every run of the block; the same for every swap."""
+    k = len(ce.settings)
+    n0 = float((ce.n + supcon.n).mean()) / 2
+    dfw = max(float(ce.n.sum() + supcon.n.sum()) - 2 * k, 1.0)
+    s2 = (float((ce.n * _centred(ce) ** 2).sum()) / (k - 1) + float(ce.ss.sum()) / dfw) / (2 * n0)
+    s0 = (float((supcon.n * _centred(supcon) ** 2).sum()) / (k - 1) + float(supcon.ss.sum()) / dfw) / (2 * n0)
+    return np.array([s0, 0.0, s2])
+
+
+def _statistics(coef_a: np.ndarray, coef_b: np.ndarray, scale: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``sum_f D_f`` for every multiplier in ``lam`` and every swap: shape ``(G, P)``.
+
+    ``coef_a``, ``coef_b``: ``(F, P, 3)``; ``scale``: ``(F, 3)`` (quadratics in lambda)."""
     powers = np.stack([np.ones_like(lam), lam, lam**2], axis=1)  # (G, 3)
-    a, b = powers @ coef_a.T, powers @ coef_b.T  # (G, P)
-    t = np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), 1e-300)
-    return (t >= t[:, :1] - 1e-9).mean(axis=1)
+    out = 0.0
+    for ca, cb, sc in zip(coef_a, coef_b, scale):
+        out = out + (powers @ (ca - cb).T) / np.maximum(powers @ sc, 1e-300)[:, None]
+    return out
 
 
-def _edge(coef_a: np.ndarray, coef_b: np.ndarray, alpha: float, rejected: float, accepted: float) -> float:
+def _p_values(coef_a: np.ndarray, coef_b: np.ndarray, scale: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Two-sided permutation p-value at each multiplier in ``lam``; swap 0 is the observed data."""
+    t = np.abs(_statistics(coef_a, coef_b, scale, lam))
+    return (t >= t[:, :1] * (1 - 1e-9) - 1e-300).mean(axis=1)
+
+
+def _edge(p_of, alpha: float, rejected: float, accepted: float) -> float:
     """Bisect (in log rho) between a rejected and an accepted rho; return the accepted end."""
     for _ in range(BISECTION_STEPS):
         mid = math.sqrt(rejected * accepted)
-        if _p_values(coef_a, coef_b, np.array([1 / mid]))[0] > alpha:
+        if p_of(np.array([1 / mid]))[0] > alpha:
             accepted = mid
         else:
             rejected = mid
     return float(accepted)
 
 
-def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = 0.05, seed: int = 0) -> PairedResult:
+def _common_ratio(v_ce: np.ndarray, v_sc: np.ndarray, scale: np.ndarray) -> float:
+    """The ratio at which ``sum_f (v_CE / rho^2 - v_SupCon) / S_f(1 / rho) = 0`` (observed data);
+    ``0`` or ``inf`` where the sum keeps one sign."""
+    def total(rho: float) -> float:
+        lam2 = 1 / rho**2
+        return float(np.sum((lam2 * v_ce - v_sc) / np.maximum(scale[:, 0] + lam2 * scale[:, 2], 1e-300)))
+    lo, hi = float(RHO_GRID[0]), float(RHO_GRID[-1])
+    if total(lo) <= 0:
+        return 0.0
+    if total(hi) >= 0:
+        return math.inf
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if total(mid) > 0 else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
+            interval: bool = True) -> PairedResult:
     """Compare CE with SupCon over one or more factors (blocks) of paired settings.
 
     Each block is ``(ce_table, supcon_table)`` over the same settings in the same order, with at
-    least 2 settings. See the module docstring for the test and the interval.
+    least 2 settings. See the module docstring for the test and the interval. ``interval=False``
+    skips the interval (the planner).
     """
     blocks = [(c, s) for c, s in blocks if len(c.settings) >= 2]
     if not blocks:
@@ -136,29 +180,32 @@ def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = 0.05
             raise ValueError("paired blocks must list the same settings in the same order")
     sizes = [len(c.settings) for c, _ in blocks]
     z, exact = _swaps(sum(sizes), seed)
-    weights = np.array(sizes, dtype=float) - 1
-    weights /= weights.sum()
-    coef_a, coef_b = np.zeros((len(z), 3)), np.zeros((len(z), 3))
-    v_ce = v_sc = 0.0
+    coef_a, coef_b, scale = [], [], []
     start = 0
-    for (c, s), k, wgt in zip(blocks, sizes, weights):
+    for (c, s), k in zip(blocks, sizes):
         a, b = _block_coefficients(c, s, z[:, start:start + k])
-        coef_a += wgt * a
-        coef_b += wgt * b
+        coef_a.append(a)
+        coef_b.append(b)
+        scale.append(_block_scale(c, s))
         start += k
-        v_ce += wgt * float(between_variance(c.n, c.mean, c.ss))
-        v_sc += wgt * float(between_variance(s.n, s.mean, s.ss))
-    p_grid = _p_values(coef_a, coef_b, 1 / RHO_GRID)
-    p_value = float(_p_values(coef_a, coef_b, np.array([1.0]))[0])
-    t1 = (coef_a - coef_b).sum(axis=1)
-    accepted = np.flatnonzero(p_grid > alpha)
-    if accepted.size:
-        first, last = accepted[0], accepted[-1]
-        low = 0.0 if first == 0 else _edge(coef_a, coef_b, alpha, RHO_GRID[first - 1], RHO_GRID[first])
-        high = math.inf if last == len(RHO_GRID) - 1 else _edge(coef_a, coef_b, alpha, RHO_GRID[last + 1], RHO_GRID[last])
+    coef_a, coef_b, scale = np.stack(coef_a), np.stack(coef_b), np.stack(scale)
+    v_ce = np.array([float(between_variance(c.n, c.mean, c.ss)) for c, _ in blocks])
+    v_sc = np.array([float(between_variance(s.n, s.mean, s.ss)) for _, s in blocks])
+    p_of = lambda lam: _p_values(coef_a, coef_b, scale, lam)  # noqa: E731
+    p_value = float(p_of(np.array([1.0]))[0])
+    direction = int(np.sign(_statistics(coef_a, coef_b, scale, np.array([1.0]))[0, 0]))
+    if len(blocks) == 1:
+        ce_v, sc_v = max(v_ce[0], 0.0), max(v_sc[0], 0.0)
+        ratio = math.sqrt(ce_v / sc_v) if sc_v > 0 else (math.inf if ce_v > 0 else math.nan)
     else:
-        low = high = math.nan
-    v_ce, v_sc = max(v_ce, 0.0), max(v_sc, 0.0)
-    ratio = math.sqrt(v_ce / v_sc) if v_sc > 0 else (math.inf if v_ce > 0 else math.nan)
+        ratio = _common_ratio(v_ce, v_sc, scale)
+    low = high = math.nan
+    if interval:
+        p_grid = p_of(1 / RHO_GRID)
+        accepted = np.flatnonzero(p_grid > alpha)
+        if accepted.size:
+            first, last = accepted[0], accepted[-1]
+            low = 0.0 if first == 0 else _edge(p_of, alpha, RHO_GRID[first - 1], RHO_GRID[first])
+            high = math.inf if last == len(RHO_GRID) - 1 else _edge(p_of, alpha, RHO_GRID[last + 1], RHO_GRID[last])
     min_p = 2 / len(z) if exact else 1 / len(z)
-    return PairedResult(ratio, (low, high), p_value, min_p, int(np.sign(t1[0])), sum(sizes), exact)
+    return PairedResult(ratio, (low, high), p_value, min_p, direction, sum(sizes), exact)

@@ -1,10 +1,22 @@
-"""Simulated studies with known truth, in the trials-table shape, for calibration and tests.
+"""Simulated studies with known truth, in the trials-table shape, for calibration, tests and the planner.
 
 Model, per loss ``l``, setting ``s`` and seed ``r``: ``y = mu_l + a_ls + e_lsr``. The setting effects
 of the two losses are paired and correlated (``pair_corr``): ``a_supcon = sigma * z1`` and
-``a_ce = ratio * sigma * (c z1 + sqrt(1 - c^2) z2)``; seed noise ``e ~ N(0, seed_std^2)``. So the
-true ``sigma_a(CE) / sigma_a(SupCon)`` is ``ratio``. A run diverges with probability ``p_diverge``
-(per loss) and is then recorded at chance, as the engine records it.
+``a_ce = ratio * sigma * (c z1 + sqrt(1 - c^2) z2)``; ``z`` is standard normal, or Student t with 3
+degrees of freedom scaled to unit variance (``effects="t3"``, heavy tails). Seed noise
+``e ~ N(0, seed_std_l^2)``, each loss its own (``seed_std`` may be a pair ``(ce, supcon)``).
+
+* Random effects ("beyond these settings"): the true ratio of the losses' population spreads is ``ratio``.
+* ``exact_spread=True`` rescales each loss's drawn effects so that their spread over *these* settings
+  (K - 1 divisor) is exactly ``sigma`` for SupCon and ``ratio * sigma`` for CE: the truth of the
+  "these settings" question is then ``ratio`` exactly.
+* ``collapsed=c``: CE's last ``c`` settings sit at chance with no seed noise (a learning rate at which
+  training collapses); SupCon's true means are CE's in reverse order, centred on its own mean and
+  divided by ``ratio``, so at ratio 1 SupCon collapses at its first settings and both spreads are equal.
+
+Every row carries ``true_mean`` (its setting's true mean), so the truth of "these settings" can be
+computed from what was actually drawn. A run diverges with probability ``p_diverge`` (per loss) and
+is then recorded at chance, as the engine records it.
 """
 
 from __future__ import annotations
@@ -12,23 +24,98 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .variance import SettingTable
+
+EFFECTS = ("normal", "t3")
+
+
+def _effects(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+    if kind == "normal":
+        return rng.standard_normal(size)
+    if kind == "t3":
+        return rng.standard_t(3, size) / np.sqrt(3.0)
+    raise ValueError(f"effects: {kind!r} is not one of {', '.join(EFFECTS)}")
+
+
+def _rescale(a: np.ndarray, target: float) -> np.ndarray:
+    a = a - a.mean()
+    sd = a.std(ddof=1)
+    return a * (target / sd) if sd > 0 else a
+
+
+def true_means(rng: np.random.Generator, n_settings: int, ratio: float = 1.0, setting_std: float = 0.03,
+               pair_corr: float = 0.5, means: tuple[float, float] = (0.80, 0.85), effects: str = "normal",
+               exact_spread: bool = False, collapsed: int = 0, chance: float = 0.1) -> dict[str, np.ndarray]:
+    """Each loss's true setting means (see the module docstring)."""
+    z1, z2 = _effects(rng, effects, n_settings), _effects(rng, effects, n_settings)
+    a_sc = setting_std * z1
+    a_ce = ratio * setting_std * (pair_corr * z1 + np.sqrt(1 - pair_corr**2) * z2)
+    if exact_spread:
+        a_sc, a_ce = _rescale(a_sc, setting_std), _rescale(a_ce, ratio * setting_std)
+    m_ce, m_sc = means[0] + a_ce, means[1] + a_sc
+    if collapsed:
+        m_ce[n_settings - collapsed:] = chance
+        m_sc = m_ce.mean() + (m_ce[::-1] - m_ce.mean()) / ratio
+    return {"ce": m_ce, "supcon": m_sc}
+
 
 def simulate_factor(rng: np.random.Generator, n_settings: int, n_seeds: int, ratio: float = 1.0,
-                    setting_std: float = 0.03, seed_std: float = 0.01, pair_corr: float = 0.5,
+                    setting_std: float = 0.03, seed_std: float | tuple[float, float] = 0.01, pair_corr: float = 0.5,
                     means: tuple[float, float] = (0.80, 0.85), p_diverge: tuple[float, float] = (0.0, 0.0),
-                    factor: str = "factor", study: str = "sim", chance: float = 0.1) -> pd.DataFrame:
+                    factor: str = "factor", study: str = "sim", chance: float = 0.1, effects: str = "normal",
+                    exact_spread: bool = False, collapsed: int = 0) -> pd.DataFrame:
     """One factor of a one-at-a-time study: ``n_settings`` x ``n_seeds`` runs for CE and SupCon."""
-    z1, z2 = rng.standard_normal(n_settings), rng.standard_normal(n_settings)
-    effects = {"supcon": setting_std * z1,
-               "ce": ratio * setting_std * (pair_corr * z1 + np.sqrt(1 - pair_corr**2) * z2)}
+    truth = true_means(rng, n_settings, ratio, setting_std, pair_corr, means, effects, exact_spread, collapsed, chance)
+    noise = dict(zip(("ce", "supcon"), seed_std if isinstance(seed_std, tuple) else (seed_std, seed_std)))
     rows = []
     for li, loss in enumerate(("ce", "supcon")):
         for s in range(n_settings):
+            m = float(truth[loss][s])
+            sd = 0.0 if abs(m - chance) < 1e-12 else noise[loss]  # a collapsed setting sits exactly at chance
             for r in range(n_seeds):
-                y = means[li] + effects[loss][s] + seed_std * rng.standard_normal()
+                y = m + sd * rng.standard_normal()
                 diverged = rng.random() < p_diverge[li]
                 rows.append({"study": study, "factor": factor, "loss": loss, "setting": f"{factor}={s}", "seed": r,
                              "status": "diverged" if diverged else "completed", "design": "one_factor",
                              "test_top1": chance if diverged else y, "val_top1": chance if diverged else y,
-                             "chance_top1": chance, "trial_id": f"{study}-{factor}-{loss}-{s}-{r}"})
+                             "chance_top1": chance, "true_mean": m, "trial_id": f"{study}-{factor}-{loss}-{s}-{r}"})
     return pd.DataFrame(rows)
+
+
+def these_settings_truth(df: pd.DataFrame) -> float:
+    """The true "these settings" ratio of a simulated study: ``sqrt(mean_f theta_CE^2 / mean_f theta_SupCon^2)``
+    over the true setting means actually drawn (``nan`` when both are 0)."""
+    per = df.groupby(["study", "factor", "loss", "setting"])["true_mean"].first()
+    var = per.groupby(["study", "factor", "loss"]).var(ddof=1).groupby("loss").mean()
+    ce, sc = float(var.get("ce", np.nan)), float(var.get("supcon", np.nan))
+    if ce == 0 and sc == 0:
+        return float("nan")
+    return float(np.sqrt(ce / sc)) if sc > 0 else float("inf")
+
+
+def simulate_tables(rng: np.random.Generator, n_settings: int, n_seeds: int, ratio: float = 1.0,
+                    setting_std: float = 0.03, seed_std: float | tuple[float, float] = 0.01, pair_corr: float = 0.5,
+                    effects: str = "normal", exact_spread: bool = False, collapsed: int = 0,
+                    chance: float = 0.1) -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
+    """The model of :func:`simulate_factor` straight to ``(CE table, SupCon table)`` (no trials table;
+    for simulations by the thousand), and the true setting means."""
+    truth = true_means(rng, n_settings, ratio, setting_std, pair_corr, (0.80, 0.85), effects, exact_spread,
+                       collapsed, chance)
+    noise = seed_std if isinstance(seed_std, tuple) else (seed_std, seed_std)
+    names = tuple(f"s{i}" for i in range(n_settings))
+    out = []
+    for loss, sd in zip(("ce", "supcon"), noise):
+        m = truth[loss]
+        sds = np.where(np.abs(m - chance) < 1e-12, 0.0, sd)[:, None]
+        y = m[:, None] + sds * rng.standard_normal((n_settings, n_seeds))
+        mean = y.mean(axis=1)
+        out.append(SettingTable(names, np.full(n_settings, float(n_seeds)), mean, ((y - mean[:, None]) ** 2).sum(axis=1)))
+    return (out[0], out[1]), truth
+
+
+def spread_ratio(truth: dict[str, np.ndarray]) -> float:
+    """The "these settings" ratio of one factor's true setting means (``nan`` when both spreads are 0)."""
+    ce, sc = float(np.var(truth["ce"], ddof=1)), float(np.var(truth["supcon"], ddof=1))
+    if ce == 0 and sc == 0:
+        return float("nan")
+    return float(np.sqrt(ce / sc)) if sc > 0 else float("inf")

@@ -1,15 +1,24 @@
 """The stability analysis of a report: one entry per (study, factor), a pooled conclusion, and the
-claims they support. Plain data in, plain dicts out (the report's ``--json`` contract); no HTML.
+claims they support, for each of two questions. Plain data in, plain dicts out (the report's
+``--json`` contract); no HTML.
+
+* **For these settings** (:mod:`.these_settings`, key ``these_settings``): across the settings tried,
+  does CE's mean accuracy move more than SupCon's? Settings fixed, seed noise the only noise; this is
+  what the paper's Fig. 4a shows, and 3 settings x 3 seeds can decide it. It says nothing about
+  settings that were not tried.
+* **Beyond these settings** (:mod:`.paired`, the entry's top-level keys): would SupCon vary less
+  across *other* settings like these? Settings are a random sample; it needs
+  :data:`~.settings.MIN_SETTINGS_BEYOND` paired settings or more to reach alpha at all.
 
 Per factor and loss, :mod:`.variance` estimates seed noise and the between-setting std ``sigma_a``
-on completed runs. Only settings with completed runs for both losses are compared, paired by setting
-(:mod:`.paired`); unpaired ones are listed and counted. Each factor gets a paired permutation test of
-equal ``sigma_a`` and the inverted interval of ``sigma_a(CE) / sigma_a(SupCon)``; the pooled test
-over every factor is the report-level conclusion. One Holm family covers every factor test and the
-pooled test. A factor whose design cannot reach alpha at all (too few settings) is ``insufficient``,
-decided from the design alone. Two sensitivity views are computed the same way: the logit scale
-(ceiling effects), and the conservative view, which scores diverged runs at chance and subtracts
-nothing for seed noise, so that a setting where some seeds diverge counts as a sensitive one.
+on completed runs of the settings *paired* between the losses (settings run for one loss only are
+listed and counted, never compared). Each question has its own Holm family: its per-factor tests and
+its pooled test over every factor of every study in the report. A "beyond" factor whose design
+cannot reach alpha at all is ``insufficient``, decided from the design alone; a "these settings"
+factor is ``insufficient`` with fewer than 2 paired settings or fewer than 2 completed seeds of a
+loss in some paired setting. Two sensitivity views of the "beyond" answer are computed the same way:
+the logit scale (ceiling effects), and the conservative view, which scores diverged runs at chance
+and subtracts nothing for seed noise.
 """
 
 from __future__ import annotations
@@ -24,12 +33,16 @@ from . import divergence as div
 from .multiplicity import holm
 from .paired import PairedResult, compare
 from .scoring import completed, logit, scored, status_counts, divergence_rate
+from .settings import ALPHA, MAX_ACCURACY_STD, MIN_SEEDS_THESE, MIN_SETTINGS_BEYOND, MIN_SETTINGS_THESE
+from .these_settings import TheseSettingsResult, compare_these
 from .tuning_curve import RANDOM_DESIGNS, curves_with_band
 from .variance import SettingTable, components, setting_means
 
-ALPHA = 0.05
 CLAIMS = ("supcon_less_sensitive", "ce_less_sensitive", "no_difference", "insufficient")
 PAIR = ("ce", "supcon")
+#: How each question is named wherever a number is shown.
+QUESTIONS = {"these_settings": "for these settings", "beyond": "beyond these settings"}
+PLANNER = "python -m supcon_ray.power STUDY_DIR"
 
 
 def _fmt_ci(ci: tuple[float, float]) -> str:
@@ -87,6 +100,7 @@ def _claim(r: PairedResult | None, p_adjusted: float) -> str:
 
 def _sentence(scope: str, claim: str, r: PairedResult | None, p_adjusted: float, reason: str,
               sigmas: tuple[float, float] = (math.nan, math.nan)) -> str:
+    scope = f"{scope}, beyond these settings"
     if claim == "insufficient":
         return f"{scope}: cannot tell. {reason}"
     detail = (f"ratio of between-setting std CE/SupCon {r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, "
@@ -94,11 +108,12 @@ def _sentence(scope: str, claim: str, r: PairedResult | None, p_adjusted: float,
     if not any(math.isnan(s) for s in sigmas):
         detail = f"std across settings CE {sigmas[0]:.3g}, SupCon {sigmas[1]:.3g}; " + detail
     if claim == "supcon_less_sensitive":
-        return f"{scope}: SupCon's accuracy moves less than CE's across these settings ({detail})."
+        return f"{scope}: SupCon's accuracy would move less than CE's across other settings like these ({detail})."
     if claim == "ce_less_sensitive":
-        return f"{scope}: CE's accuracy moves less than SupCon's across these settings ({detail})."
-    return (f"{scope}: no difference in sensitivity is detectable ({detail}). The interval still allows "
-            f"ratios from {_fmt_ci(r.ci95)[1:-1].replace(', ', ' to ')}, so a difference of that size is not ruled out.")
+        return f"{scope}: CE's accuracy would move less than SupCon's across other settings like these ({detail})."
+    return (f"{scope}: no difference in sensitivity to other settings like these is detectable ({detail}). The "
+            f"interval still allows ratios from {_fmt_ci(r.ci95)[1:-1].replace(', ', ' to ')}, so a difference of that size "
+            "is not ruled out.")
 
 
 def _insufficient_reason(losses: set[str], paired: list[str], r: PairedResult | None) -> str:
@@ -108,19 +123,29 @@ def _insufficient_reason(losses: set[str], paired: list[str], r: PairedResult | 
     if len(paired) < 2:
         return (f"{len(paired)} setting(s) have completed runs for both losses; at least 2 paired settings are needed "
                 "(settings run for one loss only are never compared).")
-    return (f"With {r.n_settings} paired settings the smallest possible p-value is {r.min_p:.3g}, above "
-            f"alpha = {ALPHA}; at least 6 settings are needed for a claim (the pooled test over factors may still decide).")
+    return (f"This question treats the settings as a sample of the settings one could try; with {r.n_settings} "
+            f"paired settings its smallest possible p-value is {r.min_p:.3g}, above alpha = {ALPHA}. It needs at least "
+            f"{MIN_SETTINGS_BEYOND} settings; `{PLANNER}` computes the design that would decide it.")
 
 
-def _loss_entry(g: pd.DataFrame, table: SettingTable | None) -> dict[str, Any]:
+def _bound(rows: pd.DataFrame, metric: str) -> float | None:
+    """The largest std the metric allows: 0.5 for values in [0, 1] (accuracies), else none."""
+    y = rows[metric].dropna()
+    return MAX_ACCURACY_STD if len(y) and y.between(0, 1).all() else None
+
+
+def _loss_entry(g: pd.DataFrame, table: SettingTable | None, paired: list[str], bound: float | None) -> dict[str, Any]:
+    """Counts of every run of a loss; its spread ``sigma_a`` over the *paired* settings (those the
+    ratio compares; all of its settings when fewer than 2 are paired); each setting's mean."""
     counts = status_counts(g)
     entry: dict[str, Any] = {**counts, "divergence_rate": divergence_rate(counts)}
     if table is None:
         return {**entry, "mean": math.nan, "seed_std": math.nan, "setting_std": math.nan,
                 "setting_std_ci95": [math.nan, math.nan], "settings": {}}
-    comp = components(table)
+    comp = components(table.subset(paired) if len(paired) >= 2 else table, bound=bound)
     return {**entry, "mean": comp.grand_mean, "seed_std": comp.seed_std, "setting_std": comp.setting_std,
             "setting_std_ci95": list(comp.setting_std_ci95), "seed_noise_removed": comp.seed_noise_removed,
+            "spread_settings": len(paired) if len(paired) >= 2 else len(table.settings),
             "settings": setting_means(table, comp.seed_std)}
 
 
@@ -130,14 +155,108 @@ def _testable_p(r: PairedResult | None) -> float:
     return r.p_value if r is not None and r.min_p <= ALPHA else math.nan
 
 
-def _holm_family(results: list[PairedResult | None], pooled: PairedResult | None) -> tuple[list[float], float]:
+def _holm_family(p_factors: list[float], p_pooled: float) -> tuple[list[float], float]:
     """Holm-adjusted p-values of every factor and of the pooled test, as one family. With a single
     factor the pooled test is that factor's test and is not counted twice."""
-    if len(results) == 1:
-        adjusted = holm([_testable_p(results[0])])
+    if len(p_factors) == 1:
+        adjusted = holm(p_factors)
         return adjusted, adjusted[0]
-    adjusted = holm([_testable_p(r) for r in results] + [_testable_p(pooled)])
+    adjusted = holm(list(p_factors) + [p_pooled])
     return adjusted[:-1], adjusted[-1]
+
+
+# --- for these settings -------------------------------------------------------------------------
+
+def setting_label(setting: str) -> str:
+    """``optimizer=sgd`` -> ``sgd``: the value part of a setting's name."""
+    return setting.split("=", 1)[1] if "=" in setting else setting
+
+
+def _name_list(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _these_block(tables: dict[str, SettingTable], paired: list[str]) -> tuple[tuple[SettingTable, SettingTable] | None, str]:
+    """The block a "these settings" comparison uses, or ``None`` and why not."""
+    if not set(PAIR) <= set(tables):
+        return None, f"SupCon and CE are both needed; missing: {', '.join(x for x in PAIR if x not in tables)}."
+    if len(paired) < MIN_SETTINGS_THESE:
+        return None, (f"{len(paired)} setting(s) have completed runs for both losses; at least {MIN_SETTINGS_THESE} "
+                      "paired settings are needed.")
+    block = (tables["ce"].subset(paired), tables["supcon"].subset(paired))
+    few = [f"{loss} at {setting_label(s)}" for loss, t in zip(PAIR, block) for s, n in zip(t.settings, t.n)
+           if n < MIN_SEEDS_THESE]
+    if few:
+        return None, (f"every paired setting needs at least {MIN_SEEDS_THESE} completed seeds per loss to measure seed "
+                      f"noise; fewer for {', '.join(few)}.")
+    return block, ""
+
+
+def _these_claim(r: TheseSettingsResult | None, p_adjusted: float) -> str:
+    if r is None:
+        return "insufficient"
+    if math.isnan(r.ratio):  # both spreads estimated at zero
+        return "no_difference"
+    if p_adjusted < ALPHA:
+        return "supcon_less_sensitive" if r.direction > 0 else "ce_less_sensitive"
+    return "no_difference"
+
+
+def _these_sentence(scope: str, names: str, claim: str, r: TheseSettingsResult | None, p_adjusted: float,
+                    reason: str) -> str:
+    scope = f"{scope}, for these settings"
+    if claim == "insufficient":
+        return f"{scope}: cannot tell. {reason}"
+    sp = r.spreads
+    detail = (f"std of the setting means CE {sp['ce']:.3g}, SupCon {sp['supcon']:.3g}; ratio CE/SupCon "
+              f"{r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, Holm-adjusted p = {p_adjusted:.3g}")
+    where = f"across {names}"
+    if claim == "supcon_less_sensitive":
+        return (f"{scope}: {where}, SupCon's mean accuracy moves less than CE's ({detail}). This is about the settings "
+                "tried, not about other settings.")
+    if claim == "ce_less_sensitive":
+        return (f"{scope}: {where}, CE's mean accuracy moves less than SupCon's ({detail}). This is about the settings "
+                "tried, not about other settings.")
+    return f"{scope}: {where}, no difference in how much the two losses' mean accuracy moves is detectable ({detail})."
+
+
+def _these_dict(r: TheseSettingsResult | None, p_adjusted: float, claim: str, sentence: str) -> dict[str, Any]:
+    """The ``these_settings`` entry: NaN never appears (``null`` in JSON for an undefined ratio and an
+    unbounded end)."""
+    def num(x: float) -> float | None:
+        return None if x is None or math.isnan(x) or math.isinf(x) else float(x)
+    if r is None:
+        return {"ratio": None, "ci95": [None, None], "p_value": None, "p_adjusted": None, "claim": claim,
+                "sentence": sentence, "losses": {}}
+    return {"ratio": num(r.ratio), "ci95": [num(r.ci95[0]) if r.ci95[0] > 0 else 0.0, num(r.ci95[1])],
+            "p_value": num(r.p_value), "p_adjusted": num(p_adjusted), "claim": claim, "sentence": sentence,
+            "n_settings": r.n_settings,
+            "losses": {loss: {"spread": r.spreads[loss], "spread_ci95": [num(r.spread_ci95[loss][0]) or 0.0,
+                                                                           num(r.spread_ci95[loss][1])]}
+                       for loss in PAIR}}
+
+
+def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTable, SettingTable] | None],
+                   reasons: list[str], bounded: bool) -> dict[str, Any]:
+    """Per-factor and pooled "these settings" answers, one Holm family; fills ``entries`` in place and
+    returns the pooled entry."""
+    results = [compare_these([b], bounded=bounded) if b is not None else None for b in blocks]
+    valid = [b for b in blocks if b is not None]
+    pooled = compare_these(valid, bounded=bounded) if valid else None
+    adjusted, pooled_adj = _holm_family([r.p_value if r else math.nan for r in results],
+                                        pooled.p_value if pooled else math.nan)
+    for entry, r, p_adj, reason in zip(entries, results, adjusted, reasons):
+        claim = _these_claim(r, p_adj)
+        names = _name_list([setting_label(s) for s in entry["_paired"]]) if r else ""
+        if r and entry.get("_nuisance"):
+            names += " (each with its nuisance hyperparameters re-tuned per setting and loss)"
+        scope = f"{entry['study']} / {entry['factor']}"
+        entry["these_settings"] = _these_dict(r, p_adj, claim, _these_sentence(scope, names, claim, r, p_adj, reason))
+    claim = _these_claim(pooled, pooled_adj)
+    names = (f"all {pooled.n_settings} settings of {len(valid)} factor(s) (each loss's spread pooled as the root mean "
+             "square over factors, every factor once)") if pooled else ""
+    reason = "No factor has 2 or more paired settings with 2 or more seeds per loss."
+    return _these_dict(pooled, pooled_adj, claim, _these_sentence("All factors pooled", names, claim, pooled, pooled_adj, reason))
 
 
 def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -150,7 +269,9 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
     views = ["main", "logit", "conservative"] if sensitivity else ["main"]
     results: dict[str, list[PairedResult | None]] = {v: [] for v in views}
     blocks: dict[str, list[tuple[SettingTable, SettingTable]]] = {v: [] for v in views}
+    these_blocks, these_reasons = [], []
     factors: list[dict[str, Any]] = []
+    bound = _bound(completed(trials, metric), metric)
     for (study, factor), g in trials.groupby(["study", "factor"], sort=True):
         done = completed(g, metric)
         for view in views:
@@ -161,31 +282,40 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
             if block is not None:
                 blocks[view].append(block)
             if view == "main":
-                losses = {str(x): _loss_entry(lg, tables.get(str(x))) for x, lg in g.groupby("loss", sort=True)}
+                tb, why = _these_block(tables, paired)
+                these_blocks.append(tb)
+                these_reasons.append(why)
+                losses = {str(x): _loss_entry(lg, tables.get(str(x)), paired, bound) for x, lg in g.groupby("loss", sort=True)}
+                design = g["design"].fillna("").astype(str) if "design" in g else pd.Series("", index=g.index)
                 factors.append({"study": str(study), "factor": str(factor), "n_settings": int(g["setting"].nunique()),
                                 "paired_settings": len(paired), "unpaired_settings": unpaired, "losses": losses,
                                 **_result_dict(r), "divergence_fisher_p": div.divergence_summary(g)["fisher_p"],
-                                "_reason": _insufficient_reason(set(losses), paired, r)})
+                                "_reason": _insufficient_reason(set(losses), paired, r), "_paired": paired,
+                                "_nuisance": bool(design.str.contains("nuisance").any())})
 
     pooled = {v: (compare(blocks[v], ALPHA) if blocks[v] else None) for v in views}
-    adjusted, pooled_adjusted = _holm_family(results["main"], pooled["main"])
+    adjusted, pooled_adjusted = _holm_family([_testable_p(r) for r in results["main"]], _testable_p(pooled["main"]))
     for entry, r, p_adj in zip(factors, results["main"], adjusted):
         claim = _claim(r, p_adj)
         sig = tuple(entry["losses"].get(x, {}).get("setting_std", math.nan) for x in PAIR)
-        entry.update(p_adjusted=p_adj, claim=claim,
+        entry.update(p_adjusted=p_adj, claim=claim, question=QUESTIONS["beyond"],
                      sentence=_sentence(f"{entry['study']} / {entry['factor']}", claim, r, p_adj, entry.pop("_reason"), sig))
 
     o = pooled["main"]
     claim = _claim(o, pooled_adjusted)
     reason = ("No factor has 2 or more settings run for both SupCon and CE." if o is None else
               f"With {o.n_settings} paired settings over all factors the smallest possible p-value is {o.min_p:.3g}, "
-              f"above alpha = {ALPHA}.")
+              f"above alpha = {ALPHA}; `{PLANNER}` computes the design that would decide it.")
     overall = {"factors": [f"{e['study']}/{e['factor']}" for e in factors], "n_settings": o.n_settings if o else 0,
-               **_result_dict(o), "p_adjusted": pooled_adjusted, "claim": claim,
+               **_result_dict(o), "p_adjusted": pooled_adjusted, "claim": claim, "question": QUESTIONS["beyond"],
                "sentence": _sentence("All factors pooled", claim, o, pooled_adjusted, reason)}
+    overall["these_settings"] = _these_section(factors, these_blocks, these_reasons, bound is not None)
+    for entry in factors:
+        entry.pop("_paired")
+        entry.pop("_nuisance")
 
     for view in views[1:]:
-        adjusted, pooled_adjusted = _holm_family(results[view], pooled[view])
+        adjusted, pooled_adjusted = _holm_family([_testable_p(r) for r in results[view]], _testable_p(pooled[view]))
         for entry, r, p_adj in [*zip(factors, results[view], adjusted), (overall, pooled[view], pooled_adjusted)]:
             entry[view] = {**_result_dict(r), "p_adjusted": p_adj, "claim": _claim(r, p_adj)}
             entry[view]["changes_conclusion"] = entry[view]["claim"] != entry["claim"]

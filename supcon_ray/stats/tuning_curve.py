@@ -51,7 +51,12 @@ def expected_max_unbiased(values: Any, k: int) -> float:
 
 def curves_with_band(per_loss: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0,
                      confidence: float = 0.95) -> dict[str, dict[str, list[float]]]:
-    """Per loss: ``k``, the unbiased curve and a paired percentile bootstrap band.
+    """Per loss: ``k``, the unbiased curve and a paired percentile bootstrap band for ``k <= N / 2``.
+
+    The band stops at ``N / 2``: a bootstrap resample holds about 63% of the distinct configurations,
+    so the resampled expected maximum of ``k`` close to ``N`` is pulled below the estimate and can
+    never exceed the observed maximum (at ``k = N`` the band would sit entirely at or under the
+    curve). ``low`` and ``high`` have one entry per ``k`` from 1 to ``N // 2`` (none when ``N < 2``).
 
     ``per_loss`` maps each loss to its configurations' scores, row ``i`` being the same configuration
     for every loss (equal budgets are the caller's contract).
@@ -68,5 +73,7 @@ def curves_with_band(per_loss: dict[str, np.ndarray], n_boot: int = 1000, seed: 
     for loss, v in per_loss.items():
         boot = np.sort(v[idx], axis=1) @ weights.T  # (n_boot, k)
         low, high = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)], axis=0)
-        out[loss] = {"k": ks, "mean": (weights @ np.sort(v)).tolist(), "low": low.tolist(), "high": high.tolist()}
+        band = n // 2
+        out[loss] = {"k": ks, "mean": (weights @ np.sort(v)).tolist(), "low": low[:band].tolist(),
+                     "high": high[:band].tolist()}
     return out

@@ -6,8 +6,14 @@ use the one-way ANOVA method of moments (unbalanced designs through the usual ``
 * seed std ``sigma_e = sqrt(MSW)``, pooled within settings;
 * between-setting variance ``sigma_a^2 = (MSB - MSW) / n0``, *truncated at zero* when seed noise
   explains all the spread (the untruncated value is kept for tests, where truncation would bias);
-* a 95% interval for ``sigma_a`` by the modified large-sample method of Graybill and Wang (1980),
-  which is close to nominal for normal data, cheap and never negative.
+* a 95% interval for ``sigma_a`` by the modified large-sample method for a difference of two mean
+  squares (Graybill and Wang 1980, with the cross terms ``G12`` and ``H12`` of Ting, Burdick, Graybill,
+  Jeyaratnam and Lu 1990; Burdick and Graybill 1992, eq. 3.8-3.9), which is close to nominal for
+  normal data, cheap and never negative. Without the cross terms the interval is too wide when
+  ``MSW`` is not small next to ``MSB``.
+* ``bound``: for a metric in [0, 1] (an accuracy) ``sigma_a`` cannot exceed 0.5, the std of a
+  population of settings split evenly between 0 and 1; the upper end is capped there, so an interval
+  never claims more uncertainty than the metric can have.
 
 With one seed per setting ``MSW`` cannot be estimated: ``sigma_a`` then includes seed noise, and
 :attr:`Components.seed_noise_removed` says so.
@@ -61,6 +67,25 @@ def between_variance(n: np.ndarray, mean: np.ndarray, ss: np.ndarray) -> np.ndar
     return (msb - msw) / n0
 
 
+def _mls_interval(msb: float, msw: float, df1: float, dfw: float, n0: float, alpha: float) -> tuple[float, float]:
+    """Two-sided ``1 - alpha`` interval for ``(E[MSB] - E[MSW]) / n0`` (Ting et al. 1990, each side at
+    ``alpha / 2``); with no seed degrees of freedom, the interval of ``E[MSB] / n0`` alone."""
+    a = alpha / 2
+    f1_hi, f1_lo = sps.chi2.ppf(1 - a, df1) / df1, sps.chi2.ppf(a, df1) / df1  # F(a; df1, inf), F(1 - a; df1, inf)
+    g1, h1 = 1 - 1 / f1_hi, 1 / f1_lo - 1
+    if dfw <= 0:
+        return (1 - g1) * msb / n0, (1 + h1) * msb / n0
+    f2_hi, f2_lo = sps.chi2.ppf(1 - a, dfw) / dfw, sps.chi2.ppf(a, dfw) / dfw
+    g2, h2 = 1 - 1 / f2_hi, 1 / f2_lo - 1
+    f12_hi, f12_lo = sps.f.ppf(1 - a, df1, dfw), sps.f.ppf(a, df1, dfw)
+    g12 = ((f12_hi - 1) ** 2 - (g1 * f12_hi) ** 2 - h2**2) / f12_hi
+    h12 = ((1 - f12_lo) ** 2 - (h1 * f12_lo) ** 2 - g2**2) / f12_lo
+    est = msb - msw
+    low = est - math.sqrt(max((g1 * msb) ** 2 + (h2 * msw) ** 2 + g12 * msb * msw, 0.0))
+    high = est + math.sqrt(max((h1 * msb) ** 2 + (g2 * msw) ** 2 + h12 * msb * msw, 0.0))
+    return low / n0, high / n0
+
+
 @dataclass(frozen=True)
 class Components:
     """Variance components of one loss on one factor (see the module docstring)."""
@@ -75,8 +100,9 @@ class Components:
     seed_noise_removed: bool
 
 
-def components(table: SettingTable, confidence: float = 0.95) -> Components:
-    """Estimate ``sigma_e`` and ``sigma_a`` with a Graybill-Wang interval for ``sigma_a``."""
+def components(table: SettingTable, confidence: float = 0.95, bound: float | None = None) -> Components:
+    """Estimate ``sigma_e`` and ``sigma_a`` with a Graybill-Wang / Ting interval for ``sigma_a``
+    (upper end capped at ``bound``, when given)."""
     k, total = len(table.settings), float(table.n.sum())
     grand = float((table.n * table.mean).sum() / total) if total else math.nan
     dfw = total - k
@@ -87,17 +113,9 @@ def components(table: SettingTable, confidence: float = 0.95) -> Components:
     raw = float(between_variance(table.n, table.mean, table.ss))
     n0 = (total - float((table.n**2).sum()) / total) / (k - 1)
     msb = raw * n0 + (msw if dfw > 0 else 0.0)
-    a = 1 - confidence
-    df1 = k - 1
-    g1 = 1 - df1 / sps.chi2.ppf(1 - a / 2, df1)
-    h1 = df1 / sps.chi2.ppf(a / 2, df1) - 1
-    if dfw > 0:
-        g2 = 1 - dfw / sps.chi2.ppf(1 - a / 2, dfw)
-        h2 = dfw / sps.chi2.ppf(a / 2, dfw) - 1
-        low = (msb - msw - math.sqrt((g1 * msb) ** 2 + (h2 * msw) ** 2)) / n0
-        high = (msb - msw + math.sqrt((h1 * msb) ** 2 + (g2 * msw) ** 2)) / n0
-    else:  # no replicates: the interval of the setting means' variance, seed noise included
-        low, high = (1 - g1) * msb / n0, (1 + h1) * msb / n0
+    low, high = _mls_interval(msb, msw if dfw > 0 else 0.0, k - 1, dfw, n0, 1 - confidence)
+    if bound is not None:
+        low, high = min(low, bound**2), min(high, bound**2)
     ci = (math.sqrt(max(low, 0.0)), math.sqrt(max(high, 0.0)))
     return Components(k, int(total), grand, seed_std, raw, math.sqrt(max(raw, 0.0)), ci, dfw > 0)
 

@@ -1,0 +1,246 @@
+""""For these settings": across the settings tried, does CE's mean accuracy move more than SupCon's?
+
+This is the question of the paper's Fig. 4a. The settings are *fixed*: the only noise is seed noise.
+
+Estimand, per loss ``L`` and factor ``f`` with ``K`` settings and true setting means ``m_s`` (the
+mean over infinitely many seeds)::
+
+    theta_Lf^2 = sum_s (m_s - mean(m))^2 / (K - 1)       (the spread of these settings, K - 1 divisor)
+
+Several factors pool into ``Theta_L^2 = mean_f theta_Lf^2`` (every factor once). The ratio is
+``R = Theta_CE / Theta_SupCon``; above 1, CE's accuracy moves more across the settings tried.
+
+Estimator: ``theta_hat^2 = var(setting means, K - 1) - mean_s(s2 / n_s)``, with ``s2`` the loss's own
+seed variance pooled within settings. It is unbiased for balanced designs even when seed noise
+differs between settings (a setting collapsed at chance with zero variance adds zero to the pooled
+sum of squares but its degrees of freedom, which exactly compensates), and it is never pooled across
+losses: the two losses' seed noise may differ by several times. ``spread`` is ``sqrt(max(0, .))``.
+
+Test and interval: a studentised parametric bootstrap, inverted. For a candidate ratio ``rho``::
+
+    Z(rho) = (sum_f theta_hat_CEf^2 / rho^2 - sum_f theta_hat_SCf^2) / sqrt(sum_f V_CEf / rho^4 + sum_f V_SCf)
+
+with ``V`` the normal-theory variance of ``theta_hat^2`` (its noncentral-chi-square part and the
+seed-variance part) at the estimates. The null distribution of ``Z(rho)`` is simulated from the
+normal model fitted *under the constraint* ``R = rho``: each loss keeps its own seed variance, its
+observed profile of setting means (rescaled) and its observed split over factors, and the common
+scale is the precision-weighted combination of both losses' estimates. Setting means and the
+pooled seed variance are drawn from their exact sampling distributions (normal, scaled chi-square),
+with the same random numbers for every ``rho``, so the p-value curve is smooth and reproducible.
+The p-value is equal-tailed, ``2 min(P(Z* >= Z), P(Z* <= Z))`` (never below ``2 / (draws + 1)``); the 95% interval is every ``rho``
+whose p-value exceeds alpha, its ends refined by bisection. Each loss's ``spread_ci95`` inverts the
+same construction for one loss.
+
+Why this construction: an exact pivot does not exist (the distribution of ``theta_hat`` depends on
+the noncentrality ``K theta^2 n / sigma^2`` and on each loss's unknown seed variance), and with 2 to 4
+seeds a nonparametric resampling of seeds has almost nothing to resample. Studentising makes ``Z``
+nearly pivotal, and the constrained fit keeps the test at its level where ``theta`` is small or
+zero, where a percentile bootstrap of ``theta_hat`` is biased upward. Settings at chance with zero
+seed variance are handled exactly: with no noise, the simulated statistic has none either. The
+calibration (``python -m benchmarks.calibration``) measures the false-claim rate, coverage and power
+over unequal seed noise, collapses at chance, heavy-tailed setting effects and correlated pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .settings import ALPHA, BOOTSTRAP_DRAWS, MAX_ACCURACY_STD
+from .variance import SettingTable
+
+RHO_GRID = np.exp(np.linspace(math.log(1e-3), math.log(1e3), 61))  # 26% steps, refined by bisection
+BISECTION_STEPS = 10
+_TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class TheseSettingsResult:
+    """``ratio`` = Theta_CE / Theta_SupCon (``nan`` when both spreads are 0, ``inf`` when only SupCon's is),
+    its 95% interval (``0`` / ``inf`` where open), the equal-tailed p-value of ``ratio = 1``, the sign of
+    the observed difference (``+1``: CE moves more), and each loss's spread with its interval."""
+
+    ratio: float
+    ci95: tuple[float, float]
+    p_value: float
+    direction: int
+    spreads: dict[str, float]
+    spread_ci95: dict[str, tuple[float, float]]
+    n_settings: int
+
+
+class _Factor:
+    """One loss on one factor: sufficient statistics, and the bootstrap draws of its estimator for any
+    true spread (common random numbers)."""
+
+    def __init__(self, table: SettingTable, rng: np.random.Generator, draws: int) -> None:
+        n, k = table.n.astype(float), len(table.settings)
+        self.k = k
+        self.df = float((n - 1).sum())
+        self.s2 = float(table.ss.sum() / self.df) if self.df > 0 else 0.0
+        self.h = float(np.mean(1 / n))
+        mean = table.mean.astype(float)
+        d = mean - mean.mean()
+        vd = float(d @ d / (k - 1))
+        self.raw = vd - self.h * self.s2  # unbiased theta^2 (may be negative)
+        if vd > 0:
+            u = d / math.sqrt(vd)
+        else:  # no observed profile: any unit-spread shape (the estimator's law depends little on it)
+            u = np.zeros(k)
+            u[0], u[1:] = 1.0, -1.0 / (k - 1)
+            u /= math.sqrt(u @ u / (k - 1))
+        e = rng.standard_normal((draws, k)) * np.sqrt(self.s2 / n)
+        ec = e - e.mean(axis=1, keepdims=True)
+        self.ve = (ec**2).sum(axis=1) / (k - 1)
+        self.cue = (ec @ u) / (k - 1)
+        self.chi = rng.chisquare(self.df, draws) / self.df if self.df > 0 else np.ones(draws)
+        self.var = self.variance(max(self.raw, 0.0), self.s2)
+
+    def variance(self, theta2, s2):
+        """Normal-theory variance of ``theta_hat^2`` at true ``theta^2`` and seed variance ``s2``."""
+        noise = s2 * self.h
+        out = (2 * noise**2 + 4 * theta2 * noise) / (self.k - 1)
+        return out + (2 * noise**2 / self.df if self.df > 0 else 0.0)
+
+    def draw(self, theta2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(estimates, their variance estimates), shape ``(len(theta2), draws)``, at true spreads ``theta2``."""
+        theta = np.sqrt(np.maximum(theta2, 0.0))[:, None]
+        est = theta**2 + 2 * theta * self.cue + self.ve - self.h * self.s2 * self.chi
+        return est, self.variance(np.maximum(est, 0.0), self.s2 * self.chi)
+
+
+class _Loss:
+    """One loss over one or more factors: ``Theta^2 = mean_f theta_f^2``."""
+
+    def __init__(self, tables: list[SettingTable], rng: np.random.Generator, draws: int) -> None:
+        self.factors = [_Factor(t, rng, draws) for t in tables]
+        self.raw = sum(f.raw for f in self.factors)  # F * Theta_hat^2
+        self.var = sum(f.var for f in self.factors)
+        shares = np.array([max(f.raw, 0.0) for f in self.factors])
+        self.shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(shares), 1 / len(shares))
+
+    @property
+    def spread(self) -> float:
+        return math.sqrt(max(self.raw, 0.0) / len(self.factors))
+
+    def draw(self, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Summed estimates and variances over factors when the true ``sum_f theta_f^2`` is ``total``."""
+        est, var = 0.0, 0.0
+        for f, share in zip(self.factors, self.shares):
+            e, v = f.draw(total * share)
+            est, var = est + e, var + v
+        return est, var
+
+
+def _equal_tailed(z_star: np.ndarray, z_obs: np.ndarray) -> np.ndarray:
+    """``2 min(P(Z* >= z), P(Z* <= z))``, each tail counted as ``(hits + 1) / (draws + 1)`` so that a
+    p-value is never 0 (its floor is ``2 / (draws + 1)``)."""
+    b = z_star.shape[1]
+    upper = ((z_star >= z_obs[:, None] - 1e-12).sum(axis=1) + 1) / (b + 1)
+    lower = ((z_star <= z_obs[:, None] + 1e-12).sum(axis=1) + 1) / (b + 1)
+    return np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def _ratio_p(ce: _Loss, sc: _Loss, rho: np.ndarray) -> np.ndarray:
+    """p-value of ``R = rho`` for each ``rho``."""
+    r2 = rho**2
+    z_obs = (ce.raw / r2 - sc.raw) / np.sqrt(np.maximum(ce.var / r2**2 + sc.var, _TINY))
+    # F * tau^2 under the null: both losses' estimates, precision-weighted (an estimate without noise decides alone)
+    v_sc, v_ce = sc.var, ce.var / r2**2
+    with np.errstate(divide="ignore"):
+        w_sc = np.where(v_sc == 0, 1.0, np.where(v_ce == 0, 0.0, 1 / max(v_sc, _TINY)))
+        w_ce = np.where(v_ce == 0, 1.0, np.where(v_sc == 0, 0.0, 1 / np.maximum(v_ce, _TINY)))
+    total_sc = np.maximum(0.0, (w_sc * sc.raw + w_ce * ce.raw / r2) / (w_sc + w_ce))
+    e_ce, v_ce = ce.draw(r2 * total_sc)
+    e_sc, v_sc = sc.draw(total_sc)
+    z_star = (e_ce / r2[:, None] - e_sc) / np.sqrt(np.maximum(v_ce / r2[:, None] ** 2 + v_sc, _TINY))
+    return _equal_tailed(z_star, z_obs)
+
+
+def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
+    """p-value of ``Theta = t`` for one loss, for each ``t``."""
+    n_f = len(loss.factors)
+    z_obs = (loss.raw - n_f * t**2) / math.sqrt(max(loss.var, _TINY))
+    e, v = loss.draw(n_f * t**2)
+    z_star = (e - n_f * (t**2)[:, None]) / np.sqrt(np.maximum(v, _TINY))
+    return _equal_tailed(z_star, z_obs)
+
+
+def _refine(p_of, alpha: float, rejected: float, accepted: float, log: bool) -> float:
+    """Bisect between a rejected and an accepted value; return the accepted end."""
+    for _ in range(BISECTION_STEPS):
+        mid = math.sqrt(rejected * accepted) if log and rejected > 0 else (rejected + accepted) / 2
+        if p_of(np.array([mid]))[0] > alpha:
+            accepted = mid
+        else:
+            rejected = mid
+    return float(accepted)
+
+
+def _invert(p_of, grid: np.ndarray, alpha: float, log: bool, low_open: float, high_open: float) -> tuple[float, float]:
+    """The set ``{x in grid: p(x) > alpha}`` as an interval, ends refined; open ends as given."""
+    p = p_of(grid)
+    accepted = np.flatnonzero(p > alpha)
+    if not accepted.size:  # nothing accepted on the grid: the interval is narrower than a step
+        best = int(np.argmax(p))
+        return float(grid[best]), float(grid[best])
+    first, last = accepted[0], accepted[-1]
+    low = low_open if first == 0 else _refine(p_of, alpha, grid[first - 1], grid[first], log)
+    high = high_open if last == len(grid) - 1 else _refine(p_of, alpha, grid[last + 1], grid[last], log)
+    return low, high
+
+
+def _spread_interval(loss: _Loss, alpha: float, bound: float | None) -> tuple[float, float]:
+    noise = math.sqrt(max(sum(f.s2 * f.h for f in loss.factors) / len(loss.factors), 0.0))
+    top = 10 * (loss.spread + noise) + 1e-9
+    if bound is not None:
+        top = bound
+    grid = np.concatenate([[0.0], np.geomspace(top * 1e-4, top, 60)])
+    return _invert(lambda t: _spread_p(loss, t), grid, alpha, log=False, low_open=0.0,
+                   high_open=bound if bound is not None else math.inf)
+
+
+def spread_bound(tables: list[SettingTable]) -> float:
+    """The largest ``Theta`` that values in [0, 1] allow: each factor's spread is at most
+    ``sqrt(K / (4 (K - 1)))`` (half the settings at 0, half at 1)."""
+    return max(math.sqrt(len(t.settings) / (4 * (len(t.settings) - 1))) for t in tables) if tables else MAX_ACCURACY_STD
+
+
+def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
+                  draws: int = BOOTSTRAP_DRAWS, bounded: bool = True, interval: bool = True) -> TheseSettingsResult:
+    """Compare CE with SupCon over the settings tried, on one or more factors (blocks).
+
+    Each block is ``(ce_table, supcon_table)`` over the same settings in the same order, with at least
+    2 settings and at least 2 seeds in every setting. ``bounded``: the metric lies in [0, 1], so spread
+    intervals stop at :func:`spread_bound`. ``interval=False`` skips the intervals (the planner).
+    """
+    for c, s in blocks:
+        if c.settings != s.settings:
+            raise ValueError("paired blocks must list the same settings in the same order")
+        if len(c.settings) < 2:
+            raise ValueError("a 'these settings' comparison needs at least 2 paired settings per factor")
+        if min(c.n.min(), s.n.min()) < 2:
+            raise ValueError("a 'these settings' comparison needs at least 2 seeds in every setting for each loss")
+    if not blocks:
+        raise ValueError("no factor to compare")
+    rng = np.random.default_rng(seed)
+    ce = _Loss([c for c, _ in blocks], rng, draws)
+    sc = _Loss([s for _, s in blocks], rng, draws)
+    p_value = float(_ratio_p(ce, sc, np.array([1.0]))[0])
+    if ce.spread == 0 and sc.spread == 0:
+        ratio = math.nan
+    else:
+        ratio = ce.spread / sc.spread if sc.spread > 0 else math.inf
+    spreads = {"ce": ce.spread, "supcon": sc.spread}
+    if not interval:
+        nan2 = (math.nan, math.nan)
+        return TheseSettingsResult(ratio, nan2, p_value, int(np.sign(ce.raw - sc.raw)), spreads,
+                                   {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks))
+    # the ratio's p-value falls as rho moves away from the estimate on either side
+    ci = _invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf)
+    bound = spread_bound([c for c, _ in blocks]) if bounded else None
+    spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
+    return TheseSettingsResult(ratio, ci, p_value, int(np.sign(ce.raw - sc.raw)), spreads, spread_ci,
+                               sum(len(c.settings) for c, _ in blocks))

@@ -1,0 +1,147 @@
+""""For these settings": the estimator by hand, the claim rules, the JSON contract, and calibration on
+simulated factors with known truth (the truth is the spread of the setting means actually drawn)."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from supcon_ray.stats import SettingTable, analyze_factors, compare_these, components, holm
+from supcon_ray.stats.simulate import simulate_factor, simulate_tables, spread_ratio
+
+
+def _table(groups: list[list[float]]) -> SettingTable:
+    settings = pd.Series([f"s{i}" for i, g in enumerate(groups) for _ in g])
+    return SettingTable.from_values(settings, pd.Series([v for g in groups for v in g]))
+
+
+def test_spread_estimate_matches_the_definition_by_hand():
+    ce = [[0.80, 0.82, 0.81], [0.70, 0.74, 0.72], [0.90, 0.88, 0.86]]
+    sup = [[0.85, 0.86, 0.84], [0.83, 0.85, 0.84], [0.86, 0.87, 0.88]]
+    r = compare_these([(_table(ce), _table(sup))])
+
+    def by_hand(groups):
+        means = [sum(g) / len(g) for g in groups]
+        grand = sum(means) / len(means)
+        var_means = sum((m - grand) ** 2 for m in means) / (len(means) - 1)
+        s2 = sum((x - sum(g) / len(g)) ** 2 for g in groups for x in g) / sum(len(g) - 1 for g in groups)
+        noise = s2 * sum(1 / len(g) for g in groups) / len(groups)
+        return math.sqrt(max(var_means - noise, 0))
+
+    assert r.spreads["ce"] == pytest.approx(by_hand(ce)) and r.spreads["supcon"] == pytest.approx(by_hand(sup))
+    assert r.ratio == pytest.approx(by_hand(ce) / by_hand(sup))
+    assert r.direction == 1 and r.ci95[0] < r.ratio < r.ci95[1]
+    for loss in ("ce", "supcon"):
+        low, high = r.spread_ci95[loss]
+        assert low <= r.spreads[loss] <= high <= math.sqrt(3 / 8)  # no wider than an accuracy std over 3 settings can be
+
+
+def test_noise_free_collapse_is_decided_and_equal_spreads_are_not():
+    chance = [[0.1, 0.1, 0.1]]
+    ce = [[0.8, 0.8, 0.8], [0.82, 0.82, 0.82]] + chance  # CE collapses at chance with zero seed variance
+    sup = [[0.78, 0.79, 0.80], [0.80, 0.81, 0.82], [0.70, 0.71, 0.72]]
+    r = compare_these([(_table(ce), _table(sup))])
+    assert r.p_value < 0.01 and r.direction == 1 and r.ci95[0] > 2
+    same = compare_these([(_table(ce), _table(ce[::-1]))])  # the same setting means in another order
+    assert same.p_value == 1.0 and same.ratio == pytest.approx(1.0)
+
+
+def test_inputs_it_cannot_use_are_refused():
+    with pytest.raises(ValueError, match="2 seeds"):
+        compare_these([(_table([[0.8], [0.7, 0.71]]), _table([[0.8, 0.81], [0.7, 0.71]]))])
+    with pytest.raises(ValueError, match="2 paired settings"):
+        compare_these([(_table([[0.8, 0.81]]), _table([[0.8, 0.81]]))])
+
+
+def _analyse(df):
+    return analyze_factors(df, "test_top1", sensitivity=False)
+
+
+def test_report_entries_follow_the_json_contract_with_no_nan():
+    rng = np.random.default_rng(0)
+    flat = simulate_factor(rng, 3, 3, setting_std=0.0, seed_std=0.0, factor="flat")  # both spreads exactly 0
+    one_seed = simulate_factor(rng, 3, 3, factor="thin")
+    one_seed = one_seed[~((one_seed.loss == "ce") & (one_seed.setting == "thin=0") & (one_seed.seed > 0))]
+    strong = simulate_factor(rng, 4, 3, ratio=6.0, factor="strong", exact_spread=True)
+    factors, overall = _analyse(pd.concat([flat, one_seed, strong], ignore_index=True))
+    by = {f["factor"]: f["these_settings"] for f in factors}
+    keys = {"ratio", "ci95", "p_value", "p_adjusted", "claim", "sentence", "losses"}
+    assert all(keys <= set(t) for t in [*by.values(), overall["these_settings"]])
+    assert by["flat"]["ratio"] is None and by["flat"]["claim"] == "no_difference"
+    assert by["thin"]["claim"] == "insufficient" and "ce at 0" in by["thin"]["sentence"]
+    assert by["strong"]["claim"] == "supcon_less_sensitive" and by["strong"]["ci95"][0] > 1
+    assert set(by["strong"]["losses"]) == {"ce", "supcon"}
+    json.dumps([by, overall["these_settings"]], allow_nan=False)  # NaN never appears in these keys
+    # one Holm family per question: the factor tests and the pooled test
+    ps = [by["flat"]["p_value"], by["strong"]["p_value"], overall["these_settings"]["p_value"]]
+    adjusted = holm(ps)
+    assert by["strong"]["p_adjusted"] == pytest.approx(adjusted[1])
+    assert overall["these_settings"]["p_adjusted"] == pytest.approx(adjusted[2])
+
+
+def test_sentences_name_the_settings_and_the_question():
+    df = simulate_factor(np.random.default_rng(1), 3, 3, ratio=5.0, factor="optimizer", exact_spread=True)
+    df["setting"] = df["setting"].map({"optimizer=0": "optimizer=sgd", "optimizer=1": "optimizer=lars",
+                                       "optimizer=2": "optimizer=rmsprop"})
+    f = _analyse(df)[0][0]
+    assert "for these settings: across lars, rmsprop and sgd" in f["these_settings"]["sentence"]
+    assert "not about other settings" in f["these_settings"]["sentence"]
+    assert "beyond these settings: cannot tell" in f["sentence"] and "supcon_ray.power" in f["sentence"]
+
+
+def test_spreads_in_the_table_use_the_paired_settings_only():
+    df = simulate_factor(np.random.default_rng(2), 6, 3)
+    extra = df[(df.loss == "supcon") & (df.setting == "factor=0")].assign(setting="factor=only_supcon", test_top1=0.1)
+    f = _analyse(pd.concat([df, extra], ignore_index=True))[0][0]
+    paired = _analyse(df)[0][0]
+    assert f["losses"]["supcon"]["setting_std"] == pytest.approx(paired["losses"]["supcon"]["setting_std"])
+    assert f["losses"]["supcon"]["spread_settings"] == 6
+
+
+# -- calibration at a size CI can afford ----------------------------------------------------------
+def _rates(rng, k, s, ratio, sims, **kw):
+    claims, covered = [], []
+    for _ in range(sims):
+        block, truth = simulate_tables(rng, k, s, ratio, **kw)
+        r = compare_these([block])
+        claims.append(r.p_value < 0.05)
+        covered.append(r.ci95[0] <= spread_ratio(truth) <= r.ci95[1])
+    return float(np.mean(claims)), float(np.mean(covered))
+
+
+@pytest.mark.parametrize("k,truth", [(3, {}), (4, {"seed_std": (0.03, 0.01)}), (3, {"collapsed": 1}),
+                                     (4, {"effects": "t3", "pair_corr": 0.9})])
+def test_null_false_claims_and_coverage_are_nominal(k, truth):
+    sims = 150
+    kw = {"setting_std": 0.03, "seed_std": 0.01, "exact_spread": "collapsed" not in truth, **truth}
+    false_claims, coverage = _rates(np.random.default_rng(k), k, 3, 1.0, sims, **kw)
+    se = math.sqrt(0.05 * 0.95 / sims)
+    assert false_claims <= 0.05 + 3 * se, false_claims
+    assert coverage >= 0.95 - 3 * se, coverage
+
+
+def test_a_fourfold_difference_is_found_nearly_always():
+    # 3 settings x 3 seeds, seed noise half of SupCon's spread
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(40):
+        block, _ = simulate_tables(rng, 3, 3, 4.0, setting_std=0.02, seed_std=0.01, exact_spread=True)
+        r = compare_these([block], interval=False)
+        found += r.p_value < 0.05 and r.direction > 0
+    assert found >= 38
+
+
+def test_random_effects_interval_covers_and_stays_within_what_an_accuracy_allows():
+    rng = np.random.default_rng(3)
+    sims, covered = 300, 0
+    for _ in range(sims):
+        block, _ = simulate_tables(rng, 6, 3, 1.0, setting_std=0.03, seed_std=0.02)
+        low, high = components(block[1], bound=0.5).setting_std_ci95
+        covered += low <= 0.03 <= high
+        assert high <= 0.5
+    se = math.sqrt(0.05 * 0.95 / sims)
+    assert covered / sims >= 0.95 - 3 * se
+    wide = components(_table([[0.1, 0.9, 0.5], [0.95, 0.05, 0.5], [0.5, 0.5, 0.99]]), bound=0.5)
+    assert wide.setting_std_ci95[1] <= 0.5
