@@ -47,6 +47,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import grids
 from .config import ConfigError, TrainConfig, format_validation_error
 from .data import absolute_dataset_name
 
@@ -212,6 +213,20 @@ class Study(_Strict):
     def _no_nuisance(cls, nuisance):
         return {} if nuisance is None else nuisance  # a quick block may switch re-tuning off with null
 
+    @field_validator("vary", mode="before")
+    @classmethod
+    def _grids(cls, vary):
+        """Expand grid generators (``lr: {x_logspace: [0.03, 30, 9]}``; :mod:`supcon_ray.grids`)."""
+        if not isinstance(vary, dict):
+            return vary
+        out = {}
+        for factor, spec in vary.items():
+            try:
+                out[factor] = grids.expand(factor, spec, numeric_keys())
+            except ValueError as err:
+                raise ValueError(f"{factor}: {err}") from None
+        return out
+
     @field_validator("vary")
     @classmethod
     def _vary(cls, vary):
@@ -284,6 +299,11 @@ def relative_multiplier(key: str, value: Any) -> float | None:
 def _numeric(key: str) -> bool:
     annotation = TrainConfig.model_fields[key].annotation
     return annotation in (int, float) or annotation == (float | None)
+
+
+def numeric_keys() -> dict[str, type]:
+    """Each numeric hyperparameter and its type (``int`` or ``float``)."""
+    return {k: (int if f.annotation is int else float) for k, f in TrainConfig.model_fields.items() if _numeric(k)}
 
 
 def resolve(values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:

@@ -82,11 +82,30 @@ def test_grid_design_size(tmp_path):
     assert len(specs) == 4 * 2 and len({s.setting for s in specs}) == 4
 
 
+def test_grid_generators_write_many_settings_in_one_line(tmp_path):
+    text = ("study: tiny\nlosses: [supcon, ce]\nseeds: [0]\nvary:\n  lr: {x_logspace: [1/30, 30, 9]}\n"
+            "  temperature: {linspace: [0.05, 0.5, 10]}\n  batch_size: {logspace: [32, 512, 5]}\n")
+    study = load_study(write(tmp_path, text))
+    assert study.vary["lr"] == ["x0.03333", "x0.07801", "x0.1826", "x0.4273", "x1", "x2.34", "x5.477", "x12.82", "x30"]
+    assert study.vary["temperature"] == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]
+    assert study.vary["batch_size"] == [32, 64, 128, 256, 512] and all(type(b) is int for b in study.vary["batch_size"])
+    specs = plan_trials(study)
+    assert len({s.setting for s in specs if s.factor == "lr"}) == 9
+
+
 BAD = [
     ("vary:\n  optimizer: [sgd, lars, {optimizer: rmsprop, lr: -0.01}]", "vary.optimizer[2].lr: Input should be greater than 0"),
     ("vary:\n  optimizer: [sgd, adam]", "vary.optimizer[1].optimizer: unknown optimizer 'adam'; valid: sgd, lars, rmsprop, adamw"),
     ("vary:\n  augment: [simaugment, mixup]", "unknown augmentation 'mixup'; valid: none, basic, simaugment"),
     ("vary:\n  optimizer: []", "vary: factor 'optimizer' is empty"),
+    # grid generators
+    ("vary:\n  lr: {x_logspace: [0, 30, 9]}", "vary: lr: x_logspace: start must be > 0"),
+    ("vary:\n  lr: {logspace: [1, 10]}", "vary: lr: logspace takes [start, stop, count]"),
+    ("vary:\n  lr: {linspace: [1, 0.1, 5]}", "vary: lr: linspace: start must be below stop"),
+    ("vary:\n  lr: {linspace: [0.1, 1, 1]}", "vary: lr: linspace: count must be 2 to 1000"),
+    ("vary:\n  batch_size: {linspace: [32, 33, 5]}", "vary: batch_size: linspace: 5 points from 32 to 33 repeat once rounded"),
+    ("vary:\n  optimizer: {linspace: [1, 2, 3]}", "vary: optimizer: linspace: 'optimizer' is not a numeric hyperparameter"),
+    ("vary:\n  lr: {linspace: [0.1, 1, 3], logspace: [0.1, 1, 3]}", "vary: lr: a grid is one of"),
     ("vary:\n  optimizer: [sgd]\nbogus: 1", "bogus: unknown key"),
     ("vary:\n  optimizer: [sgd]\nseeds: [0, -1]", "seeds: seeds must be >= 0"),
     ("vary:\n  optimizer: [sgd]\nseeds: zero", "seeds: Input should be a valid list"),

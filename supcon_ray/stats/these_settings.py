@@ -209,12 +209,14 @@ def spread_bound(tables: list[SettingTable]) -> float:
 
 
 def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
-                  draws: int = BOOTSTRAP_DRAWS, bounded: bool = True, interval: bool = True) -> TheseSettingsResult:
+                  draws: int = BOOTSTRAP_DRAWS, bounded: bool = True, interval: bool = True,
+                  spread_intervals: bool = True) -> TheseSettingsResult:
     """Compare CE with SupCon over the settings tried, on one or more factors (blocks).
 
     Each block is ``(ce_table, supcon_table)`` over the same settings in the same order, with at least
     2 settings and at least 2 seeds in every setting. ``bounded``: the metric lies in [0, 1], so spread
-    intervals stop at :func:`spread_bound`. ``interval=False`` skips the intervals (the planner).
+    intervals stop at :func:`spread_bound`. ``interval=False`` skips every interval (the planner);
+    ``spread_intervals=False`` only the per-loss ones (the calibration).
     """
     for c, s in blocks:
         if c.settings != s.settings:
@@ -241,6 +243,9 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
     # the ratio's p-value falls as rho moves away from the estimate on either side
     ci = _invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf)
     bound = spread_bound([c for c, _ in blocks]) if bounded else None
-    spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
+    if spread_intervals:
+        spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
+    else:
+        spread_ci = {"ce": (math.nan, math.nan), "supcon": (math.nan, math.nan)}
     return TheseSettingsResult(ratio, ci, p_value, int(np.sign(ce.raw - sc.raw)), spreads, spread_ci,
                                sum(len(c.settings) for c, _ in blocks))
