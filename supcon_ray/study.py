@@ -389,6 +389,8 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
                 _check_partial(resolve(values, _base_config(study, loss)), f"vary.{factor}[{i}]", source)
     for loss in study.losses:
         _check_partial(_base_config(study, loss), f"base.{loss}", source)
+    if study.search is not None:
+        _check_space(study.search.space, "search.space", source)
     _check_protocol(study, source)
     return study
 

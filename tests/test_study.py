@@ -118,6 +118,13 @@ BAD = [
     ("search: {sampler: annealing, num_samples: 2, space: {lr: {uniform: [0.1, 1]}}}", "search.sampler: Input should be 'grid', 'random', 'qmc' or 'tpe'"),
     ("search: {sampler: random, num_samples: 2, space: {lr: {loguniform: [0, 1]}}}", "loguniform needs low > 0"),
     ("search: {sampler: random, num_samples: 2, space: {speed: {uniform: [0, 1]}}}", "unknown hyperparameter 'speed'"),
+    ("search: {sampler: random, num_samples: 2, space: {lr: {uniform: [-1, 1]}}}",
+     "search.space.lr: Input should be greater than 0"),
+    ("search: {sampler: random, num_samples: 2, space: {optimizer: {choice: [sgd, adam]}}}",
+     "search.space.optimizer: unknown optimizer 'adam'"),
+    ("search: {sampler: random, num_samples: 2, space: {epochs: {int: [0, 3]}}}",
+     "search.space.epochs: Input should be greater than or equal to 1"),
+    ("search: {sampler: random, num_samples: 2, space: {seed: {int: [0, 3]}}}", "search.space.seed: 'seed' cannot be tuned"),
     # the two-stage protocol (tune_base, nuisance)
     ("vary:\n  lr: [0.1, 0.5]\ntune_base: {budget: 4, space: {lr: {loguniform: [0.01, 1]}}}",
      "tune_base.space.lr: 'lr' is tuned in stage 1 and also varied by factor 'lr' (vary.lr[0] sets lr=0.1)"),
