@@ -42,8 +42,8 @@ def panel_title(f: dict[str, Any]) -> str:
     t = f.get("these_settings", {})
     these = SHORT_CLAIMS.get(t.get("claim"), "–")
     ratio = t.get("ratio")
-    if isinstance(ratio, float) and math.isfinite(ratio):
-        these += f" ({ratio:.2g}x)"
+    if isinstance(ratio, (int, float)) and math.isfinite(ratio):
+        these += f" (ratio {ratio:.2f})"
     return f"{f['study']} / {f['factor']}<br>these settings: {these}; beyond: {SHORT_CLAIMS.get(f.get('claim'), '–')}"
 
 
@@ -92,7 +92,8 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
         if positions:
             fig.update_xaxes(type="log" if log else "linear", title_text=f["factor"], row=r, col=c)
         else:
-            fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, row=r, col=c)
+            fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, tickmode="array",
+                             tickvals=order, ticktext=[s.split("=", 1)[-1] for s in order], row=r, col=c)
         fig.update_yaxes(title_text=metric if c == 1 else None, row=r, col=c)
     fig.update_layout(title=f"{metric} per setting: mean and 95% interval over seeds; every run as a marker",
                       height=height)

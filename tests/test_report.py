@@ -246,7 +246,7 @@ def test_many_factors_and_studies_render():
                                                        for k in range(3)}} for loss in ("ce", "supcon")}})
     fig = plots.fig4a(pd.DataFrame(rows), factors, "test_top1")  # 14 rows of panels: plotly refused this before
     titles = [a.text for a in fig.layout.annotations]
-    assert len(titles) == 40 and "these settings: no difference (1.2x); beyond: cannot tell" in titles[0]
+    assert len(titles) == 40 and "these settings: no difference (ratio 1.20); beyond: cannot tell" in titles[0]
 
 
 def test_importance_is_fitted_to_sampled_searches_only():
