@@ -48,7 +48,8 @@ def measured(rows: pd.DataFrame, metric: str) -> dict[str, Measured | str]:
         blocks = [(tables["ce"].subset(paired), tables["supcon"].subset(paired))]
         spread = compare_these(blocks, interval=False).spreads["supcon"] if min(b.n.min() for b in blocks[0]) >= 2 else 0.0
         # a spread measured at 0 gives no signal to scale: plan for one equal to SupCon's seed noise
-        out[f"{study} / {factor}"] = Measured(seed["ce"], seed["supcon"], spread if spread > 0 else seed["supcon"])
+        note = "" if spread > 0 else " (measured 0: planned for a spread equal to SupCon's seed std)"
+        out[f"{study} / {factor}"] = Measured(seed["ce"], seed["supcon"], spread if spread > 0 else seed["supcon"], note)
     return out
 
 
@@ -61,7 +62,7 @@ def factor_tables(rows: pd.DataFrame, metric: str) -> dict[str, SettingTable]:
 def _print_plan(name: str, m: Measured, result: dict[str, Any]) -> None:
     print(f"\n## {name}")
     print(f"Measured: seed std CE {m.seed_std_ce:.3g}, SupCon {m.seed_std_supcon:.3g}; SupCon's spread across settings "
-          f"{m.spread_supcon:.3g}. {result['sims']} simulated studies per cell (standard error about "
+          f"{m.spread_supcon:.3g}{m.note}. {result['sims']} simulated studies per cell (standard error about "
           f"{result['se_at_0.8']:.2f} near 0.8).")
     heads = " | ".join(f"these, ratio {r:g}" for r in RATIOS) + " | " + " | ".join(f"beyond, ratio {r:g}" for r in RATIOS)
     print(f"| settings x seeds | {heads} |")

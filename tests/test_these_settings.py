@@ -145,3 +145,16 @@ def test_random_effects_interval_covers_and_stays_within_what_an_accuracy_allows
     assert covered / sims >= 0.95 - 3 * se
     wide = components(_table([[0.1, 0.9, 0.5], [0.95, 0.05, 0.5], [0.5, 0.5, 0.99]]), bound=0.5)
     assert wide.setting_std_ci95[1] <= 0.5
+
+
+def test_each_loss_spread_interval_covers_the_spread_of_the_settings_drawn():
+    rng = np.random.default_rng(5)
+    sims, covered = 150, {"ce": 0, "supcon": 0}
+    for _ in range(sims):
+        block, truth = simulate_tables(rng, 3, 3, 2.0, setting_std=0.01, seed_std=0.01, exact_spread=True)
+        r = compare_these([block])
+        for loss in covered:
+            low, high = r.spread_ci95[loss]
+            covered[loss] += low - 1e-12 <= float(np.std(truth[loss], ddof=1)) <= high + 1e-12
+    se = math.sqrt(0.05 * 0.95 / sims)
+    assert all(c / sims >= 0.95 - 3 * se for c in covered.values()), covered

@@ -40,6 +40,7 @@ class Measured:
     seed_std_ce: float
     seed_std_supcon: float
     spread_supcon: float
+    note: str = ""  # how the spread was chosen, when it was not measured
 
 
 def _block(rng: np.random.Generator, m: Measured, n_settings: int, n_seeds: int, ratio: float,
