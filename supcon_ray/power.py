@@ -24,8 +24,8 @@ from .report import load, stats_rows
 from .stats import completed, compare_these
 from .stats.power import RATIOS, SEEDS, SETTINGS, Measured, plan
 from .stats.settings import MIN_SETTINGS_BEYOND
-from .stats.stability import PAIR
-from .stats.variance import SettingTable, components
+from .stats.stability import PAIR, setting_tables
+from .stats.variance import components
 
 
 def measured(rows: pd.DataFrame, metric: str) -> dict[str, Measured | str]:
@@ -33,7 +33,7 @@ def measured(rows: pd.DataFrame, metric: str) -> dict[str, Measured | str]:
     out: dict[str, Measured | str] = {}
     for (study, factor), g in rows.groupby(["study", "factor"], sort=True):
         done = completed(g, metric)
-        tables = factor_tables(done, metric)
+        tables = setting_tables(done, metric)
         if not set(PAIR) <= set(tables):
             out[f"{study} / {factor}"] = "needs completed runs of both SupCon and CE"
             continue
@@ -51,12 +51,6 @@ def measured(rows: pd.DataFrame, metric: str) -> dict[str, Measured | str]:
         note = "" if spread > 0 else " (measured 0: planned for a spread equal to SupCon's seed std)"
         out[f"{study} / {factor}"] = Measured(seed["ce"], seed["supcon"], spread if spread > 0 else seed["supcon"], note)
     return out
-
-
-def factor_tables(rows: pd.DataFrame, metric: str) -> dict[str, SettingTable]:
-    """Each loss's per-setting table of ``metric``."""
-    return {str(loss): SettingTable.from_values(g["setting"].astype(str), g[metric].astype(float))
-            for loss, g in rows.groupby("loss", sort=True)}
 
 
 def _print_plan(name: str, m: Measured, result: dict[str, Any]) -> None:

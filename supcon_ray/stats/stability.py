@@ -51,7 +51,9 @@ def _fmt_ci(ci: tuple[float, float]) -> str:
     return f"[{one(ci[0])}, {one(ci[1])}]"
 
 
-def _tables(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bool = True) -> dict[str, SettingTable]:
+def setting_tables(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bool = True) -> dict[str, SettingTable]:
+    """Each loss's per-setting table of ``metric`` (optionally transformed; with ``remove_seed_noise=False``
+    the within-setting sums of squares are zeroed, so spreads keep seed noise in)."""
     out = {}
     for loss, g in rows.groupby("loss", sort=True):
         y = g[metric].astype(float)
@@ -75,7 +77,7 @@ def _paired(tables: dict[str, SettingTable]) -> tuple[list[str], list[str]]:
 
 def _view(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bool = True):
     """Paired comparison of one view of the data: ``(result or None, block or None, paired, unpaired, tables)``."""
-    tables = _tables(rows, metric, transform, remove_seed_noise)
+    tables = setting_tables(rows, metric, transform, remove_seed_noise)
     paired, unpaired = _paired(tables)
     if len(paired) < 2:
         return None, None, paired, unpaired, tables
