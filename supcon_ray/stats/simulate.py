@@ -15,7 +15,7 @@ degrees of freedom scaled to unit variance (``effects="t3"``, heavy tails). Seed
   divided by ``ratio``, so at ratio 1 SupCon collapses at its first settings and both spreads are equal.
 
 Every row carries ``true_mean`` (its setting's true mean), so the truth of "these settings" can be
-computed from what was actually drawn. A run diverges with probability ``p_diverge`` (per loss) and
+computed from what was actually drawn (:func:`spread_ratio` does it for :func:`simulate_tables`). A run diverges with probability ``p_diverge`` (per loss) and
 is then recorded at chance, as the engine records it.
 """
 
@@ -80,17 +80,6 @@ def simulate_factor(rng: np.random.Generator, n_settings: int, n_seeds: int, rat
                              "test_top1": chance if diverged else y, "val_top1": chance if diverged else y,
                              "chance_top1": chance, "true_mean": m, "trial_id": f"{study}-{factor}-{loss}-{s}-{r}"})
     return pd.DataFrame(rows)
-
-
-def these_settings_truth(df: pd.DataFrame) -> float:
-    """The true "these settings" ratio of a simulated study: ``sqrt(mean_f theta_CE^2 / mean_f theta_SupCon^2)``
-    over the true setting means actually drawn (``nan`` when both are 0)."""
-    per = df.groupby(["study", "factor", "loss", "setting"])["true_mean"].first()
-    var = per.groupby(["study", "factor", "loss"]).var(ddof=1).groupby("loss").mean()
-    ce, sc = float(var.get("ce", np.nan)), float(var.get("supcon", np.nan))
-    if ce == 0 and sc == 0:
-        return float("nan")
-    return float(np.sqrt(ce / sc)) if sc > 0 else float("inf")
 
 
 def simulate_tables(rng: np.random.Generator, n_settings: int, n_seeds: int, ratio: float = 1.0,
