@@ -61,6 +61,20 @@ def quiet_worker_logs() -> None:
         from .progress import quiet_ray_loggers
 
         quiet_ray_loggers(verbose=False)
+    sys.unraisablehook = quiet_exit_unraisable
+
+
+def quiet_exit_unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` of worker processes: say nothing of a ``SystemExit`` that could not propagate.
+
+    When a worker process is stopped (SIGTERM at the end of a study, or when a driver leaves a cluster),
+    Ray's signal handler raises ``SystemExit``; if the signal lands inside a weakref callback, Python
+    cannot propagate it and prints it as a traceback that reads like a crash in the user's console.
+    Every other unraisable exception is printed as usual.
+    """
+    if isinstance(unraisable.exc_value, SystemExit):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _set_auth_mode(mode: str | None) -> None:

@@ -71,3 +71,30 @@ def test_nuisance_runs_show_their_values():
     spec = _spec("ce", 0, phase="nuisance") | {"nuisance": {"lr": 0.003}}
     console.trial_finished("a", spec, {"status": "completed", "val_top1": 0.5, "test_top1": 0.5, "seconds": 1.0})
     assert out.getvalue().startswith("[1/1] nuisance ce      optimizer=sgd lr=0.003")
+
+
+def test_worker_processes_say_nothing_of_an_exit_raised_in_a_weakref_callback():
+    """Ray's SIGTERM handler raising SystemExit inside a weakref callback printed a traceback into the
+    driver's console when a study ended (seen on a cluster joined without token auth); other unraisable
+    errors still print."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import signal, sys, weakref, os
+        from supcon_ray.ray_runtime import quiet_exit_unraisable
+        if sys.argv[1] == "hook":
+            sys.unraisablehook = quiet_exit_unraisable
+        class Thing: pass
+        def raise_exit(ref): raise SystemExit(1)
+        def raise_other(ref): raise ValueError("a real bug")
+        a, b = Thing(), Thing()
+        ra, rb = weakref.ref(a, raise_exit), weakref.ref(b, raise_other)
+        del a, b
+    """)
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=60)
+            for mode in ("hook", "default")}
+    assert "SystemExit" in runs["default"].stderr  # what users saw
+    assert "SystemExit" not in runs["hook"].stderr and "Traceback" in runs["hook"].stderr
+    assert "a real bug" in runs["hook"].stderr
