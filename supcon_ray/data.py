@@ -48,14 +48,15 @@ def validate_dataset_name(name: str) -> str:
     raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
 
 
-def absolute_dataset_name(name: str) -> str:
-    """``name`` with a relative ``parquet:DIR`` / ``imagefolder:DIR`` made absolute (against the
-    current directory), so a trial that runs in another working directory finds the same files."""
+def absolute_dataset_name(name: str, folder: str | None = None) -> str:
+    """``name`` with a relative ``parquet:DIR`` / ``imagefolder:DIR`` made absolute against ``folder``
+    (default: the current directory), so a trial that runs in another working directory finds the
+    same files. A study resolves against its study file's folder, where files are opened."""
     for prefix in ("parquet:", "imagefolder:"):
         if name.startswith(prefix):
             directory = name[len(prefix):]
             if "://" not in directory and not os.path.isabs(directory):
-                return prefix + os.path.abspath(directory)
+                return prefix + os.path.abspath(os.path.join(folder or os.getcwd(), directory))
     return name
 
 

@@ -47,12 +47,12 @@ import pandas as pd
 
 from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
-from .protocol import load_bases, stats_trials
+from .manifest import MANIFEST_FILE, analysed_rows, read_manifest
 from .stats import divergence as div
 from .stats.importance import importance, sampled
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 from .markdown import results_markdown
-from .storage import HYPERPARAMETER_FIELDS, read_results
+from .storage import HYPERPARAMETER_FIELDS, read_results, read_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
@@ -129,15 +129,36 @@ class _Page:
 def _study_meta(results_dir: str) -> dict[str, Any]:
     import yaml
 
-    path = Path(results_dir) / "study.yaml"
-    if "://" not in results_dir and path.is_file():
-        return yaml.safe_load(path.read_text()) or {}
-    return {}
+    return yaml.safe_load(read_text(results_dir, "study.yaml") or "") or {}
+
+
+def export(results_dir: str, output: str) -> list[Path]:
+    """Write what publishing a study needs, exactly what ``docs/results/<study>/`` holds: the trials and
+    epochs compacted into one Parquet file each, the manifest and the study file. Trial rows hold the
+    dataset as written in the study file, so nothing names the machine that ran it."""
+    import pyarrow.parquet as pq
+
+    trials, epochs = read_results(results_dir)
+    if trials.num_rows == 0:
+        raise ConfigError(f"{results_dir}: no trials found in {results_dir}/trials (run a study first)")
+    out = Path(output)
+    written = []
+    for folder, table in (("trials", trials), ("epochs", epochs)):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        table = table.sort_by([("trial_id", "ascending")] + ([("epoch", "ascending")] if "epoch" in table.column_names else []))
+        pq.write_table(table, out / folder / f"{folder}.parquet")
+        written.append(out / folder / f"{folder}.parquet")
+    for name in (MANIFEST_FILE, "study.yaml", "selection.json"):
+        text = read_text(results_dir, name)
+        if text is not None:
+            (out / name).write_text(text)
+            written.append(out / name)
+    return written
 
 
 def stats_rows(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials that enter the statistics (column ``analysed``, set by :func:`load` from
-    :func:`supcon_ray.protocol.stats_trials`): stage-1 and losing nuisance runs are shown, not analysed."""
+    """The trials that enter the statistics (column ``analysed``, set by :func:`load` from the manifest,
+    :func:`supcon_ray.manifest.analysed_rows`): selection runs are shown, not analysed."""
     return trials[trials["analysed"]] if "analysed" in trials else trials
 
 
@@ -145,8 +166,9 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
     """Every number of the report (the ``--json`` contract), from the trials of one or more studies."""
     notes = []
     rows = stats_rows(trials)
-    if len(rows) < len(trials):
-        notes.append(f"{len(trials) - len(rows)} trials of the tuning stage or of nuisance re-tuning are recorded "
+    unused = int((~trials["analysed"]).sum()) if "analysed" in trials else 0
+    if unused:
+        notes.append(f"{unused} trials of the tuning stage or of nuisance searches (selection runs) are recorded "
                      "but do not enter the statistics.")
     if rows[metric].isna().all():
         notes.append(f"No trial has a value of {metric!r}: only counts and learning curves can be shown.")
@@ -336,8 +358,11 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
         t, e = t.to_pandas(), e.to_pandas()
         if t.empty:
             raise ConfigError(f"{d}: no trials found in {d}/trials (run a study first)")
-        t["analysed"] = t.index.isin(stats_trials(t, d).index)
-        metas[str(t["study"].iloc[0])] = {**_study_meta(d), "bases": load_bases(d)}
+        manifest = read_manifest(d)
+        used = analysed_rows(t, d, manifest).assign(analysed=True)  # a trial shared by two factors: once under each
+        t = pd.concat([used, t[~t["trial_id"].isin(used["trial_id"])].assign(analysed=False)], ignore_index=True)
+        metas[str(t["study"].iloc[0])] = {**_study_meta(d), "bases": manifest.bases if manifest else {},
+                                          "flags": manifest.flags if manifest else []}
         trials.append(t)
         epochs.append(e)
     return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
@@ -356,6 +381,10 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     bases = {s: m["bases"] for s, m in metas.items() if m.get("bases")}
     if bases:
         numbers["bases"] = bases
+    flags = [f"{s}: {flag['text']}" for s, m in metas.items() for flag in m.get("flags") or []]
+    if flags:
+        numbers["flags"] = flags
+        numbers["notes"] += [f"Edge of the search space: {f}" for f in flags]
     doc, _ = render(trials, epochs, metric, numbers, metas)
     if output:
         out = Path(output)
@@ -412,7 +441,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", metavar="FILE", help="also write the results tables as Markdown to FILE ('-': print them)")
     p.add_argument("--figure", metavar="FILE", help="also write the combined Fig. 4a view as a static .svg or .png "
                    "(needs pip install -e '.[figures]' and Chrome or Chromium)")
+    p.add_argument("--export", metavar="OUT", help="write one study folder's trials, epochs, manifest and study file to "
+                   "OUT for publishing (compacted Parquet, no machine paths), then exit")
     args = p.parse_args(argv)
+    if args.export:
+        if len(args.results_dirs) != 1:
+            print("error: --export: give exactly one study folder", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            written = export(args.results_dirs[0], args.export)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        print("\n".join(f"wrote {p}" for p in written))
+        return 0
     if args.figure and Path(args.figure).suffix.lower() not in FIGURE_FORMATS:
         print(f"error: --figure: {args.figure!r} must end in one of {', '.join(FIGURE_FORMATS)}", file=sys.stderr)
         return EXIT_USAGE

@@ -176,7 +176,9 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
         row = store.read_trial(spec["trial_id"])
         ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"final": True})
         return
-    cfg = TrainConfig(**spec["train"])
+    from .study import train_config
+
+    cfg = train_config(spec)
     started = datetime.now(timezone.utc)
     node_id = ray.get_runtime_context().get_node_id()
     if uses_ray_train(cfg, launcher):

@@ -129,7 +129,8 @@ class ResultStore:
     """Reads and writes one study's Parquet results under ``<root>/<study>``."""
 
     def __init__(self, root: str, study: str) -> None:
-        self.fs, base = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), os.path.abspath(root))
+        self.root = root
+        self.fs, base = study_filesystem(root)
         self.uri = root.rstrip("/") + "/" + study if "://" in root else os.path.join(base, study)
         self.path = f"{base.rstrip('/')}/{study}"
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
@@ -207,9 +208,26 @@ class ResultStore:
         return ids
 
 
+def study_filesystem(directory: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path of a study folder given as a local path or a URI (``s3://...``)."""
+    if "://" in directory:
+        return pafs.FileSystem.from_uri(directory)
+    return pafs.LocalFileSystem(), os.path.abspath(directory)
+
+
+def read_text(directory: str, name: str) -> str | None:
+    """The text of the small file ``name`` in a study folder, or None if there is none."""
+    fs, base = study_filesystem(directory)
+    path = f"{base.rstrip('/')}/{name}"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
 def read_results(directory: str) -> tuple[pa.Table, pa.Table]:
     """The ``trials`` and ``epochs`` tables of a study folder (empty tables if absent)."""
-    fs, base = pafs.FileSystem.from_uri(directory) if "://" in directory else (pafs.LocalFileSystem(), os.path.abspath(directory))
+    fs, base = study_filesystem(directory)
     out = []
     for folder, schema in (("trials", TRIAL_SCHEMA), ("epochs", EPOCH_SCHEMA)):
         path = f"{base.rstrip('/')}/{folder}"

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import grids
 from .config import ConfigError, TrainConfig, format_validation_error
-from .data import absolute_dataset_name
+from .data import absolute_dataset_name, validate_dataset_name
 
 CONTRASTIVE_ONLY = {"temperature", "base_temperature", "temperature_scaling", "variant", "loss_method",
                     "normalize_representation", "linear_stage", "linear_epochs", "linear_optimizer", "linear_lr",
@@ -109,6 +109,17 @@ def _validation_metric(select: str) -> str:
     return select
 
 
+#: Default seeds of the selection runs (stage 1, nuisance searches): disjoint from any study's seeds as
+#: written in the shipped files, so no run that chose a configuration is also an analysed replicate.
+SELECTION_SEEDS = [1000]
+
+
+def _distinct_seeds(seeds: list[int]) -> list[int]:
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must be distinct and >= 0")
+    return seeds
+
+
 class _TuningSpace(_Strict):
     """What every tuning stage shares: a sampler seed, a space, and a validation metric to select on."""
 
@@ -127,14 +138,13 @@ class TuneBase(_TuningSpace):
 
     sampler: Literal["tpe", "random", "qmc"] = "tpe"
     budget: int = Field(ge=1, description="configurations per loss, the same for every loss")
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[int] = Field(SELECTION_SEEDS, min_length=1,
+                             description="selection seeds, disjoint from the study's (default [1000])")
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds):
-        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError("seeds must be distinct and >= 0")
-        return seeds
+        return _distinct_seeds(seeds)
 
 
 class Nuisance(_TuningSpace):
@@ -142,6 +152,13 @@ class Nuisance(_TuningSpace):
 
     sampler: Literal["grid", "random", "qmc"] = "random"
     budget: int | None = Field(None, ge=1, description="configurations per setting and loss (grid: its size)")
+    seeds: list[int] = Field(SELECTION_SEEDS, min_length=1,
+                             description="selection seeds, disjoint from the study's (default [1000])")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds):
+        return _distinct_seeds(seeds)
 
 
 class Search(_Strict):
@@ -193,6 +210,9 @@ class Study(_Strict):
     nuisance: dict[str, Nuisance] = {}
     resources: Resources = Resources()
     quick: dict[str, Any] | None = None
+    #: Set by :func:`load_study`, never written in a study file: the study file's folder, against which
+    #: relative dataset paths resolve when files are opened. Not part of any trial id or the fingerprint.
+    folder: str | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -206,7 +226,8 @@ class Study(_Strict):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, name):
-        return absolute_dataset_name(name)  # trials run in their own working directories
+        # kept as written (ids and published rows hold no machine path); resolved where files are opened
+        return validate_dataset_name(name)
 
     @field_validator("nuisance", mode="before")
     @classmethod
@@ -263,6 +284,14 @@ class TrialSpec:
     sampler_seed: int | None = None
     phase: str = "study"
     nuisance: dict[str, Any] | None = None
+    #: the study file's folder: ``train["dataset"]`` (as written) resolves against it (:func:`train_config`)
+    folder: str | None = None
+
+
+def train_config(spec: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig a planned trial (``asdict(TrialSpec)``) trains, its dataset path resolved."""
+    train = spec["train"]
+    return TrainConfig(**{**train, "dataset": absolute_dataset_name(train["dataset"], spec.get("folder"))})
 
 
 def _fmt(value: Any, digits: int | None = 4) -> str:
@@ -339,7 +368,7 @@ def _check_partial(values: dict[str, Any], path: str, source: str) -> None:
         raise ConfigError("\n".join(f"{source}: {path}.{line}" if path else f"{source}: {line}" for line in lines)) from None
 
 
-def _setting_values(factor: str, setting: Any) -> dict[str, Any]:
+def setting_values(factor: str, setting: Any) -> dict[str, Any]:
     return dict(setting) if isinstance(setting, dict) else {factor: setting}
 
 
@@ -355,6 +384,8 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a study file is a mapping with keys study, losses, seeds, base, vary/search, ...")
+    if "folder" in raw or "folder" in (raw.get("quick") or {}):
+        raise ConfigError(f"{source}: folder: set from where the study file lies, not written in it; remove it")
     unknown = set(raw.get("quick") or {}) - set(Study.model_fields) - {"quick"}
     if unknown:
         raise ConfigError(f"{source}: quick.{sorted(unknown)[0]}: unknown key; valid: {', '.join(Study.model_fields)}")
@@ -364,7 +395,7 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
             raise ConfigError(f"{source}: --quick needs a 'quick' block in the study file")
         raw = _deep_merge({k: v for k, v in raw.items() if k != "quick"}, overrides)
     try:
-        study = Study(**raw)
+        study = Study(**{**raw, "folder": str(path.resolve().parent)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
     _check_partial({"dataset": study.dataset, "model": study.model}, "", source)
@@ -376,7 +407,7 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         _check_partial(values, f"base.{part}", source)
     for factor, settings in study.vary.items():
         for i, setting in enumerate(settings):
-            values = _setting_values(factor, setting)
+            values = setting_values(factor, setting)
             if not isinstance(setting, dict) and factor not in TrainConfig.model_fields:
                 raise ConfigError(f"{source}: vary.{factor}[{i}]: {factor!r} is not a hyperparameter, so each setting "
                                   f"must be a mapping of hyperparameters; valid keys: {', '.join(TrainConfig.model_fields)}")
@@ -386,9 +417,9 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
                     raise ConfigError(f"{source}: vary.{factor}[{i}].{key}: {value!r} is neither a number nor a "
                                       f"multiple of the base such as x0.5")
             for loss in study.losses:
-                _check_partial(resolve(values, _base_config(study, loss)), f"vary.{factor}[{i}]", source)
+                _check_partial(resolve(values, base_config(study, loss)), f"vary.{factor}[{i}]", source)
     for loss in study.losses:
-        _check_partial(_base_config(study, loss), f"base.{loss}", source)
+        _check_partial(base_config(study, loss), f"base.{loss}", source)
     if study.search is not None:
         _check_space(study.search.space, "search.space", source)
     _check_protocol(study, source)
@@ -412,15 +443,22 @@ def _absolute_keys(factor: str, settings: list[Any]) -> dict[str, tuple[int, Any
     """Keys the factor's settings set to absolute values, with the first setting that does."""
     out: dict[str, tuple[int, Any]] = {}
     for i, setting in enumerate(settings):
-        for key, value in _setting_values(factor, setting).items():
+        for key, value in setting_values(factor, setting).items():
             if relative_multiplier(key, value) is None:
                 out.setdefault(key, (i, value))
     return out
 
 
 def _check_protocol(study: Study, source: str) -> None:
-    """``tune_base`` and ``nuisance``: keys, budgets and conflicts with the varied factors."""
+    """``tune_base`` and ``nuisance``: keys, selection seeds, equal budgets and conflicts with the varied factors."""
     tb = study.tune_base
+    blocks = ([("tune_base", tb)] if tb is not None else []) + [(f"nuisance.{f}", nz) for f, nz in study.nuisance.items()]
+    for path, block in blocks:
+        shared = sorted(set(block.seeds) & set(study.seeds))
+        if shared:
+            raise ConfigError(f"{source}: {path}.seeds: seed {shared[0]} is also a study seed; the runs that select a "
+                              f"configuration must not be the replicates that are analysed. Use seeds outside "
+                              f"{study.seeds} (default {SELECTION_SEEDS})")
     if tb is not None:
         _check_space(tb.space, "tune_base.space", source)
         for factor, settings in study.vary.items():
@@ -437,7 +475,7 @@ def _check_protocol(study: Study, source: str) -> None:
                     raise ConfigError(f"{source}: tune_base.space.{key}: {key!r} is also in search.space, which would "
                                       f"overwrite the tuned value; leave it out of one of them")
         for loss in study.losses:
-            if not _space_for(tb.space, loss):
+            if not space_for(tb.space, loss):
                 raise ConfigError(f"{source}: tune_base.space: only contrastive keys ({', '.join(tb.space)}), "
                                   f"which {loss!r} does not use; add a key every loss uses, such as lr")
     for factor, nz in study.nuisance.items():
@@ -460,9 +498,28 @@ def _check_protocol(study: Study, source: str) -> None:
             draw_design(nz.sampler, nz.space, nz.budget, nz.seed)
         except ConfigError as err:
             raise ConfigError(f"{source}: {path}.{str(err)}") from None
+        _check_equal_budgets(study, nz, path, source)
+    if tb is not None and tb.sampler != "tpe":
+        _check_equal_budgets(study, tb, "tune_base", source)
 
 
-def _space_for(space: dict[str, Distribution], loss: str) -> dict[str, Distribution]:
+def _check_equal_budgets(study: Study, block, path: str, source: str) -> None:
+    """Refuse a tuning block that cannot give every loss the same number of distinct configurations
+    (CE draws from the space without contrastive keys, which may hold fewer distinct points)."""
+    counts = {}
+    for loss in study.losses:
+        space = space_for(block.space, loss)
+        if space:
+            counts[loss] = len(draw_design(block.sampler, space, getattr(block, "budget", None), block.seed).configs)
+    if len(set(counts.values())) > 1:
+        told = ", ".join(f"{loss} {n}" for loss, n in counts.items())
+        raise ConfigError(f"{source}: {path}.space: the losses would get unequal budgets of distinct configurations "
+                          f"({told}): the keys CE does not use ({', '.join(sorted(CONTRASTIVE_ONLY & set(block.space)))})"
+                          f" multiply the contrastive losses' space. Give every loss the same number of distinct "
+                          f"configurations: use ranges, or a budget the smallest space can fill")
+
+
+def space_for(space: dict[str, Distribution], loss: str) -> dict[str, Distribution]:
     """The part of a tuning space that ``loss`` uses (CE has no temperature or linear stage)."""
     return {k: d for k, d in space.items() if not (loss == "ce" and k in CONTRASTIVE_ONLY)}
 
@@ -483,12 +540,14 @@ def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) ->
     }
 
 
-_base_config = base_config
-
 
 def trial_id(study: str, phase: str, factor: str, label: str, train: dict[str, Any]) -> str:
-    """A readable id whose digest covers the full configuration (every TrainConfig value, exactly)."""
-    key = json.dumps({"study": study, "phase": phase, "factor": factor, "train": train}, sort_keys=True)
+    """A readable id whose digest covers what the trial computes: every TrainConfig value exactly, with the
+    dataset as written in the study file, and no resources (where and on how much it runs), so ids are
+    the same on every machine. The factor and label only name it: the same configuration reached from
+    two factors (the base) is one trial."""
+    computed = {k: v for k, v in train.items() if k not in RESOURCE_KEYS}
+    key = json.dumps({"study": study, "phase": phase, "train": computed}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", f"{factor}-{label}")[:60]
     return f"{train['loss']}-{slug}-s{train['seed']}-{digest}"
@@ -500,15 +559,12 @@ def make_spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed
     """The trial of ``values`` (and ``nuisance`` values) applied to the loss's (tuned) base, for ``seed``."""
     base = base_config(study, loss, tuned)
     label = setting_label(values) if label is None else label
-    train = TrainConfig(**{**base, **resolve(values, base), **(nuisance or {}), "seed": seed}).model_dump()
+    train = {**base, **resolve(values, base), **(nuisance or {}), "seed": seed}
+    train = TrainConfig(**{**train, "dataset": absolute_dataset_name(study.dataset, study.folder)}).model_dump()
+    train["dataset"] = study.dataset  # as written: ids and rows hold no machine path
     id_label = label + ("," + setting_label(nuisance) if nuisance else "")
     return TrialSpec(trial_id(study.study, phase, factor, id_label, train), loss, seed, factor, label, design,
-                     train, sampler_seed, phase, nuisance)
-
-
-def _spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed: int, design: str,
-          sampler_seed: int | None = None, tuned: dict[str, Any] | None = None) -> TrialSpec:
-    return make_spec(study, loss, factor, values, seed, design, sampler_seed, tuned=tuned)
+                     train, sampler_seed, phase, nuisance, study.folder)
 
 
 def optuna_space(search: Search | dict[str, Distribution]) -> dict[str, Any]:
@@ -607,16 +663,17 @@ def sample_design(search: Search) -> list[dict[str, Any]]:
 
 
 def plan_trials(study: Study, tuned: dict[str, dict[str, Any]] | None = None,
-                skip_factors: set[str] | frozenset = frozenset()) -> list[TrialSpec]:
+                skip_factors: set[str] | frozenset = frozenset(), check: bool = True) -> list[TrialSpec]:
     """Every ordinary stage-2 trial of a (non-adaptive) study, in a stable order, from each loss's base
     (with stage 1's ``tuned`` values per loss). TPE trials are planned by the runner; factors with
-    nuisance hyperparameters (``skip_factors``) by :func:`supcon_ray.protocol.plan_stage2`."""
+    nuisance hyperparameters (``skip_factors``) by :func:`supcon_ray.protocol.plan`. ``check``: refuse two
+    trials of the same id (:func:`check_unique`)."""
     tuned = tuned or {}
     specs: list[TrialSpec] = []
     for factor, settings in study.vary.items():
         if factor in skip_factors:
             continue
-        all_values = [_setting_values(factor, setting) for setting in settings]
+        all_values = [setting_values(factor, setting) for setting in settings]
         for values, label in zip(all_values, distinct_labels(all_values)):
             for loss in study.losses:
                 if loss == "ce" and set(values) <= CONTRASTIVE_ONLY:
@@ -631,7 +688,7 @@ def plan_trials(study: Study, tuned: dict[str, dict[str, Any]] | None = None,
                 for seed in study.seeds:
                     specs.append(make_spec(study, loss, "search", values, seed, f"search:{study.search.sampler}",
                                            study.search.seed, tuned=tuned.get(loss), label=label))
-    return check_unique(specs)
+    return check_unique(specs) if check else specs
 
 
 def check_unique(specs: list[TrialSpec]) -> list[TrialSpec]:
@@ -646,9 +703,6 @@ def check_unique(specs: list[TrialSpec]) -> list[TrialSpec]:
     return specs
 
 
-def study_as_yaml(study: Study, bases: dict[str, Any] | None = None) -> str:
-    """The validated study (after --quick) as YAML, stored beside its results, with the ``bases`` used per loss."""
-    data = study.model_dump(mode="json", exclude={"quick"})
-    if bases is not None:
-        data["bases"] = bases
-    return yaml.safe_dump(data, sort_keys=False)
+def study_as_yaml(study: Study) -> str:
+    """The validated study (after --quick) as YAML, stored beside its results: no machine path in it."""
+    return yaml.safe_dump(study.model_dump(mode="json", exclude={"quick", "folder"}), sort_keys=False)

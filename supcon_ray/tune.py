@@ -4,11 +4,14 @@ Validates the study file, plans its trials (one factor at a time, or a sampled s
 on Ray Tune (joining ``--address`` / ``RAY_ADDRESS``, or a local Ray instance), records each trial
 in Parquet under ``<storage>/<study>/``, prints a per-loss summary and writes the stability report.
 
-A study with ``tune_base`` runs two stages (:mod:`supcon_ray.protocol`): stage 1 finds each loss's
-base on the same budget, stage 2 changes one factor at a time from there (re-tuning ``nuisance``
-hyperparameters per setting). ``--quick`` applies the file's ``quick`` block (offline, CPU, small).
-``--dry-run`` prints both stages with their budgets and trial counts. ``--resume`` continues an
-interrupted study: recorded trials and a finished stage 1 are not run again, failed trials are
+A study runs in stages (:mod:`supcon_ray.protocol`): stage 1 (``tune_base``) finds each loss's base
+on the same budget, stage 2 changes one factor at a time from there (with ``nuisance``
+hyperparameters searched per setting on selection seeds), stage 3 runs each nuisance pick on the
+study seeds. One manifest (:mod:`supcon_ray.manifest`) records the plan, every decision and the
+trials the statistics read. ``--quick`` applies the file's ``quick`` block (offline, CPU, small).
+``--dry-run`` prints the stages with their budgets and trial counts. ``--resume`` continues an
+interrupted study after checking that the study file still computes the same trials (exit 2
+naming the changed keys otherwise): recorded trials and decisions are not redone, failed trials are
 (their rows kept under ``attempts/``), interrupted ones restart from their last checkpoint.
 
 The console shows one progress bar and one line per finished trial (:mod:`supcon_ray.progress`;
@@ -16,26 +19,19 @@ plain lines when stdout is not a terminal), then the summary; Ray's own tables a
 lines only with ``--verbose``. Every trial that ends in an error, including one that never
 started, is recorded with status ``failed`` and its error text.
 Exit status 2 for bad input (file, names, numbers, resources, a cluster this driver cannot join),
-1 if any trial failed (after the summary) or stage 1 ends with failed trials, 130 if interrupted.
+1 if any trial failed (after the summary), 130 if interrupted (Ctrl-C) before every trial finished.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import EXIT_USAGE, ConfigError, TrainConfig
-from .protocol import StageIncomplete, plan_stage1, plan_stage2
-from .study import Study, TrialSpec, load_study
-
-#: Tune keeps a finished trial's process for the next trial of the same resources, so torch is imported
-#: once per process, not once per trial; the runner resets the process state each trial needs
-#: (:func:`supcon_ray.runner.reset_process_state`), so results match a fresh process bit for bit.
-REUSE_TRIAL_PROCESSES = True
+from .config import EXIT_USAGE, ConfigError
+from .study import Study, load_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,17 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def trial_name(trial) -> str:
-    spec = trial.config["spec"]
-    return f"{spec['loss']}:{spec['setting']}:s{spec['seed']}"
-
-
-def trial_dirname(trial) -> str:
-    return f"{trial.config['spec']['trial_id']}-{trial.trial_id}"
-
-
-def print_plan(study: Study, specs: list[TrialSpec] | None = None, out=None) -> None:
-    """The ``--dry-run`` plan: resources, then both stages with their budgets and trial counts."""
+def print_plan(study: Study, out=None) -> None:
+    """The ``--dry-run`` plan: resources, then every stage with its budgets and trial counts."""
     from .protocol import print_protocol
 
     out = out or sys.stdout
@@ -80,15 +67,15 @@ def _fmt_values(values: dict) -> str:
 
 
 def summarize(results_dir: str, out=None) -> None:
-    """Each loss's base, then per loss the trials that enter the statistics (stage 1 and unselected
-    nuisance runs are counted on their own line)."""
-    from .protocol import load_bases, stats_trials
+    """Each loss's base, then per loss the trials that enter the statistics (selection runs are counted
+    on their own line)."""
+    from .manifest import analysed_rows, read_manifest
     from .storage import read_results
 
     out = out or sys.stdout
-    trials, _ = read_results(results_dir)
-    df = trials.to_pandas()
-    bases = load_bases(results_dir)
+    df = read_results(results_dir)[0].to_pandas()
+    manifest = read_manifest(results_dir)
+    bases = manifest.bases if manifest is not None else {}
     if bases:
         print("\nbase per loss:", file=out)
         for loss, rec in bases.items():
@@ -97,7 +84,9 @@ def summarize(results_dir: str, out=None) -> None:
                 origin += (f", {rec.get('select')} mean {rec['mean']:.4f} over seeds {rec.get('seeds')} "
                            f"(best of {rec.get('configurations')}; trial {rec['trial_ids'][0]})")
             print(f"  {loss:8} {_fmt_values(rec.get('values') or {})}  [{origin}]", file=out)
-    used = stats_trials(df, results_dir)
+    for flag in (manifest.flags if manifest is not None else []):
+        print(f"note: {flag['text']}", file=out)
+    used = analysed_rows(df, results_dir, manifest)
     print(f"\n{'loss':8} {'trials':>6} {'completed':>9} {'diverged':>8} {'failed':>6}  test_top1 mean ± std", file=out)
     for loss, g in used.groupby("loss"):
         counts = g["status"].value_counts()
@@ -106,246 +95,99 @@ def summarize(results_dir: str, out=None) -> None:
         print(f"{loss:8} {len(g):>6} {counts.get('completed', 0):>9} {counts.get('diverged', 0):>8} "
               f"{counts.get('failed', 0):>6}  {stat}", file=out)
     print("(diverged trials count at chance level; failed trials have no score)", file=out)
-    rest = len(df) - len(used)
-    if rest:
-        phases = df.loc[~df.index.isin(used.index), "phase"].fillna("study").value_counts().to_dict()
-        print(f"not in the statistics: {rest} trial(s) ({', '.join(f'{n} {p}' for p, n in phases.items())})", file=out)
+    rest = df[~df["trial_id"].isin(used["trial_id"])]
+    if len(rest):
+        phases = rest["phase"].fillna("study").value_counts().to_dict()
+        print(f"not in the statistics: {len(rest)} trial(s) ({', '.join(f'{n} {p}' for p, n in phases.items())})", file=out)
 
 
-def _progress_reporter():
-    """Ray's status table (``--verbose`` only)."""
-    from ray import tune
+@dataclass
+class Outcome:
+    """How a run ended: its results folder, failed and unfinished trials, and why a stage could not decide."""
 
-    return tune.CLIReporter(
-        parameter_columns={"spec/loss": "loss", "spec/setting": "setting", "spec/seed": "seed"},
-        metric_columns={"stage": "stage", "epoch": "epoch", "train_loss": "loss", "val_top1": "val_top1",
-                        "test_top1": "test_top1"},
-        max_report_frequency=30, max_column_length=28)
-
-
-def planned_trial_count(study: Study, specs: list[TrialSpec] | None = None) -> int:
-    """How many trials the whole study runs: both stages, TPE searches included (the progress bar's total)."""
-    tb = study.tune_base
-    n = len(plan_stage1(study))
-    if tb is not None and tb.sampler == "tpe":
-        n += tb.budget * len(tb.seeds) * len(study.losses)
-    plain = specs is not None and tb is None and not study.nuisance
-    n += len(specs) if plain else len(plan_stage2(study, None))
-    if study.search is not None and study.search.sampler == "tpe":
-        n += study.search.num_samples * len(study.seeds) * len(study.losses)
-    return n
+    folder: str
+    failed: int = 0
+    unfinished: int = 0
+    incomplete: str | None = None
 
 
-def _fit(make_tuner, tune_path: str, resume: bool, trainable, console, spec_of_config,
-         planned: dict[str, dict] | None = None) -> int:
-    """Run (or, with ``resume``, restore) one Tuner; return how many trials it left unfinished.
-
-    Errored trials reach ``console.errors`` through :class:`supcon_ray.tune_events.TuneEvents`. A
-    result with an error the callback did not see (none expected) is identified from its config, or,
-    for a trial that never reported (its ``res.config`` is None), from the plan by its folder name
-    (``<planned trial_id>-<tune id>``, :func:`trial_dirname`).
-    """
-    import os
-
-    from ray import tune
-
-    from .runner import error_text
-
-    if resume and tune.Tuner.can_restore(tune_path):
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_errored=True)
-    else:
-        tuner = make_tuner()
-    grid = tuner.fit()
-    unfinished = 0
-    for res in grid:
-        if res.error is not None:
-            if str(res.path) in console.error_paths:
-                continue
-            spec = spec_of_config(res.config) if res.config else None
-            if spec is None and planned and res.path:
-                spec = planned.get(os.path.basename(str(res.path)).rsplit("-", 1)[0])
-            console.trial_failed(str(res.path), spec, error_text(res.error), str(res.path))
-        elif not (res.metrics or {}).get("final"):
-            unfinished += 1
-    return unfinished
-
-
-def run_study(study: Study, specs: list[TrialSpec] | None = None, storage: str = "./results", resume: bool = False,
-              address: str | None = None, max_concurrent: int | None = None, console=None,
-              verbose: bool = False) -> str:
-    """Run the study's two stages on Ray Tune; return the results folder.
-
-    Stage 1 (``tune_base``, if any) finds each loss's base and records it in ``study.yaml``; stage 2
-    runs the planned trials from there (``specs``, if given, for a study without ``tune_base`` or
-    ``nuisance``; else planned by :func:`supcon_ray.protocol.plan_stage2`), then one adaptive TPE search
-    per loss for a ``search`` block with ``tpe``. With ``resume``: failed rows are moved to
-    ``attempts/`` and those trials run again, a recorded base is reused (stage 1 never runs twice),
-    recorded trials are not run again and interrupted ones restart from their last checkpoint.
-    Raises :class:`supcon_ray.protocol.StageIncomplete` if stage 1 ends with failed trials.
-    Every trial that ends in an error is recorded as ``failed``; ``console`` (a
-    :class:`supcon_ray.progress.StudyConsole`, made here if None) counts them in ``console.failed``.
-    ``verbose``: Ray's status tables too.
-    """
-    from .progress import StudyConsole, configure_console, quiet_ray_loggers, set_current
+def run_study(study: Study, storage: str = "./results", resume: bool = False, address: str | None = None,
+              max_concurrent: int | None = None, console=None, verbose: bool = False) -> Outcome:
+    """Run the study's stages on Ray Tune: for each stage, run what is planned and not recorded, then record
+    its decision in the manifest. Stops at the first stage that cannot decide (failed trials) or when
+    trials are left unfinished (Ctrl-C); ``--resume`` goes on from there with the same decisions.
+    ``console``: a :class:`supcon_ray.progress.StudyConsole` (made here if None); ``verbose``: Ray's tables too."""
+    from .progress import StudyConsole, configure_console, set_current
 
     configure_console(verbose)
-    from ray import tune
-
     from . import protocol
-    from .ray_runtime import check_fits, init_ray
-    from .runner import (default_concurrency, record_failures, run_trial, spec_of, storage_uri, trial_resources,
-                         uses_ray_train)
+    from .executor import Executor
+    from .manifest import open_manifest, save_manifest
+    from .runner import storage_uri
     from .storage import ResultStore, read_results
-    from .study import _space_for, optuna_space, study_as_yaml
-    from .tune_events import TuneEvents
+    from .study import study_as_yaml
 
     store = ResultStore(storage_uri(storage), study.study)
-    done = store.finished_ids()
-    if done and not resume:
-        raise ConfigError(f"--storage: {store.uri} already holds {len(done)} finished trial(s) of study "
-                          f"'{study.study}'. Add --resume to continue it, or choose another --storage.")
-    bases = protocol.recorded_bases(store.read_text("study.yaml"), study) if resume else None
-    if resume:
-        retried = store.archive_failed()
-        if retried:
-            print(f"{len(retried)} failed trial(s) will run again; their earlier rows are kept under "
-                  f"{store.uri}/attempts/", flush=True)
-    store.write_text("study.yaml", study_as_yaml(study, bases))
-    r = study.resources
-    probe = TrainConfig(workers=r.workers_per_trial, cpus_per_worker=r.cpus_per_worker, gpus_per_worker=r.gpus_per_worker)
-    init_ray(address)
-    quiet_ray_loggers(verbose)  # also when Ray was started by the caller
-    per_trial = trial_resources(probe, r.launcher)
-    if uses_ray_train(probe, r.launcher):
-        check_fits(probe.workers, probe.cpus_per_worker, probe.gpus_per_worker, per_trial["CPU"])
-        need_cpus, need_gpus = probe.workers * probe.cpus_per_worker + per_trial["CPU"], probe.workers * probe.gpus_per_worker
-    else:
-        check_fits(1, per_trial["CPU"], per_trial.get("GPU", 0.0))
-        need_cpus, need_gpus = per_trial["CPU"], per_trial.get("GPU", 0.0)
-    concurrency = max_concurrent or r.max_concurrent_trials or default_concurrency(need_cpus, need_gpus)
-
-    def trainable(tpe_args=None):
-        fn = tune.with_parameters(run_trial, storage=storage_uri(storage), study=study.study, launcher=r.launcher,
-                                  max_failures=r.max_failures, tpe=tpe_args)
-        return tune.with_resources(fn, per_trial)
-
-    console = console or StudyConsole(planned_trial_count(study, specs))
+    manifest = open_manifest(store, study, resume)
+    retried = store.archive_failed() if resume else []
+    if retried:
+        print(f"{len(retried)} failed trial(s) will run again; their earlier rows are kept under {store.uri}/attempts/",
+              flush=True)
+    store.write_text("study.yaml", study_as_yaml(study))
+    save_manifest(store, manifest)
+    console = console or StudyConsole(protocol.planned_trial_count(study))
     set_current(console)
-
-    def run_config(name: str, tpe_args: tuple | None = None):
-        return tune.RunConfig(name=name, storage_path=store.uri, verbose=1 if verbose else 0,
-                              progress_reporter=_progress_reporter() if verbose else None,
-                              callbacks=[TuneEvents(tpe_args)],
-                              failure_config=tune.FailureConfig(max_failures=r.max_failures))
-
-    unfinished = 0
-
-    def run_planned(name: str, planned_specs: list[TrialSpec], what: str) -> None:
-        """Run the planned trials not yet recorded: restore the latest Tune experiment of ``name`` on resume
-        (interrupted trials continue from their checkpoints), then a fresh one for any left over."""
-        nonlocal unfinished
-        finished = store.finished_ids()
-        todo = [s for s in planned_specs if s.trial_id not in finished]
-        console.write(f"{what}: {len(planned_specs)} trials planned, {len(planned_specs) - len(todo)} already recorded, "
-                      f"{len(todo)} to run; up to {concurrency} at once. Results: {store.uri}")
-        console.not_to_run(len(planned_specs) - len(todo))
-        if not todo:
-            return
-        planned = {s.trial_id: asdict(s) for s in todo}
-        paths = [f"{store.uri}/{name}"]
-        while tune.Tuner.can_restore(paths[-1]):
-            paths.append(f"{store.uri}/{name}-{len(paths)}")
-        fn = trainable()
-        if resume and len(paths) > 1:
-            u = _fit(lambda: None, paths[-2], True, fn, console, lambda c: spec_of(c, None), planned)
-            unfinished += u
-            record_failures(store, console.errors, study.study)
-            finished = store.finished_ids()
-            todo = [s for s in planned_specs if s.trial_id not in finished]
-            if not todo or u:
-                return
-        fresh = paths[-1].rsplit("/", 1)[1]
-        unfinished += _fit(lambda: tune.Tuner(
-            fn, param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=REUSE_TRIAL_PROCESSES,
-                                        trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
-            run_config=run_config(fresh)), paths[-1], False, fn, console, lambda c: spec_of(c, None), planned)
-
-    def run_tpe(name: str, space, num_samples: int, seeds: list[int], sampler_seed: int, metric: str,
-                tpe_args: tuple) -> None:
-        nonlocal unfinished
-        import optuna
-        from ray.tune.search import Repeater
-        from ray.tune.search.optuna import OptunaSearch
-
-        fn = trainable(tpe_args)
-        searcher = Repeater(OptunaSearch(space=optuna_space(space), metric=metric, mode="max",
-                                         sampler=optuna.samplers.TPESampler(seed=sampler_seed)),
-                            repeat=len(seeds), set_index=True)
-        unfinished += _fit(lambda: tune.Tuner(
-            fn, tune_config=tune.TuneConfig(search_alg=searcher, max_concurrent_trials=concurrency,
-                                            num_samples=num_samples * len(seeds), reuse_actors=REUSE_TRIAL_PROCESSES),
-            run_config=run_config(name, tpe_args)), f"{store.uri}/{name}", resume, fn, console,
-            lambda c, a=tpe_args: spec_of(c, a))
-
-    def stop_if_unfinished() -> None:
-        failed = record_failures(store, console.errors, study.study)
-        if failed:
-            console.write(f"warning: {failed} trial(s) failed after {r.max_failures} retries; recorded with status "
-                          "'failed' and their error (--resume runs them again)")
-        console.errors.clear()
-        if unfinished:
-            raise KeyboardInterrupt
-
-    study_dict = study.model_dump(mode="json")
-    stage2: list[TrialSpec] = []
+    executor = Executor(study, store, console, resume, address, max_concurrent, verbose)
+    outcome = Outcome(store.uri)
+    analysed: list[dict[str, str]] = []
     try:
-        if bases is None:
-            tb = study.tune_base
-            if tb is not None:
-                run_planned("tune-base", protocol.plan_stage1(study), "stage 1 (tune_base)")
-                if tb.sampler == "tpe":
-                    for loss in study.losses:
-                        run_tpe(f"tune-base-tpe-{loss}", _space_for(tb.space, loss), tb.budget, tb.seeds, tb.seed,
-                                tb.select, (study_dict, loss, "tune_base"))
-                stop_if_unfinished()
-                bases = protocol.pick_bases(study, read_results(store.uri)[0].to_pandas())
-            else:
-                bases = protocol.file_bases(study)
-            store.write_text("study.yaml", study_as_yaml(study, bases))
-        else:
-            console.write("stage 1 already recorded: stage 2 starts from the recorded bases")
-        if study.tune_base is not None:
-            for loss, rec in bases.items():
-                console.write(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
-                              + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")"))
-        tuned = protocol.tuned_values(bases)
-        plain = specs is not None and study.tune_base is None and not study.nuisance
-        stage2 = specs if plain else protocol.plan_stage2(study, bases)
-        run_planned("tune", stage2, "stage 2" if study.tune_base is not None else "study")
-        if study.search is not None and study.search.sampler == "tpe":
-            for loss in study.losses:
-                run_tpe(f"tune-tpe-{loss}", study.search.space, study.search.num_samples, study.seeds,
-                        study.search.seed, "val_top1", (study_dict, loss, "search", tuned.get(loss)))
-    except KeyboardInterrupt:
-        unfinished += 1
+        for stage in protocol.STAGES:
+            planned = protocol.plan(study, stage, manifest.decisions)
+            analysed += planned.analysed
+            if stage == "tune_base" and "bases" in manifest.decisions:
+                console.write("stage 1 already recorded: stage 2 starts from the recorded bases")
+                continue
+            manifest.stages[stage], manifest.analysed = planned.ids, analysed
+            save_manifest(store, manifest)
+            ran = executor.run(planned, study.model_dump(mode="json"))
+            manifest.stages[stage] += [i for i in dict.fromkeys(ran) if i not in planned.ids]
+            analysed += protocol.adaptive_entries(read_results(store.uri)[0].to_pandas(), ran) if stage == "study" else []
+            manifest.analysed = analysed
+            save_manifest(store, manifest)
+            if executor.unfinished or not _decide(study, stage, planned, manifest, store, console, outcome):
+                break
     finally:
-        if stage2 and study.nuisance:
-            selection = protocol.select_nuisance(study, stage2, read_results(store.uri)[0].to_pandas())
-            store.write_text(protocol.SELECTION_FILE, json.dumps(selection, indent=1))
-    try:
-        stop_if_unfinished()
-    finally:
+        outcome.failed, outcome.unfinished = executor.failed, executor.unfinished
+        save_manifest(store, manifest)
         console.close()
         set_current(None)
-    return store.uri
+    return outcome
 
 
-def _study_folder(storage: str, study: Study) -> str:
-    from .runner import storage_uri
+def _decide(study: Study, stage: str, planned, manifest, store, console, outcome: Outcome) -> bool:
+    """Record ``stage``'s decision in the manifest once (never recomputed); False if it cannot be made."""
+    from . import protocol
+    from .manifest import save_manifest
+    from .storage import read_results
 
-    root = storage_uri(storage)
-    return root.rstrip("/") + "/" + study.study if "://" in root else str(Path(root) / study.study)
+    if stage == "tune_base" and "bases" in manifest.decisions or stage == "study" and "nuisance" in manifest.decisions:
+        return True
+    try:
+        decision = protocol.select(study, stage, planned, read_results(store.uri)[0].to_pandas())
+    except protocol.StageIncomplete as err:
+        outcome.incomplete = str(err)
+        return False
+    manifest.decisions.update(decision)
+    flags = protocol.edge_flags(study, manifest.decisions)
+    for flag in flags[len(manifest.flags):]:
+        console.write(f"note: {flag['text']}")
+    manifest.flags = flags
+    save_manifest(store, manifest)
+    for loss, rec in (decision.get("bases") or {}).items():
+        if study.tune_base is not None:
+            console.write(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
+                          + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")"))
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,46 +198,41 @@ def main(argv: list[str] | None = None) -> int:
     configure_console(args.verbose)  # before Ray is imported: it reads some of these when imported
     quick = " --quick" if args.quick else ""
     resume_cmd = f"  python -m supcon_ray.tune --space {args.space}{quick} --storage {args.storage} --resume"
-    incomplete = None
-    console = None
     try:
+        from .protocol import planned_trial_count
+
         study = load_study(args.space, quick=args.quick)
-        plan_stage2(study, None)  # plans (and so checks) stage 2 before anything starts
-        plan_stage1(study)
+        total = planned_trial_count(study)  # plans (and so checks) every stage before anything starts
         if args.max_concurrent_trials is not None and args.max_concurrent_trials < 1:
             raise ConfigError("--max-concurrent-trials must be >= 1")
         if args.dry_run:
             print_plan(study)
             return 0
-        console = StudyConsole(planned_trial_count(study))
-        try:
-            results = run_study(study, None, args.storage, args.resume, args.address, args.max_concurrent_trials,
-                                console=console, verbose=args.verbose)
-        finally:
-            console.close()
+        outcome = run_study(study, args.storage, args.resume, args.address, args.max_concurrent_trials,
+                            console=StudyConsole(total), verbose=args.verbose)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except StageIncomplete as err:
-        incomplete, results = err, _study_folder(args.storage, study)
     except KeyboardInterrupt:
         print(f"\nInterrupted. Finished trials are saved. Resume with:\n{resume_cmd}", file=sys.stderr)
         return 130
-    summarize(results)
-    if not args.no_report and incomplete is None:
+    summarize(outcome.folder)
+    complete = not (outcome.unfinished or outcome.incomplete or outcome.failed)
+    if not args.no_report and complete:
         from .report import build_report, headline
 
-        path, numbers = build_report(results)
+        path, numbers = build_report(outcome.folder)
         print("\n".join(["", "verdict:", *(f"  {line}" for line in headline(numbers))]))
         print(f"report: {path}")
-    print(f"results: {results}  ({time.perf_counter() - t0:.0f} s)")
-    failed = console.failed if console is not None else 0
-    if incomplete is not None:
-        print(f"error: {incomplete}\n{resume_cmd}", file=sys.stderr)
-        return 1
-    if failed:
-        print(f"error: {failed} trial(s) failed; their rows hold the error text (status 'failed'). "
-              f"Fix the cause, then run them again with:\n{resume_cmd}", file=sys.stderr)
+    print(f"results: {outcome.folder}  ({time.perf_counter() - t0:.0f} s)")
+    if outcome.unfinished:
+        print(f"\nStopped with {outcome.unfinished} trial(s) unfinished. Finished trials are saved. Resume with:\n"
+              f"{resume_cmd}", file=sys.stderr)
+        return 130
+    if outcome.failed or outcome.incomplete:
+        why = outcome.incomplete or "their rows hold the error text (status 'failed')"
+        print(f"error: {outcome.failed} trial(s) failed; {why}. Fix the cause, then run them again with:\n{resume_cmd}",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -198,17 +198,20 @@ def test_dry_run_prints_both_stages(capsys):
     assert "stage 1 (tune_base): sampler=qmc" in out
     assert "space: lr\n" in out  # the quick block's space replaces the body's (lr, weight_decay) whole
     assert "supcon  4 configurations x 1 seed(s) = 4 trials" in out and "ce      4 configurations x 1 seed(s) = 4 trials" in out
-    assert "stage 2: 36 planned trials (0 ordinary, 36 in nuisance searches)" in out
-    assert "optimizer=rmsprop [lr=3]" in out and "total: 44 trials" in out
+    # the nuisance search runs on the selection seed, its picks on the study seeds
+    assert "stage 2: 18 planned trials (0 ordinary, 18 in nuisance searches)" in out
+    assert "stage 3 (replicates): 12 trials, each nuisance pick on the study seeds [0, 1]" in out
+    assert "optimizer=rmsprop [lr=3]" in out and "total: 38 trials" in out
 
 
 def test_dry_run_counts_nuisance_searches(tmp_path, capsys):
     text = GOOD.replace("optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "optimizer: [sgd, lars, rmsprop]") + (
         "nuisance:\n  optimizer: {sampler: grid, space: {lr: {choice: [0.01, 0.1, 1.0]}}}\n"
-        "tune_base: {sampler: tpe, budget: 5, seeds: [0, 1], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n")
+        "tune_base: {sampler: tpe, budget: 5, seeds: [1000, 1001], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n")
     assert main(["--space", str(write(tmp_path, text)), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "stage 1 total: 20 trials" in out
     assert "stage 2: 18 planned trials (0 ordinary, 18 in nuisance searches)" in out  # 3 settings x 3 lr x 2 losses
-    assert "nuisance optimizer/ce: lr re-tuned per setting: 3 configurations x 1 seed(s)" in out
-    assert "total: 38 trials" in out
+    assert "nuisance optimizer/ce: lr re-tuned per setting: 3 configurations x selection seeds [1000]" in out
+    assert "stage 3 (replicates): 6 trials" in out  # 3 settings x 2 losses x 1 study seed
+    assert "total: 44 trials" in out
