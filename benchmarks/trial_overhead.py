@@ -37,7 +37,7 @@ CASES = {
 def run_case(name: str, resources: dict, root: Path) -> dict:
     import pandas as pd
 
-    from supcon_ray.study import load_study, plan_trials
+    from supcon_ray.study import load_study
     from supcon_ray.tune import run_study
 
     res = ", ".join(f"{k}: {v}" for k, v in resources.items())
@@ -53,7 +53,7 @@ def run_case(name: str, resources: dict, root: Path) -> dict:
     """))
     study = load_study(path)
     t_ask = time.time()
-    folder = run_study(study, plan_trials(study), str(root / "results"), False, None, None)
+    folder = run_study(study, str(root / "results"), False, None, None).folder
     t_return = time.time()
     trials_dir = Path(folder) / "trials"
     rows = pd.read_parquet(trials_dir).sort_values("first_batch_unix")

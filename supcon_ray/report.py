@@ -148,7 +148,11 @@ def export(results_dir: str, output: str) -> list[Path]:
         table = table.sort_by([("trial_id", "ascending")] + ([("epoch", "ascending")] if "epoch" in table.column_names else []))
         pq.write_table(table, out / folder / f"{folder}.parquet")
         written.append(out / folder / f"{folder}.parquet")
-    for name in (MANIFEST_FILE, "study.yaml", "selection.json"):
+    manifest = read_manifest(results_dir)
+    if manifest is not None and manifest.analysed is not None:  # folders from before manifests have none
+        (out / MANIFEST_FILE).write_text(manifest.to_json())
+        written.append(out / MANIFEST_FILE)
+    for name in ("study.yaml", "selection.json"):
         text = read_text(results_dir, name)
         if text is not None:
             (out / name).write_text(text)

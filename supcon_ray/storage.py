@@ -11,22 +11,21 @@ to a temporary name and renamed into place, on object stores (``s3://``, ``gs://
 which is atomic there. So a crash or kill loses at most the trials in flight, never leaves a
 half-written file, and writing a trial again replaces its row instead of duplicating it.
 
-The protocol's files (:mod:`supcon_ray.protocol`), beside those two folders:
+Beside those two folders:
 
-* ``study.yaml``: the validated study as run, plus ``bases``: per loss, the base stage 2 started
-  from and where it came from (read it with :func:`supcon_ray.protocol.load_bases`). Written once
-  stage 1 ends, and never changed by ``--resume``.
-* ``selection.json``: per factor setting with nuisance re-tuning, the configuration whose seed
-  replicates were best by validation mean (their trial ids). Recomputed from the trials at the end
-  of every run; finished rows are never rewritten.
+* ``manifest.json``: the study's one state (:mod:`supcon_ray.manifest`): its fingerprint, the
+  planned trial ids of every stage, every decision (bases, nuisance picks) and exactly the trials
+  the statistics read. Written atomically after every step.
+* ``study.yaml``: the validated study as run (after ``--quick``), for people and for publishing.
 * ``attempts/<trial_id>.attempt<k>.parquet``: the row of a trial that ``failed`` (an infrastructure
   error), moved there by ``--resume`` before the trial runs again, so its error stays on record
   while ``trials/`` keeps one row per trial.
 
-Columns ``phase`` (``tune_base`` for stage 1, ``nuisance`` for nuisance-search trials, ``study`` for
-ordinary stage-2 trials) and ``in_stats`` (True for ``study`` trials; nuisance trials are recorded
-with False and enter the statistics through ``selection.json``). The rows that enter the stability
-statistics are exactly :func:`supcon_ray.protocol.stats_trials` ``(trials, study_dir)``.
+Column ``phase``: ``tune_base`` for stage 1, ``nuisance`` for nuisance-search (selection) trials,
+``study`` for trials the statistics may read; ``in_stats`` is True for ``study`` trials. Which
+rows enter the statistics is the manifest's ``analysed`` list alone
+(:func:`supcon_ray.manifest.analysed_rows`). Folders written before the manifest keep their
+``selection.json`` and the ``bases`` in ``study.yaml``, and still open in the report.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ nor depend on the test session's shared Ray instance, and every process they sta
 import json
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -137,7 +136,7 @@ def _child(mode: str, workdir: str) -> None:
     quiet_ray_environment()
     from ray.cluster_utils import Cluster
 
-    from supcon_ray.study import load_study, plan_trials
+    from supcon_ray.study import load_study
     from supcon_ray.tune import run_study
 
     work = Path(workdir)
@@ -162,7 +161,7 @@ def _child(mode: str, workdir: str) -> None:
 
             threading.Thread(target=kill_worker_mid_trial, daemon=True).start()
         study = load_study(space)
-        folder = run_study(study, plan_trials(study), str(work / "results"), False, cluster.address, None)
+        folder = run_study(study, str(work / "results"), False, cluster.address, None).folder
         print(json.dumps({"folder": folder, "killed": killed, "head": cluster.head_node.node_id}))
     finally:
         import ray

@@ -424,3 +424,20 @@ def test_stages_interrupted_resumed_edited_and_moved(ray_session, tmp_path, monk
     assert (after.set_index("trial_id").loc[victim.trial_id, "finished_at"]
             > datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert _manifest(folder)["decisions"] == done["decisions"]
+
+    # 7. publishing is a command: compacted Parquet, the manifest and the study file, no machine paths
+    from supcon_ray.report import build_report
+    from supcon_ray.report import main as report_main
+
+    out = tmp_path / "published"
+    assert report_main([str(folder), "--export", str(out)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "epochs/epochs.parquet", "manifest.json", "study.yaml", "trials/trials.parquet"]
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert str(tmp_path).encode() not in p.read_bytes(), p
+    assert len(pd.read_parquet(out / "trials")) == len(after)
+    _, numbers = build_report(str(out))
+    _, here = build_report(str(folder), output=str(tmp_path / "here.html"))
+    same = [json.dumps(n[k], sort_keys=True, default=str) for n in (numbers, here) for k in ("overall", "factors")]
+    assert same[:2] == same[2:]  # the published folder gives the same statistics

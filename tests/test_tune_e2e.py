@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from supcon_ray.protocol import BASE_FROM_FILE, BASE_FROM_STAGE1, load_bases
+from supcon_ray.manifest import read_manifest
+from supcon_ray.protocol import BASE_FROM_FILE, BASE_FROM_STAGE1
 from supcon_ray.storage import EPOCH_SCHEMA, TRIAL_SCHEMA
 from supcon_ray.tune import main
 
@@ -64,7 +65,7 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert trials["node_id"].notna().all() and trials["torch_version"].notna().all()
     # no tuning stage: every trial is an ordinary stage-2 trial, and the bases are the file's
     assert set(trials["phase"]) == {"study"} and trials["in_stats"].all()
-    assert {loss: rec["source"] for loss, rec in load_bases(str(storage / "tiny")).items()} == {
+    assert {loss: rec["source"] for loss, rec in read_manifest(str(storage / "tiny")).bases.items()} == {
         "supcon": BASE_FROM_FILE, "ce": BASE_FROM_FILE}
     epochs = ds.dataset(storage / "tiny" / "epochs").to_table()
     assert epochs.schema.names == EPOCH_SCHEMA.names
@@ -112,14 +113,15 @@ def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
                         "search:\n  sampler: tpe\n  num_samples: 2\n  seed: 7\n  space: {lr: {loguniform: [0.01, 0.5]}}\n")
     text = text.replace("seeds: [0]", "seeds: [0, 1]").replace("losses: [supcon, ce]", "losses: [ce]")
-    text += "tune_base: {sampler: tpe, budget: 2, seeds: [0], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n"
+    text += "tune_base: {sampler: tpe, budget: 2, space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n"
     storage = tmp_path / "results"
     assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
     everything = pd.read_parquet(storage / "tiny" / "trials")
     # stage 1 is a TPE search too (2 configurations x 1 seed); stage 2 starts from its best
     stage1 = everything[everything["phase"] == "tune_base"]
     assert len(stage1) == 2 and set(stage1["design"]) == {"tune_base:tpe"} and not stage1["in_stats"].any()
-    base = load_bases(str(storage / "tiny"))["ce"]
+    manifest = read_manifest(str(storage / "tiny"))
+    base = manifest.bases["ce"]
     assert base["source"] == BASE_FROM_STAGE1 and base["mean"] == stage1["val_top1"].max()
     trials = everything[everything["phase"] == "study"]
     assert (trials["weight_decay"] == base["values"]["weight_decay"]).all()
@@ -127,6 +129,9 @@ def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     assert set(trials["design"]) == {"search:tpe"} and set(trials["sampler_seed"]) == {7}
     assert sorted(trials["seed"]) == [0, 0, 1, 1]
     assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
+    # the manifest lists what each adaptive search ran, and the statistics read exactly the search's trials
+    assert sorted(manifest.stages["tune_base"]) == sorted(stage1["trial_id"])
+    assert sorted(e["trial_id"] for e in manifest.analysed) == sorted(trials["trial_id"])
 
 
 def test_two_worker_trials_go_through_ray_train(ray_session, tmp_path):
