@@ -422,6 +422,8 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         _check_partial(base_config(study, loss), f"base.{loss}", source)
     if study.search is not None:
         _check_space(study.search.space, "search.space", source)
+        if study.search.sampler == "tpe":
+            _check_tpe_space(study.search.space, "search.space", source)
     _check_protocol(study, source)
     return study
 
@@ -437,6 +439,17 @@ def _check_space(space: dict[str, Distribution], path: str, source: str) -> None
         values = dist.choice if dist.kind == "choice" else list(getattr(dist, dist.kind))
         for v in values:
             _check_partial({key: v}, path, source)
+
+
+def _check_tpe_space(space: dict[str, Distribution], path: str, source: str) -> None:
+    """TPE adapts, so its configurations cannot be made distinct up front; over ranges of floats they are
+    distinct (a repeat has probability zero), over a ``choice`` or ``int`` key it could repeat one and so
+    give a loss fewer distinct configurations than its budget. Refused: the budget counts distinct ones."""
+    for key, dist in space.items():
+        if dist.kind in ("choice", "int"):
+            raise ConfigError(f"{source}: {path}.{key}: the tpe sampler needs float ranges (uniform, loguniform): over "
+                              f"a {dist.kind} it may suggest a configuration twice, and the budget counts distinct "
+                              f"configurations. Use the random or qmc sampler for this space")
 
 
 def _absolute_keys(factor: str, settings: list[Any]) -> dict[str, tuple[int, Any]]:
@@ -461,6 +474,8 @@ def _check_protocol(study: Study, source: str) -> None:
                               f"{study.seeds} (default {SELECTION_SEEDS})")
     if tb is not None:
         _check_space(tb.space, "tune_base.space", source)
+        if tb.sampler == "tpe":
+            _check_tpe_space(tb.space, "tune_base.space", source)
         for factor, settings in study.vary.items():
             for key, (i, value) in _absolute_keys(factor, settings).items():
                 if key in tb.space:

@@ -108,6 +108,13 @@ def test_unequal_budgets_of_distinct_configurations_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"tune_base.space: the losses would get unequal budgets .*supcon 4, ce 2"):
         load_study(write(tmp_path, body))
     load_study(write(tmp_path, body.replace("budget: 4", "budget: 2"), name="ok.yaml"))  # both fill 2
+    # TPE adapts and could suggest a discrete configuration twice: only float ranges are accepted
+    tpe = body.replace("sampler: random", "sampler: tpe").replace("budget: 4", "budget: 2")
+    with pytest.raises(ConfigError, match=r"tune_base.space.lr: the tpe sampler needs float ranges"):
+        load_study(write(tmp_path, tpe, name="tpe.yaml"))
+    search = ("search: {sampler: tpe, num_samples: 3, space: {batch_size: {int: [64, 256]}}}\n")
+    with pytest.raises(ConfigError, match=r"search.space.batch_size: the tpe sampler needs float ranges"):
+        load_study(write(tmp_path, search, name="tpe2.yaml"))
 
 
 def test_stage1_budget_is_equal_per_loss_and_ce_skips_contrastive_keys(tmp_path):
