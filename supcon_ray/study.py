@@ -114,18 +114,22 @@ def _validation_metric(select: str) -> str:
 SELECTION_SEEDS = [1000]
 
 
-def _distinct_seeds(seeds: list[int]) -> list[int]:
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError("seeds must be distinct and >= 0")
-    return seeds
-
-
 class _TuningSpace(_Strict):
-    """What every tuning stage shares: a sampler seed, a space, and a validation metric to select on."""
+    """What every tuning stage shares: a sampler seed, a space, a validation metric to select on, and the
+    selection seeds its runs use."""
 
     seed: int = Field(0, ge=0, description="the sampler's seed")
     space: dict[str, Distribution]
     select: str = "val_top1"
+    seeds: list[int] = Field(SELECTION_SEEDS, min_length=1,
+                             description="selection seeds, disjoint from the study's (default [1000])")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds):
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct and >= 0")
+        return seeds
 
     @field_validator("select")
     @classmethod
@@ -138,13 +142,6 @@ class TuneBase(_TuningSpace):
 
     sampler: Literal["tpe", "random", "qmc"] = "tpe"
     budget: int = Field(ge=1, description="configurations per loss, the same for every loss")
-    seeds: list[int] = Field(SELECTION_SEEDS, min_length=1,
-                             description="selection seeds, disjoint from the study's (default [1000])")
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, seeds):
-        return _distinct_seeds(seeds)
 
 
 class Nuisance(_TuningSpace):
@@ -152,13 +149,6 @@ class Nuisance(_TuningSpace):
 
     sampler: Literal["grid", "random", "qmc"] = "random"
     budget: int | None = Field(None, ge=1, description="configurations per setting and loss (grid: its size)")
-    seeds: list[int] = Field(SELECTION_SEEDS, min_length=1,
-                             description="selection seeds, disjoint from the study's (default [1000])")
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, seeds):
-        return _distinct_seeds(seeds)
 
 
 class Search(_Strict):
