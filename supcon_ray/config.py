@@ -69,9 +69,11 @@ class TrainConfig(BaseModel):
     # L2-normalise the encoder output r before the projection head and the linear classifier (the
     # paper; its TensorFlow code does too). CE end-to-end training is unaffected.
     normalize_representation: bool = True
-    # linear stage: "cached" unaugmented frozen-encoder features (fast), or "augmented" images
-    # through the frozen encoder each step (the paper)
-    linear_stage: Literal["cached", "augmented"] = "cached"
+    # linear stage: "cached" unaugmented frozen-encoder features (fast), "augmented" images
+    # through the frozen encoder each step (the paper), or "lbfgs": logistic regression on the cached
+    # features solved to convergence, its L2 penalty picked on validation (no learning rate, epochs or
+    # batch size of its own; supcon_ray.probe)
+    linear_stage: Literal["cached", "augmented", "lbfgs"] = "cached"
     linear_optimizer: str = "sgd"
     linear_lr: float = Field(0.1, gt=0)
     linear_batch_size: int = Field(256, ge=1)

@@ -51,6 +51,7 @@ from .data import Splits, Transformed, load_dataset
 from .losses import SupConLoss, cross_entropy_loss
 from .models import Network, build_network
 from .optim import build_optimizer, build_scheduler
+from .probe import fit_probe
 
 STAGES = {"supcon": ("pretrain", "linear"), "simclr": ("pretrain", "linear"), "ce": ("ce",)}
 #: ``reporter(metrics, state)``: ``state`` is the checkpoint dict on rank 0, ``{"rng": ...}`` elsewhere.
@@ -105,8 +106,8 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``TrainConfig.amp`` on ``device``, or None for full precision."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "auto":  # native bf16 only: V100 / T4 report emulated bf16 as supported, and it is slow there
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError("amp: bf16 is not supported on this GPU; use --amp fp16 or --amp off")
     return torch.bfloat16 if amp == "bf16" else torch.float16
@@ -385,13 +386,31 @@ class Trainer:
         return DataLoader(dataset, batch_size=per_worker, sampler=sampler, drop_last=True, generator=gen,
                           num_workers=self.cfg.num_workers, pin_memory=self.session.device.type == "cuda")
 
+    def _fit_probe(self) -> None:
+        """``linear_stage: lbfgs``: the converged probe on cached features, its L2 penalty picked on
+        validation (:mod:`supcon_ray.probe`); one history row, then a checkpoint."""
+        t0 = time.perf_counter()
+        self._cache_features(("train", "val", "test"))
+        fit = fit_probe(self.features["train"], self.features["val"], self.splits.num_classes)
+        clf = self.net.classifier
+        with torch.no_grad():
+            clf.weight.copy_(fit.weight.to(clf.weight.dtype))
+            clf.bias.copy_(fit.bias.to(clf.bias.dtype))
+        seconds = time.perf_counter() - t0
+        metrics = {"stage": "linear", "epoch": 1, "train_loss": fit.train_loss, "lr": None,
+                   "images_per_second": len(self.features["train"][1]) / max(seconds, 1e-9),
+                   "val_top1": fit.val_top1, "epoch_seconds": seconds}
+        self.history.append(metrics)
+        state = self._state("linear", 1, None, None) if self.session.rank == 0 else {"rng": torch.get_rng_state()}
+        self.session.reporter(dict(metrics, final=False), state)
+
     def _state(self, stage: str, epoch: int, optimizer, scheduler, scaler=None) -> dict[str, Any]:
         return {
             "network": self.net.state_dict(),
             "stage": stage,
             "epoch": epoch,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": torch.get_rng_state(),
             "history": list(self.history),
@@ -418,6 +437,9 @@ class Trainer:
         main_loss = math.nan
         for i, name in enumerate(stages):
             if i < done_before:
+                continue
+            if name == "linear" and cfg.linear_stage == "lbfgs":
+                self._fit_probe()
                 continue
             stage = self._stage(name)
             try:
@@ -468,7 +490,9 @@ class Trainer:
         return h.hexdigest()[:16]
 
     def _epochs_of(self, stage: str) -> int:
-        return self.cfg.linear_epochs if stage == "linear" else self.cfg.epochs
+        if stage == "linear":
+            return 1 if self.cfg.linear_stage == "lbfgs" else self.cfg.linear_epochs
+        return self.cfg.epochs
 
     def _final_accuracy(self) -> tuple[float, float]:
         if self.cfg.contrastive:

@@ -12,6 +12,7 @@ Exit status: 0 for a run that completed or diverged (``status`` says which), 2 f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -78,8 +79,9 @@ def _local_reporter(output: Path | None, quiet: bool):
         if not quiet:
             val = metrics.get("val_top1")
             val_text = f"  val_top1 {val:.4f}" if val is not None else ""
+            lr_text = f"lr {metrics['lr']:.4g}  " if metrics.get("lr") is not None else ""  # none: the L-BFGS probe
             print(f"[{metrics['stage']}] epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}  "
-                  f"lr {metrics['lr']:.4g}  {metrics['images_per_second']:.0f} img/s{val_text}", file=sys.stderr)
+                  f"{lr_text}{metrics['images_per_second']:.0f} img/s{val_text}", file=sys.stderr)
 
     return report
 
@@ -107,7 +109,9 @@ def run_ray(cfg: TrainConfig, output: Path | None, address: str | None) -> dict[
 
     init_ray(address)
     storage = (output or Path("results") / "train").resolve()
-    name = f"{cfg.loss}-{cfg.dataset.replace(':', '_').replace('/', '_')}-{cfg.model}-s{cfg.seed}"
+    # the name covers the whole configuration: a run with other settings never resumes this one's checkpoints
+    digest = hashlib.sha1(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
+    name = f"{cfg.loss}-{cfg.dataset.replace(':', '_').replace('/', '_')}-{cfg.model}-s{cfg.seed}-{digest}"
     return fit_distributed(cfg, name, str(storage))
 
 

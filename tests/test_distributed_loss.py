@@ -47,6 +47,8 @@ def _worker(rank, init_file, out_dir):
         mean_loss = loss.detach().clone()
         dist.all_reduce(mean_loss)
         results.append((mean_loss / WORLD, local.grad / WORLD))
+    # gather=False: each worker contrasts its own batch only
+    results.append(SupConLoss(0.2, gather=False)(feats[sl], labels[sl]).detach())
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -74,9 +76,14 @@ def test_gathered_loss_and_gradients_match_single_process(tmp_path):
             assert torch.allclose(got_grad, want, atol=atol), s
 
 
-def test_without_gather_negatives_shrink():
-    # guard against a silent regression to per-worker contrast: the local-only loss differs
+def test_gather_false_contrasts_each_workers_own_batch_only(tmp_path):
+    """The flag is honoured under torch.distributed: without the gather, each worker's loss is the
+    single-process loss of its own slice, which differs from the global-batch loss."""
+    mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, start_method="spawn")
     feats, labels = _data()
-    local = SupConLoss(0.2)(feats[:LOCAL_BATCH], labels[:LOCAL_BATCH])
     full = SupConLoss(0.2)(feats, labels)
-    assert not torch.allclose(local, full)
+    for rank in range(WORLD):
+        local = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)[-1]
+        sl = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
+        assert torch.allclose(local, SupConLoss(0.2)(feats[sl], labels[sl]), atol=1e-12)
+        assert not torch.allclose(local, full)

@@ -124,9 +124,19 @@ def test_no_positive_anywhere_gives_zero_not_nan():
     assert loss.item() == 0.0 and torch.isfinite(feats.grad).all()
 
 
-def test_simclr_is_supcon_with_unique_labels():
+def test_simclr_without_labels_is_nt_xent():
+    """No labels: SimCLR's NT-Xent, written out by hand. Each of the 2B views is an anchor whose positive
+    is its partner view, contrasted with the other 2B - 1 views."""
+    torch.manual_seed(3)
     feats = torch.randn(6, 2, 8, dtype=torch.float64)
-    assert torch.allclose(SupConLoss()(feats), SupConLoss()(feats, torch.arange(6)))
+    z = torch.nn.functional.normalize(feats, dim=-1)
+    views = [z[i, v] for v in range(2) for i in range(6)]  # view-major, like the anchors
+    total = 0.0
+    for a, anchor in enumerate(views):
+        partner = (a + 6) % 12
+        logits = {j: float(anchor @ views[j]) / 0.1 for j in range(12) if j != a}
+        total += -(logits[partner] - math.log(sum(math.exp(v) for v in logits.values())))
+    assert math.isclose(SupConLoss(0.1)(feats).item(), total / 12, rel_tol=1e-9)
 
 
 def test_features_are_normalised_inside():
@@ -153,11 +163,19 @@ def test_bad_arguments(kwargs):
 
 
 def test_cross_entropy_baseline():
-    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
-    assert math.isclose(cross_entropy_loss()(logits, target).item(),
-                        torch.nn.functional.cross_entropy(logits, target).item(), rel_tol=1e-6)
-    smooth = cross_entropy_loss(0.1)(logits, target)
-    assert smooth.item() != cross_entropy_loss()(logits, target).item()
+    """Against the definition, by hand in float64: the mean over samples of -log softmax(logits)[target],
+    and with label smoothing eps, (1 - eps) times that plus eps times the mean over classes of -log p."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(6, 5), torch.tensor([0, 4, 2, 2, 1, 3])
+    for eps in (0.0, 0.1, 0.3):
+        total = 0.0
+        for row, t in zip(logits.double().tolist(), target.tolist()):
+            z = max(row)
+            log_norm = z + math.log(sum(math.exp(v - z) for v in row))
+            nll = log_norm - row[t]
+            uniform = sum(log_norm - v for v in row) / len(row)
+            total += (1 - eps) * nll + eps * uniform
+        assert math.isclose(cross_entropy_loss(eps)(logits, target).item(), total / len(target), rel_tol=1e-5), eps
 
 
 def test_blockwise_scaled_loss_uses_the_same_gradients():

@@ -47,6 +47,7 @@ def test_resume_after_stop_matches_uninterrupted(ray_session, tmp_path):
     with pytest.raises(Exception):
         fit_distributed(cfg, "interrupted", str(tmp_path), callbacks=[StopAfterReports(2)])
     resumed = fit_distributed(cfg, "interrupted", str(tmp_path))
+    assert full["resumed_from"] is None and resumed["resumed_from"] == "ce:2"  # it resumed, from the last checkpoint
     assert resumed["weights_digest"] == full["weights_digest"]
     assert resumed["test_top1"] == full["test_top1"]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]

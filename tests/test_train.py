@@ -90,7 +90,10 @@ def test_resume_is_exact(loss, stop_after, num_workers, digits):
     with tempfile.TemporaryDirectory() as d:
         save_state(partial_states[-1], d)
         resumed_state = load_state(d)
-    resumed, res_states, _ = _run(cfg, digits, resume_state=resumed_state)
+    resumed, res_states, res_seen = _run(cfg, digits, resume_state=resumed_state)
+    # it resumed (a run that ignored the checkpoint would retrain every epoch to the same numbers)
+    assert resumed["resumed_from"] == f"{resumed_state['stage']}:{resumed_state['epoch']}" and full["resumed_from"] is None
+    assert len(res_seen) == len(full_states) - stop_after  # only the epochs left were trained
     assert resumed["test_top1"] == full["test_top1"]
     timing = ("images_per_second", "epoch_seconds")
     strip = lambda hist: [{k: v for k, v in h.items() if k not in timing} for h in hist]  # noqa: E731
@@ -220,6 +223,19 @@ def test_amp_flag_and_legacy_boolean():
     assert TrainConfig(amp=False).amp == "off" and TrainConfig(amp=True).amp == "auto"  # older study files
 
 
+@pytest.mark.parametrize("native, emulated, want", [(True, True, torch.bfloat16), (False, True, torch.float16),
+                                                    (False, False, torch.float16)])
+def test_amp_auto_picks_bf16_only_where_the_gpu_has_it_natively(monkeypatch, native, emulated, want):
+    """V100 and T4 report bf16 as supported by emulation, which is slower than fp16 there."""
+    from supcon_ray.engine import amp_dtype
+
+    def supported(including_emulation: bool = True) -> bool:
+        return emulated if including_emulation else native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    assert amp_dtype("auto", torch.device("cuda")) == want
+
+
 def test_trial_rows_record_the_linear_stage(tmp_path):
     from supcon_ray.storage import TRIAL_SCHEMA, ResultStore
 
@@ -251,3 +267,19 @@ def test_cuda_determinism_settings(monkeypatch):
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[:2]
         torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
+
+
+def test_distributed_cli_runs_with_other_settings_never_share_checkpoints(monkeypatch, tmp_path):
+    """The run name (its checkpoint folder) covers the whole configuration: before, a 2-worker run with other
+    epochs or another linear stage resumed the earlier run's checkpoints and returned its result."""
+    import supcon_ray.distributed
+    import supcon_ray.ray_runtime
+    from supcon_ray.train import run_ray
+
+    names = []
+    monkeypatch.setattr(supcon_ray.ray_runtime, "init_ray", lambda address=None: None)
+    monkeypatch.setattr(supcon_ray.distributed, "fit_distributed", lambda cfg, name, storage: names.append(name) or {})
+    base = TrainConfig(loss="supcon", dataset="digits", workers=2)
+    for cfg in (base, base, base.model_copy(update={"epochs": 3}), base.model_copy(update={"linear_stage": "lbfgs"})):
+        run_ray(cfg, tmp_path, None)
+    assert names[0] == names[1] and len(set(names)) == 3

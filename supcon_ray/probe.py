@@ -1,0 +1,74 @@
+"""A converged linear probe: multinomial logistic regression on frozen features, solved by L-BFGS.
+
+The SGD probe (``linear_stage: cached``) has its own learning rate, epochs and batch size, which no
+study tunes; on normalised features it learns slowly, so a contrastive loss's measured accuracy
+(and its measured sensitivity) would include an under-trained probe. ``linear_stage: lbfgs`` solves
+the probe's convex problem to convergence instead, as SimCLR's transfer evaluation does, for each
+L2 penalty of :data:`PENALTIES`, and keeps the one with the best validation top-1 (never test):
+
+    minimise over (W, b):  mean_i CE(W x_i + b, y_i) + penalty / 2 * ||W||^2      (b is not penalised)
+
+which is scikit-learn's ``LogisticRegression(C=1 / (n * penalty))``. Ties go to the first penalty in
+:data:`PENALTIES`, the strongest (the simplest model). Full batch and deterministic: every rank
+holds the same features, so every rank computes the same classifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+#: L2 penalties tried, strongest first (the tie rule's order).
+PENALTIES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+MAX_ITER = 500
+
+
+@dataclass
+class ProbeFit:
+    weight: torch.Tensor  # [classes, features]
+    bias: torch.Tensor  # [classes]
+    penalty: float
+    train_loss: float  # the penalised objective at the solution
+    val_top1: float
+    val_by_penalty: dict[float, float]
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, penalty: float,
+                 max_iter: int = MAX_ITER) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The penalised multinomial logistic regression above, solved by L-BFGS (strong Wolfe line search)
+    in float64; returns (weight, bias, objective)."""
+    x64, device = x.detach().double(), x.device
+    w = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=torch.float64, device=device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(x64 @ w.T + b, y) + 0.5 * penalty * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(objective)
+        final = float(objective().detach())
+    return w.detach(), b.detach(), final
+
+
+def top1(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float(((x.double() @ weight.T + bias).argmax(1) == y).double().mean())
+
+
+def fit_probe(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], num_classes: int,
+              penalties: tuple[float, ...] = PENALTIES) -> ProbeFit:
+    """Fit the probe for every penalty on ``train`` and keep the best on ``val`` (first of equals)."""
+    fits, scores = [], {}
+    for penalty in penalties:
+        w, b, loss = fit_logistic(*train, num_classes, penalty)
+        scores[penalty] = top1(w, b, *val)
+        fits.append((scores[penalty], penalty, w, b, loss))
+    best = max(range(len(fits)), key=lambda i: (fits[i][0], -i))
+    score, penalty, w, b, loss = fits[best]
+    return ProbeFit(w, b, penalty, loss, score, scores)
