@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from supcon_ray.probe import PENALTIES, fit_logistic, fit_probe, top1
+from supcon_ray.probe import PENALTIES, fit_logistic, fit_probe
 
 
 def _blobs(n=300, d=8, k=3, seed=0, spread=1.5):
