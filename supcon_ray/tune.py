@@ -217,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nInterrupted. Finished trials are saved. Resume with:\n{resume_cmd}", file=sys.stderr)
         return 130
     summarize(outcome.folder)
-    complete = not (outcome.unfinished or outcome.incomplete or outcome.failed)
-    if not args.no_report and complete:
+    if not args.no_report and not (outcome.unfinished or outcome.incomplete):  # failed trials are counted in it
         from .report import build_report, headline
 
         path, numbers = build_report(outcome.folder)
@@ -229,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nStopped with {outcome.unfinished} trial(s) unfinished. Finished trials are saved. Resume with:\n"
               f"{resume_cmd}", file=sys.stderr)
         return 130
-    if outcome.failed or outcome.incomplete:
-        why = outcome.incomplete or "their rows hold the error text (status 'failed')"
-        print(f"error: {outcome.failed} trial(s) failed; {why}. Fix the cause, then run them again with:\n{resume_cmd}",
-              file=sys.stderr)
+    if outcome.incomplete:
+        print(f"error: {outcome.incomplete}\n{resume_cmd}", file=sys.stderr)
+        return 1
+    if outcome.failed:
+        print(f"error: {outcome.failed} trial(s) failed; their rows hold the error text (status 'failed'). "
+              f"Fix the cause, then run them again with:\n{resume_cmd}", file=sys.stderr)
         return 1
     return 0
 
