@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .augment import AUGMENTATIONS
+from .augment import AUGMENTATIONS, PolicyOptions
 from .data import absolute_dataset_name, validate_dataset_name
 from .losses import LOSSES, REFERENCE_BASE_TEMPERATURE
 from .models import MODELS
@@ -58,6 +58,17 @@ class TrainConfig(BaseModel):
     lr_decay_epochs: float = Field(2.4, gt=0)
     rmsprop_eps: float = Field(1.0, gt=0)  # the paper's RMSProp epsilon
     augment: str = "simaugment"
+    # where the policy runs: "per_image" (torchvision, in the loader), "batched" (whole batches on the
+    # training device, every sample its own draws: supcon_ray.batch_augment), or "auto": batched on a
+    # GPU and for images of at most 64 px, per image otherwise (batched float ops are slower on a CPU
+    # at 224 px)
+    augment_path: Literal["auto", "per_image", "batched"] = "auto"
+    # departures from the authors' augmentation code (supcon_ray.augment.PolicyOptions)
+    augment_crop: Literal["resized", "padded"] = "resized"
+    augment_blur: float | None = Field(None, ge=0, le=1)  # None: 0.5 above 64 px, 0 at CIFAR scale
+    augment_warp: float = Field(0.0, ge=0, le=1)
+    augment_rotation: bool = False
+    randaugment_scale: Literal["paper", "torchvision"] = "paper"
     temperature: float = Field(0.1, gt=0)
     # loss x tau / base_temperature, as the public reference implementation does (tau_b = 0.07), so
     # the gradient's scale does not move with tau; False: factor 1 (gradient ~ 1 / tau)
@@ -69,11 +80,11 @@ class TrainConfig(BaseModel):
     # L2-normalise the encoder output r before the projection head and the linear classifier (the
     # paper; its TensorFlow code does too). CE end-to-end training is unaffected.
     normalize_representation: bool = True
-    # linear stage: "cached" unaugmented frozen-encoder features (fast), "augmented" images
-    # through the frozen encoder each step (the paper), or "lbfgs": logistic regression on the cached
-    # features solved to convergence, its L2 penalty picked on validation (no learning rate, epochs or
-    # batch size of its own; supcon_ray.probe)
-    linear_stage: Literal["cached", "augmented", "lbfgs"] = "cached"
+    # linear stage: "lbfgs" (default): logistic regression on cached unaugmented frozen-encoder features
+    # solved to convergence, its L2 penalty picked on validation (no learning rate, epochs or batch size
+    # of its own: supcon_ray.probe); "cached": SGD on those features with linear_lr / linear_epochs;
+    # "augmented": SGD on augmented images through the frozen encoder each step (the paper)
+    linear_stage: Literal["cached", "augmented", "lbfgs"] = "lbfgs"
     linear_optimizer: str = "sgd"
     linear_lr: float = Field(0.1, gt=0)
     linear_batch_size: int = Field(256, ge=1)
@@ -81,8 +92,14 @@ class TrainConfig(BaseModel):
     train_size: int | None = Field(None, ge=1)  # stratified subset of the training pool (validation carved from it)
     test_size: int | None = Field(None, ge=1)  # stratified subset of the test split
     image_size: int | None = Field(None, ge=4, le=1024)  # resize every image once at load time
+    # training crop side; None: the stored side where every image has it, else 224 (evaluation then
+    # resizes the shorter side to crop_size / 0.875 and takes the centre crop, as for ImageNet)
+    crop_size: int | None = Field(None, ge=4, le=1024)
     seed: int = Field(0, ge=0)
-    num_workers: int = Field(0, ge=0)
+    # DataLoader worker processes; None: on a GPU one per CPU of the worker beyond the training loop's,
+    # 0 on a CPU (supcon_ray.loader.loader_options)
+    num_workers: int | None = Field(None, ge=0)
+    checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints; the last epoch of a stage always
     workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
@@ -113,6 +130,12 @@ class TrainConfig(BaseModel):
     @property
     def contrastive(self) -> bool:
         return self.loss in ("supcon", "simclr")
+
+    @property
+    def policy_options(self) -> PolicyOptions:
+        """The augmentation departures this run asks for."""
+        return PolicyOptions(crop=self.augment_crop, blur=self.augment_blur, warp=self.augment_warp,
+                             rotation=self.augment_rotation, randaugment_scale=self.randaugment_scale)
 
 
 def format_validation_error(err: ValidationError, source: str = "") -> str:

@@ -15,13 +15,25 @@ the validation split is carved from it), ``test_size`` a stratified subset of th
 ``image_size`` resizes every image (shorter side to ``image_size``, then a centre square crop).
 Subsets are fixed by ``split_seed``, so every run of a study sees the same images, and are decoded
 (and resized) once and held in memory, which is what makes CPU studies on JPEG-encoded data
-affordable; without a subset, images stay encoded and are resized on access (ImageNet-sized data).
+affordable; without a subset, images stay on disk and are decoded (and resized) on access.
+
+Memory contract for a whole ``parquet:DIR`` dataset (ImageNet-sized data, one copy per rank and
+per DataLoader worker): only the labels (one int64 per image) are held in memory. Image bytes are
+read from disk on access, one row group of the ``image`` column at a time, and each process caches
+at most :data:`ROW_GROUP_CACHE` row groups of encoded bytes (so memory is bounded by the row group
+size, not the dataset size). Reading in index order hits the cache; reading in a random order reads
+about one row group per item, so shuffled training on large row groups wants a sampler that keeps
+row groups together (or the dataset written with small row groups). ``Splits.uniform_size`` says
+whether every image is known to have the same size (False for whole ``parquet:`` / ``imagefolder:``
+datasets without ``image_size``, which must not be stacked into a batch untransformed).
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +44,7 @@ from torch.utils.data import Dataset, Subset
 
 DATASETS = ("digits", "cifar10", "cifar100", "parquet:DIR", "imagefolder:DIR")
 DIGITS_SIZE = 16  # 8x8 upsampled 2x: enough room for crops, cheap enough for CPU studies
+ROW_GROUP_CACHE = 2  # parquet row groups of encoded image bytes cached per process (see ParquetImages)
 
 
 class DataError(ValueError):
@@ -73,6 +86,7 @@ class Splits:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    uniform_size: bool = True  # every image known to be ``image_size`` square; False: sizes may differ
 
 
 class TensorImages(Dataset):
@@ -88,11 +102,29 @@ class TensorImages(Dataset):
         return self.images[i], int(self.labels[i])
 
 
-class EncodedImages(Dataset):
-    """Encoded images (JPEG/PNG bytes) decoded on access with PIL."""
+class ParquetImages(Dataset):
+    """Images of one parquet file's ``image`` column (JPEG/PNG bytes), read lazily, decoded with PIL.
 
-    def __init__(self, blobs: list[bytes], labels: np.ndarray, mode: str) -> None:
-        self.blobs, self.labels, self.mode = blobs, np.asarray(labels, dtype=np.int64), mode
+    Contract: ``labels`` (int64, from the ``label`` column) is the only per-image data held in
+    memory. ``self[i]`` reads the row group that holds row ``i`` (column ``image`` only) unless it is
+    one of the ``cache_size`` most recently read row groups of this process, then decodes row ``i``
+    to a uint8 tensor ``[C, H, W]`` in ``mode`` (``"L"`` or ``"RGB"``). The file is opened lazily, once
+    per process; pickling (DataLoader workers, Ray) drops the open file and the cache.
+    """
+
+    def __init__(self, path: str | os.PathLike, cache_size: int = ROW_GROUP_CACHE) -> None:
+        if cache_size < 1:
+            raise ValueError(f"cache_size must be at least 1, got {cache_size}")
+        self.path, self.cache_size = str(path), cache_size
+        self._file, self._pid = None, None
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        file = self._open()
+        sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
+        self.starts = [0, *np.cumsum(sizes, dtype=np.int64).tolist()]  # row group g: rows starts[g]..starts[g+1]-1
+        self.labels = file.read(columns=["label"]).column("label").to_numpy().astype(np.int64)
+        if len(self.labels) != self.starts[-1]:
+            raise DataError(f"{self.path}: {len(self.labels)} labels but {self.starts[-1]} rows")
+        self.mode = "L" if len(self.labels) and _is_grayscale(self.blob(0)) else "RGB"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -101,8 +133,44 @@ class EncodedImages(Dataset):
         from PIL import Image
         from torchvision.transforms.v2.functional import pil_to_tensor
 
-        with Image.open(io.BytesIO(self.blobs[i])) as im:
+        with Image.open(io.BytesIO(self.blob(i))) as im:
             return pil_to_tensor(im.convert(self.mode)), int(self.labels[i])
+
+    def blob(self, i: int) -> bytes:
+        """The encoded bytes of row ``i`` (negative ``i`` counts from the end, as for a list)."""
+        n = len(self.labels)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} images")
+        i = int(i) % n
+        group = bisect.bisect_right(self.starts, i) - 1
+        return self._row_group(group)[i - self.starts[group]].as_py()
+
+    def cached_row_groups(self) -> list[int]:
+        """Row groups whose bytes this process holds, least recently used first."""
+        return list(self._cache)
+
+    def _row_group(self, group: int):
+        if group in self._cache:
+            self._cache.move_to_end(group)
+            return self._cache[group]
+        column = self._open().read_row_group(group, columns=["image"]).column("image").combine_chunks()
+        self._cache[group] = column
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return column
+
+    def _open(self):
+        """This process's open file (a forked worker opens its own instead of sharing the parent's)."""
+        import pyarrow.parquet as pq
+
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid, self._cache = pq.ParquetFile(self.path), os.getpid(), OrderedDict()
+        return self._file
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_file=None, _pid=None, _cache=OrderedDict())
+        return state
 
 
 class PilToTensor(Dataset):
@@ -234,18 +302,13 @@ def _cifar(name: str, data_dir: str, download: bool) -> tuple[Dataset, Dataset]:
 
 
 def _parquet(directory: str) -> tuple[Dataset, Dataset]:
-    import pyarrow.parquet as pq
-
+    """Train and test :class:`ParquetImages` (labels in memory, image bytes read on access)."""
     out = []
     for split in ("train", "test"):
         path = Path(directory) / f"{split}.parquet"
         if not path.is_file():
             raise DataError(f"parquet dataset: {path} does not exist (expected train.parquet and test.parquet in {directory})")
-        table = pq.read_table(path, columns=["image", "label"])
-        blobs = table.column("image").to_pylist()
-        labels = table.column("label").to_numpy().astype(np.int64)
-        mode = "L" if _is_grayscale(blobs[0]) else "RGB"
-        out.append(EncodedImages(blobs, labels, mode))
+        out.append(ParquetImages(path))
     return out[0], out[1]
 
 
@@ -304,8 +367,11 @@ def load_dataset(
         train_full = _stratified_subset(train_full, train_size, split_seed, "train_size")
     if test_size is not None:
         test = _stratified_subset(test, test_size, split_seed, "test_size")
+    # whole parquet / imagefolder datasets may mix image sizes until resized or materialised
+    uniform_size = not name.startswith(("parquet:", "imagefolder:")) or image_size is not None
     if train_size is not None or test_size is not None:
         train_full, test = _materialize(train_full, image_size), _materialize(test, image_size)
+        uniform_size = True  # stacked into one tensor: one size by construction
     elif image_size is not None:  # whole datasets (ImageNet) stay on disk: resize on access
         train_full = _Labelled(Transformed(train_full, _square(image_size)), _labels(train_full))
         test = _Labelled(Transformed(test, _square(image_size)), _labels(test))
@@ -314,4 +380,5 @@ def load_dataset(
     known = _KNOWN_STATS.get(name) if image_size is None else None
     mean, std = known or _channel_stats(train)
     num_classes = int(max(_labels(train_full).max(), _labels(test).max())) + 1
-    return Splits(name, train, val, test, num_classes, int(first.shape[0]), int(first.shape[-1]), mean, std)
+    return Splits(name, train, val, test, num_classes, int(first.shape[0]), int(first.shape[-1]), mean, std,
+                  uniform_size)

@@ -45,9 +45,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .augment import MultiView, build_transform
+from .augment import SMALL_IMAGE, MultiView, build_transform, eval_transform
+from .batch_augment import BatchAugment
 from .config import ConfigError, TrainConfig
 from .data import Splits, Transformed, load_dataset
+from .loader import EpochIndices, SeededItems, epoch_loader, item_seed, loader_options
 from .losses import SupConLoss, cross_entropy_loss
 from .models import Network, build_network
 from .optim import build_optimizer, build_scheduler
@@ -86,20 +88,13 @@ class _Stage:
     distributed: bool  # False: every rank runs the stage identically on the full data
     evaluate: Callable[[], float] | None  # validation top-1 after each epoch
     views: int = 1  # images per sample in a step (2 for contrastive pre-training)
+    augment: BatchAugment | None = None  # the batched path: the policy applied on the device each step
 
 
 class _Diverged(Exception):
     def __init__(self, epoch: int) -> None:
         super().__init__(epoch)
         self.epoch = epoch
-
-
-def _all_reduce_sum(values: list[float], session: Session) -> list[float]:
-    if session.world_size == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=session.device)
-    dist.all_reduce(t)
-    return t.tolist()
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -173,27 +168,40 @@ def _cached_batches(data: Cached, batch_size: int, seed: int, epoch: int):
         yield features.index_select(0, idx), labels.index_select(0, idx)
 
 
+def _augment_views(augment: BatchAugment, x: torch.Tensor, views: int, generator: torch.Generator) -> torch.Tensor:
+    """The batched policy on a uint8 batch: ``[B, C, H, W]`` -> ``[B, views, C, S, S]`` (or ``[B, C, S, S]``
+    for one view); a batch the loader cropped per view arrives as ``[B, views, C, S, S]``."""
+    if x.dim() == 5:
+        b = x.shape[0]
+        return augment(x.flatten(0, 1), generator).view(b, views, *x.shape[2:3], augment.size, augment.size)
+    if views == 1:
+        return augment(x, generator)
+    return torch.stack([augment(x, generator) for _ in range(views)], 1)
+
+
 @torch.no_grad()
 def _top1(module: nn.Module, dataset, batch_size: int, session: Session, shard: bool) -> float:
     """Top-1 accuracy of ``module`` on ``dataset`` (images, or cached features); sharded over ranks when ``shard``."""
     was_training = module.training
     module.eval()
-    correct = total = 0
+    correct, total = torch.zeros((), dtype=torch.int64, device=session.device), 0  # counted on the device
     if isinstance(dataset, tuple):
         features, labels = dataset
         for start in range(0, len(labels), batch_size):
-            correct += (module(features[start:start + batch_size]).argmax(1) == labels[start:start + batch_size]).sum().item()
+            correct += (module(features[start:start + batch_size]).argmax(1) == labels[start:start + batch_size]).sum()
         total = len(labels)
     else:
         indices = range(session.rank, len(dataset), session.world_size) if shard else range(len(dataset))
         subset = torch.utils.data.Subset(dataset, list(indices))
         for x, y in DataLoader(subset, batch_size=batch_size):
             x, y = x.to(session.device), y.to(session.device)
-            correct += (module(x).argmax(1) == y).sum().item()
+            correct += (module(x).argmax(1) == y).sum()
             total += y.numel()
     module.train(was_training)
-    if shard:
-        correct, total = _all_reduce_sum([correct, total], session)
+    counts = torch.stack([correct.double(), torch.tensor(float(total), dtype=torch.float64, device=session.device)])
+    if shard and session.world_size > 1:
+        dist.all_reduce(counts)
+    correct, total = counts.tolist()
     return correct / max(total, 1)
 
 
@@ -230,15 +238,38 @@ class Trainer:
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else session.device.type == "cuda"
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.eval_tf = build_transform("none", self.splits.image_size, self.splits.mean, self.splits.std)
+        uniform = self.splits.uniform_size
+        self.crop_size = cfg.crop_size or (self.splits.image_size if uniform else 224)
+        self.eval_tf = eval_transform(self.crop_size, self.splits.mean, self.splits.std,
+                                      uniform and self.crop_size == self.splits.image_size)
         self.history: list[dict[str, Any]] = []
         self.features: dict[str, Cached] = {}
         self.chance = 1.0 / self.splits.num_classes
 
     # -- stages ---------------------------------------------------------------------------
+    def batched(self) -> bool:
+        """Whether this run's policy runs on whole batches on the device (``TrainConfig.augment_path``)."""
+        path = self.cfg.augment_path
+        if path == "auto":
+            return self.session.device.type == "cuda" or self.crop_size <= SMALL_IMAGE
+        return path == "batched"
+
+    def _train_data(self, views: int) -> tuple[SeededItems, BatchAugment | None]:
+        """The training items of a stage (``views`` per sample) and, on the batched path, the device policy.
+
+        Per image: the loader applies the policy. Batched: the loader yields uint8 images as stored
+        (or, for images of differing sizes, each view's crop) and the step applies the rest."""
+        cfg, s = self.cfg, self.splits
+        if not self.batched():
+            tf = build_transform(cfg.augment, self.crop_size, s.mean, s.std, cfg.dataset, cfg.policy_options)
+            return SeededItems(s.train, MultiView(tf, views) if views > 1 else tf, cfg.seed), None
+        augment = BatchAugment(cfg.augment, self.crop_size, s.mean, s.std, cfg.dataset, cfg.policy_options,
+                               crop=s.uniform_size)
+        crop = None if s.uniform_size else augment.loader_crop()
+        return SeededItems(s.train, MultiView(crop, views) if crop is not None and views > 1 else crop, cfg.seed), augment
+
     def _stage(self, name: str) -> _Stage:
         cfg, s = self.cfg, self.splits
-        train_tf = build_transform(cfg.augment, s.image_size, s.mean, s.std, dataset=cfg.dataset)
         if name == "pretrain":
             supcon = contrastive_loss(cfg)
             use_labels = cfg.loss == "supcon"
@@ -248,8 +279,9 @@ class Trainer:
                 z = module(self._layout(x.reshape(b * v, *x.shape[2:])))
                 return supcon(z.view(b, v, -1), y if use_labels else None)  # the loss casts to float32
 
-            return _Stage(name, self.net.contrastive(), Transformed(s.train, MultiView(train_tf, 2)), contrastive,
-                          cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr, cfg.weight_decay, True, None, views=2)
+            data, augment = self._train_data(2)
+            return _Stage(name, self.net.contrastive(), data, contrastive, cfg.epochs, cfg.batch_size, cfg.optimizer,
+                          cfg.lr, cfg.weight_decay, True, None, views=2, augment=augment)
         ce = cross_entropy_loss(cfg.label_smoothing)
 
         def classify(module, x, y):
@@ -258,8 +290,9 @@ class Trainer:
         if name == "ce":
             module = self.net.end_to_end()
             evaluate = lambda: _top1(module, Transformed(s.val, self.eval_tf), 512, self.session, shard=True)  # noqa: E731
-            return _Stage(name, module, Transformed(s.train, train_tf), classify, cfg.epochs, cfg.batch_size,
-                          cfg.optimizer, cfg.lr, cfg.weight_decay, True, evaluate)
+            data, augment = self._train_data(1)
+            return _Stage(name, module, data, classify, cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr,
+                          cfg.weight_decay, True, evaluate, augment=augment)
         # linear: validation and test always on cached unaugmented features of r
         self._cache_features(("train", "val", "test") if cfg.linear_stage == "cached" else ("val", "test"))
         evaluate = lambda: _top1(self.net.classifier, self.features["val"], 4096, self.session, shard=False)  # noqa: E731
@@ -268,8 +301,9 @@ class Trainer:
                           cfg.linear_batch_size, cfg.linear_optimizer, cfg.linear_lr, 0.0, False, evaluate)
         # augmented: the run's augmentation through the frozen encoder, data-parallel like pre-training
         probe = _FrozenProbe(self.net.representation(), self.net.classifier)
-        return _Stage(name, probe, Transformed(s.train, train_tf), classify, cfg.linear_epochs, cfg.linear_batch_size,
-                      cfg.linear_optimizer, cfg.linear_lr, 0.0, True, evaluate)
+        data, augment = self._train_data(1)
+        return _Stage(name, probe, data, classify, cfg.linear_epochs, cfg.linear_batch_size,
+                      cfg.linear_optimizer, cfg.linear_lr, 0.0, True, evaluate, augment=augment)
 
     def _cache_features(self, splits: tuple[str, ...]) -> None:
         for split in splits:
@@ -288,16 +322,19 @@ class Trainer:
         per_worker = stage.batch_size // world
         cached = isinstance(stage.dataset, tuple)
         if cached:
-            sampler = None
+            sampler = loader = None
             steps_per_epoch = len(stage.dataset[1]) // per_worker
         else:
-            sampler = DistributedSampler(stage.dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
-                                         drop_last=True)
+            sampler = EpochIndices(DistributedSampler(stage.dataset, num_replicas=world, rank=rank, shuffle=True,
+                                                      seed=cfg.seed, drop_last=True))
             steps_per_epoch = len(sampler) // per_worker
         if steps_per_epoch == 0:
             size = len(stage.dataset[1]) if cached else len(stage.dataset)
             raise ConfigError(f"batch_size {stage.batch_size} is larger than the {stage.name} training set "
                               f"({size} samples over {world} worker(s))")
+        if not cached:  # one loader for the stage: its workers persist across epochs
+            options = loader_options(cfg.num_workers, cfg.cpus_per_worker, session.device)
+            loader = epoch_loader(stage.dataset, sampler, per_worker, options)
         module = stage.module
         if stage.distributed and world > 1:
             if cfg.sync_bn:
@@ -310,6 +347,7 @@ class Trainer:
                                     int(cfg.warmup_epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch,
                                     decay_rate=cfg.lr_decay_rate, decay_epochs=cfg.lr_decay_epochs)
         autocast, scaler = _amp_context(cfg, session.device)
+        generator = torch.Generator(device=session.device) if stage.augment is not None else None
         start_epoch = 0
         if resume is not None:
             optimizer.load_state_dict(resume["optimizer"])
@@ -323,9 +361,12 @@ class Trainer:
                 batches = _cached_batches(stage.dataset, per_worker, cfg.seed, epoch)
             else:
                 sampler.set_epoch(epoch)
-                batches = self._epoch_loader(stage.dataset, per_worker, sampler)
+                batches = loader
             module.train()
-            loss_sum, n_steps, images, t0 = 0.0, 0, 0, time.perf_counter()
+            # per-step sums stay on the device; one all-reduce at the end of the epoch
+            loss_sum = torch.zeros((), dtype=torch.float64, device=session.device)
+            bad = torch.zeros((), dtype=torch.float64, device=session.device)
+            n_steps, images, t0 = 0, 0, time.perf_counter()
             if session.show_progress and session.rank == 0:
                 from tqdm import tqdm
 
@@ -335,13 +376,13 @@ class Trainer:
                 if self.first_batch_unix is None:
                     self.first_batch_unix = time.time()
                 y = y.to(session.device, non_blocking=True)
+                if stage.augment is not None:
+                    generator.manual_seed(item_seed(item_seed(cfg.seed, rank, 1 << 40), epoch, n_steps))
+                    x = _augment_views(stage.augment, x.to(session.device, non_blocking=True), stage.views, generator)
                 with autocast:
                     loss = stage.objective(module, x, y)
-                bad = 0.0 if torch.isfinite(loss) else 1.0
-                if stage.distributed and world > 1:
-                    bad = _all_reduce_sum([bad], session)[0]
-                if bad:
-                    raise _Diverged(epoch + 1)
+                finite = torch.isfinite(loss.detach())
+                bad += (~finite).double()
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -351,15 +392,18 @@ class Trainer:
                     loss.backward()
                     optimizer.step()
                 scheduler.step()
-                loss_sum += loss.item()
+                loss_sum += torch.where(finite, loss.detach().double(), 0.0)
                 n_steps += 1
                 images += y.shape[0] * stage.views
                 self.last_batch_unix = time.time()
-            seconds = time.perf_counter() - t0
+            totals = torch.stack([loss_sum / world, bad, torch.tensor(float(images), dtype=torch.float64,
+                                                                      device=session.device)])
             if stage.distributed and world > 1:
-                loss_sum, images = _all_reduce_sum([loss_sum / world, images], session)
-            train_loss = loss_sum / max(n_steps, 1)
-            if not math.isfinite(train_loss):
+                dist.all_reduce(totals)
+            loss_total, n_bad, images = totals.tolist()  # the epoch's one device-to-host sync
+            seconds = time.perf_counter() - t0
+            train_loss = loss_total / max(n_steps, 1)
+            if n_bad or not math.isfinite(train_loss):
                 raise _Diverged(epoch + 1)
             metrics = {
                 "stage": stage.name,
@@ -371,20 +415,15 @@ class Trainer:
                 "epoch_seconds": seconds,
             }
             self.history.append(metrics)
-            # rank 0 checkpoints everything; other ranks only their own RNG state
-            state = (self._state(stage.name, epoch + 1, optimizer, scheduler, scaler) if session.rank == 0
-                     else {"rng": torch.get_rng_state()})
+            # a checkpoint every checkpoint_every epochs and at the stage's last; rank 0 saves everything,
+            # other ranks only their own RNG state
+            state = None
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == stage.epochs:
+                state = (self._state(stage.name, epoch + 1, optimizer, scheduler, scaler) if session.rank == 0
+                         else {"rng": torch.get_rng_state()})
             session.reporter(dict(metrics, final=False), state)
+        del loader  # stops its persistent workers
         return train_loss
-
-    def _epoch_loader(self, dataset, per_worker: int, sampler: DistributedSampler) -> DataLoader:
-        """This epoch's DataLoader. Its worker seeds come from one draw of the global RNG, which the
-        checkpoint saves, so a resumed run's workers repeat the continuous run's random streams
-        (workers are started per epoch: persistent workers would keep streams no checkpoint holds)."""
-        gen = torch.Generator()
-        gen.manual_seed(int(torch.randint(0, 2**62, ())))
-        return DataLoader(dataset, batch_size=per_worker, sampler=sampler, drop_last=True, generator=gen,
-                          num_workers=self.cfg.num_workers, pin_memory=self.session.device.type == "cuda")
 
     def _fit_probe(self) -> None:
         """``linear_stage: lbfgs``: the converged probe on cached features, its L2 penalty picked on

@@ -6,7 +6,7 @@ import torch
 
 from torchvision.transforms import v2
 
-from supcon_ray.augment import AUGMENTATIONS, MultiView, autoaugment_policy, build_transform
+from supcon_ray.augment import AUGMENTATIONS, MultiView, PolicyOptions, autoaugment_policy, build_transform
 from supcon_ray.data import DataError, load_dataset, validate_dataset_name
 from supcon_ray.losses import SupConLoss
 from supcon_ray.models import MODELS, build_network
@@ -244,18 +244,34 @@ def _steps(compose) -> list[type]:
     return out
 
 
-def test_simaugment_is_the_papers_version():
-    steps = _steps(build_transform("simaugment", 32, [0.5] * 3, [0.25] * 3))
-    for kind in (v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.RandomRotation, v2.ColorJitter,
-                 v2.RandomGrayscale, v2.GaussianBlur, v2.ElasticTransform):
-        assert kind in steps, kind
-    assert steps.index(v2.ElasticTransform) > steps.index(v2.GaussianBlur) > steps.index(v2.ColorJitter)  # warp last
+def test_simaugment_follows_the_authors_code():
+    # their SIMCLR type: crop, flip, jitter (p 0.8), grayscale (p 0.2); blur at ImageNet scale only; no rotation, no warp
+    small = build_transform("simaugment", 32, [0.5] * 3, [0.25] * 3)
+    assert _steps(small)[:5] == [v2.RandomResizedCrop, v2.RandomHorizontalFlip, v2.ColorJitter, v2.RandomGrayscale,
+                                 v2.ToDtype]
+    assert small.transforms[0].scale == (0.2, 1.0)  # their CIFAR preset
+    large = build_transform("simaugment", 224, [0.5] * 3, [0.25] * 3)
+    assert _steps(large).index(v2.GaussianBlur) > _steps(large).index(v2.RandomGrayscale)
+    assert large.transforms[0].scale == (0.08, 1.0) and large.transforms[-3].p == 0.5  # blur with p 0.5
+    jitter = small.transforms[2]
+    assert jitter.p == 0.8 and jitter.transforms[0].hue == (-0.1, 0.1) and small.transforms[3].p == 0.2
+    # the former choices stay reachable as named options
+    old = build_transform("simaugment", 32, [0.5] * 3, [0.25] * 3, options=PolicyOptions(rotation=True, warp=0.5))
+    assert v2.RandomRotation in _steps(old) and _steps(old).index(v2.ElasticTransform) == len(_steps(old)) - 3
 
 
-def test_stacked_randaugment_applies_randaugment_before_colour_jitter():
+def test_stacked_randaugment_follows_the_authors_order():
     steps = _steps(build_transform("stacked_randaugment", 32, [0.5] * 3, [0.25] * 3))
-    assert steps.index(v2.RandomResizedCrop) < steps.index(v2.RandAugment) < steps.index(v2.ColorJitter)
+    assert steps.index(v2.RandomResizedCrop) < steps.index(v2.ColorJitter) < steps.index(v2.RandAugment)
     assert steps.index(v2.RandAugment) < steps.index(v2.RandomGrayscale)
+
+
+def test_randaugment_magnitude_is_on_the_papers_scale():
+    ra = [t for t in build_transform("randaugment", 32, [0.5] * 3, [0.25] * 3).transforms if isinstance(t, v2.RandAugment)][0]
+    assert ra.magnitude / (ra.num_magnitude_bins - 1) == 0.9  # 9 of 10
+    tv = [t for t in build_transform("randaugment", 32, [0.5] * 3, [0.25] * 3, options=PolicyOptions(randaugment_scale="torchvision")).transforms
+          if isinstance(t, v2.RandAugment)][0]
+    assert tv.magnitude / (tv.num_magnitude_bins - 1) == 0.3
 
 
 @pytest.mark.parametrize("dataset,policy", [
