@@ -232,11 +232,17 @@ def _carve_validation(train: Dataset, fraction: float, seed: int) -> tuple[Datas
 
 
 def _channel_stats(ds: Dataset, limit: int = 2000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel pixel mean and std over up to ``limit`` images (any sizes: sums per image)."""
     step = max(1, len(ds) // limit)
-    images = torch.stack([ds[i][0] for i in range(0, len(ds), step)]).float() / 255.0
-    mean = images.mean(dim=(0, 2, 3))
-    std = images.std(dim=(0, 2, 3)).clamp(min=1e-3)
-    return tuple(mean.tolist()), tuple(std.tolist())
+    total = square = count = 0
+    for i in range(0, len(ds), step):
+        image = ds[i][0].double() / 255.0
+        total = total + image.sum(dim=(1, 2))
+        square = square + (image * image).sum(dim=(1, 2))
+        count += image.shape[1] * image.shape[2]
+    mean = total / count
+    std = ((square / count - mean * mean) * count / max(count - 1, 1)).clamp(min=0).sqrt().clamp(min=1e-3)
+    return tuple(mean.float().tolist()), tuple(std.float().tolist())
 
 
 def _stratified_subset(ds: Dataset, size: int, seed: int, key: str) -> Dataset:

@@ -165,7 +165,7 @@ def _cached_batches(data: Cached, batch_size: int, seed: int, epoch: int):
     order = torch.randperm(len(labels), generator=gen).to(features.device)
     for start in range(0, len(order) - batch_size + 1, batch_size):
         idx = order[start:start + batch_size]
-        yield features.index_select(0, idx), labels.index_select(0, idx)
+        yield features.index_select(0, idx).float(), labels.index_select(0, idx)
 
 
 def _augment_views(augment: BatchAugment, x: torch.Tensor, views: int, generator: torch.Generator) -> torch.Tensor:
@@ -181,14 +181,16 @@ def _augment_views(augment: BatchAugment, x: torch.Tensor, views: int, generator
 
 @torch.no_grad()
 def _top1(module: nn.Module, dataset, batch_size: int, session: Session, shard: bool) -> float:
-    """Top-1 accuracy of ``module`` on ``dataset`` (images, or cached features); sharded over ranks when ``shard``."""
+    """Top-1 accuracy of ``module`` on ``dataset``: images (split over the ranks when ``shard``) or this rank's
+    shard of cached features; with ``shard`` the counts are summed over the ranks."""
     was_training = module.training
     module.eval()
     correct, total = torch.zeros((), dtype=torch.int64, device=session.device), 0  # counted on the device
     if isinstance(dataset, tuple):
         features, labels = dataset
         for start in range(0, len(labels), batch_size):
-            correct += (module(features[start:start + batch_size]).argmax(1) == labels[start:start + batch_size]).sum()
+            chunk = features[start:start + batch_size].float()
+            correct += (module(chunk).argmax(1) == labels[start:start + batch_size]).sum()
         total = len(labels)
     else:
         indices = range(session.rank, len(dataset), session.world_size) if shard else range(len(dataset))
@@ -206,14 +208,45 @@ def _top1(module: nn.Module, dataset, batch_size: int, session: Session, shard: 
 
 
 @torch.no_grad()
-def _encode(encoder: nn.Module, dataset, session: Session, batch_size: int = 512) -> Cached:
-    """Frozen-encoder features of the whole ``dataset``, kept on the training device (every rank computes all)."""
+def _encode(encoder: nn.Module, dataset, session: Session, autocast, dtype: torch.dtype, num_workers: int,
+            batch_size: int = 512) -> Cached:
+    """This rank's shard (items ``rank``, ``rank + world``, ...) of the frozen-encoder features of
+    ``dataset``, encoded under the run's autocast into one preallocated ``dtype`` tensor on the device."""
     encoder.eval()
-    feats, labels = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        feats.append(encoder(x.to(session.device)).float())
-        labels.append(y.to(session.device))
-    return torch.cat(feats), torch.cat(labels)
+    indices = list(range(session.rank, len(dataset), session.world_size))
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers,
+                        pin_memory=session.device.type == "cuda")
+    labels = torch.empty(len(indices), dtype=torch.int64, device=session.device)
+    feats, pos = None, 0
+    for x, y in loader:
+        with autocast:
+            f = encoder(x.to(session.device, non_blocking=True))
+        if feats is None:
+            feats = torch.empty(len(indices), f.shape[1], dtype=dtype, device=session.device)
+        feats[pos:pos + len(y)] = f
+        labels[pos:pos + len(y)] = y.to(session.device, non_blocking=True)
+        pos += len(y)
+    return (feats if feats is not None else torch.empty(0, 0, dtype=dtype, device=session.device)), labels
+
+
+def _gather(shard: Cached, size: int, session: Session) -> Cached:
+    """Every rank's feature shard, in dataset order (rank r holds items r, r + world, ...)."""
+    world = session.world_size
+    if world == 1:
+        return shard
+    features, labels = shard
+    rows = -(-size // world)
+    pad = lambda t: torch.cat([t, t.new_zeros(rows - len(t), *t.shape[1:])])  # noqa: E731
+    parts_f = [torch.empty(rows, features.shape[1], dtype=features.dtype, device=features.device) for _ in range(world)]
+    parts_l = [torch.empty(rows, dtype=labels.dtype, device=labels.device) for _ in range(world)]
+    dist.all_gather(parts_f, pad(features))
+    dist.all_gather(parts_l, pad(labels))
+    full_f = torch.empty(size, features.shape[1], dtype=features.dtype, device=features.device)
+    full_l = torch.empty(size, dtype=labels.dtype, device=labels.device)
+    for r in range(world):
+        count = len(range(r, size, world))
+        full_f[r::world], full_l[r::world] = parts_f[r][:count], parts_l[r][:count]
+    return full_f, full_l
 
 
 class Trainer:
@@ -295,9 +328,10 @@ class Trainer:
                           cfg.weight_decay, True, evaluate, augment=augment)
         # linear: validation and test always on cached unaugmented features of r
         self._cache_features(("train", "val", "test") if cfg.linear_stage == "cached" else ("val", "test"))
-        evaluate = lambda: _top1(self.net.classifier, self.features["val"], 4096, self.session, shard=False)  # noqa: E731
+        evaluate = lambda: _top1(self.net.classifier, self.features["val"], 4096, self.session, shard=True)  # noqa: E731
         if cfg.linear_stage == "cached":  # every rank trains the same classifier on all the features
-            return _Stage(name, self.net.classifier, self.features["train"], classify, cfg.linear_epochs,
+            train = _gather(self.features["train"], len(s.train), self.session)
+            return _Stage(name, self.net.classifier, train, classify, cfg.linear_epochs,
                           cfg.linear_batch_size, cfg.linear_optimizer, cfg.linear_lr, 0.0, False, evaluate)
         # augmented: the run's augmentation through the frozen encoder, data-parallel like pre-training
         probe = _FrozenProbe(self.net.representation(), self.net.classifier)
@@ -306,9 +340,17 @@ class Trainer:
                       cfg.linear_optimizer, cfg.linear_lr, 0.0, True, evaluate, augment=augment)
 
     def _cache_features(self, splits: tuple[str, ...]) -> None:
+        """Each rank's shard of the unaugmented features of ``splits``, in bf16 when the run trains in bf16."""
+        autocast, _ = _amp_context(self.cfg, self.session.device)
+        dtype = torch.bfloat16 if amp_dtype(self.cfg.amp, self.session.device) == torch.bfloat16 else torch.float32
+        workers = loader_options(self.cfg.num_workers, self.cfg.cpus_per_worker, self.session.device)["num_workers"]
         for split in splits:
             self.features[split] = _encode(self.net.representation(), Transformed(getattr(self.splits, split), self.eval_tf),
-                                           self.session)
+                                           self.session, autocast, dtype, workers)
+
+    def _reduce(self, t: torch.Tensor) -> None:
+        if self.session.world_size > 1:
+            dist.all_reduce(t)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.session.device, non_blocking=True)
@@ -430,14 +472,14 @@ class Trainer:
         validation (:mod:`supcon_ray.probe`); one history row, then a checkpoint."""
         t0 = time.perf_counter()
         self._cache_features(("train", "val", "test"))
-        fit = fit_probe(self.features["train"], self.features["val"], self.splits.num_classes)
+        fit = fit_probe(self.features["train"], self.features["val"], self.splits.num_classes, reduce=self._reduce)
         clf = self.net.classifier
         with torch.no_grad():
             clf.weight.copy_(fit.weight.to(clf.weight.dtype))
             clf.bias.copy_(fit.bias.to(clf.bias.dtype))
         seconds = time.perf_counter() - t0
         metrics = {"stage": "linear", "epoch": 1, "train_loss": fit.train_loss, "lr": None,
-                   "images_per_second": len(self.features["train"][1]) / max(seconds, 1e-9),
+                   "images_per_second": len(self.splits.train) / max(seconds, 1e-9),
                    "val_top1": fit.val_top1, "epoch_seconds": seconds}
         self.history.append(metrics)
         state = self._state("linear", 1, None, None) if self.session.rank == 0 else {"rng": torch.get_rng_state()}
@@ -536,8 +578,8 @@ class Trainer:
     def _final_accuracy(self) -> tuple[float, float]:
         if self.cfg.contrastive:
             clf = self.net.classifier
-            return (_top1(clf, self.features["val"], 4096, self.session, shard=False),
-                    _top1(clf, self.features["test"], 4096, self.session, shard=False))
+            return (_top1(clf, self.features["val"], 4096, self.session, shard=True),
+                    _top1(clf, self.features["test"], 4096, self.session, shard=True))
         module = self.net.end_to_end()
         return (_top1(module, Transformed(self.splits.val, self.eval_tf), 512, self.session, shard=True),
                 _top1(module, Transformed(self.splits.test, self.eval_tf), 512, self.session, shard=True))

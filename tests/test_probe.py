@@ -76,3 +76,56 @@ def test_a_contrastive_run_with_the_converged_probe_and_its_resume(tmp_path):
     resumed = train(cfg, Session(lambda m, s: reports.append(m), device=torch.device("cpu"), resume_state=states[1]))
     assert resumed["resumed_from"] == "pretrain:2" and [m["stage"] for m in reports] == ["linear"]
     assert resumed["weights_digest"] == res["weights_digest"] and resumed["test_top1"] == res["test_top1"]
+
+
+def _sharded_worker(rank, init_file, out_dir):
+    import torch.distributed as dist
+
+    from supcon_ray.engine import Session, _encode, _gather
+    from supcon_ray.probe import fit_probe
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    session = Session(reporter=None, rank=rank, world_size=2)
+    encoder, train, val = _sharded_problem()
+    autocast = torch.autocast("cpu", enabled=False)
+    shards = {k: _encode(encoder, ds, session, autocast, torch.float32, 0, batch_size=64) for k, ds in (("train", train), ("val", val))}
+    full = _gather(shards["train"], len(train), session)
+    fit = fit_probe(shards["train"], shards["val"], 10, penalties=(1e-2, 1e-4), reduce=dist.all_reduce)
+    torch.save({"full": full, "shard_rows": len(shards["train"][1]), "fit": (fit.weight, fit.bias, fit.val_by_penalty)},
+               f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _sharded_problem():
+    """A fixed random encoder and 301 / 97 digits images (odd sizes: the two shards differ in length)."""
+    from supcon_ray.data import load_dataset
+
+    splits = load_dataset("digits")
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 32), torch.nn.Tanh())
+    to_float = lambda ds: [(img.float() / 255, y) for img, y in (ds[i] for i in range(len(ds)))]  # noqa: E731
+    return encoder, to_float(torch.utils.data.Subset(splits.train, range(301))), to_float(torch.utils.data.Subset(splits.val, range(97)))
+
+
+def test_sharded_encoding_and_data_parallel_probe_match_one_process(tmp_path):
+    """Two gloo ranks each encode half the images and fit the probe on their shards with summed objectives:
+    the gathered features are the single-process features in dataset order, and both ranks end with the
+    single-process classifier (a probe that ignored the other shard, or mis-ordered the gather, would not)."""
+    import torch.multiprocessing as mp
+
+    from supcon_ray.engine import Session, _encode
+    from supcon_ray.probe import fit_probe
+
+    mp.spawn(_sharded_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    encoder, train, val = _sharded_problem()
+    one = Session(reporter=None)
+    autocast = torch.autocast("cpu", enabled=False)
+    features = _encode(encoder, train, one, autocast, torch.float32, 0, batch_size=64)
+    ref = fit_probe(features, _encode(encoder, val, one, autocast, torch.float32, 0), 10, penalties=(1e-2, 1e-4))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert [r["shard_rows"] for r in ranks] == [151, 150]
+    for r in ranks:
+        assert torch.equal(r["full"][0], features[0]) and torch.equal(r["full"][1], features[1])
+        w, b, scores = r["fit"]
+        assert torch.allclose(w, ref.weight, atol=1e-5) and torch.allclose(b, ref.bias, atol=1e-5)
+        assert scores == ref.val_by_penalty
