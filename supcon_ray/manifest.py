@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from .storage import read_text
+from .study import EXECUTION_KEYS
 
 MANIFEST_FILE = "manifest.json"
 #: Files of folders written before the manifest: the bases in study.yaml, nuisance picks in selection.json.
@@ -63,9 +64,14 @@ class Manifest:
 
 
 def fingerprint(study) -> dict[str, Any]:
-    """What a study's trials compute: the validated study without description, resources, quick block
-    or the folder it was read from (none of them changes a trial's result)."""
-    return study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder"})
+    """What a study's trials compute: the validated study without description, resources, quick block,
+    the folder it was read from, or the base's execution settings (``study.EXECUTION_KEYS``); none of
+    them changes a trial's result."""
+    dumped = study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder"})
+    for part, values in (dumped.get("base") or {}).items():
+        if isinstance(values, dict):
+            dumped["base"][part] = {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
+    return dumped
 
 
 def changed_keys(old: Any, new: Any, path: str = "") -> list[str]:

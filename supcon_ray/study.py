@@ -55,6 +55,9 @@ CONTRASTIVE_ONLY = {"temperature", "base_temperature", "temperature_scaling", "v
                     "normalize_representation", "linear_stage", "linear_epochs", "linear_optimizer", "linear_lr",
                     "linear_batch_size"}
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker"}
+#: how a trial runs, not what it computes (loader draws are seeded per sample; checkpoints do not change
+#: results): left out of trial ids and of the manifest's fingerprint, so they may change between runs
+EXECUTION_KEYS = {"num_workers", "checkpoint_every"}
 Scalar = Union[bool, int, float, str]
 
 
@@ -551,7 +554,7 @@ def trial_id(study: str, phase: str, factor: str, label: str, train: dict[str, A
     dataset as written in the study file, and no resources (where and on how much it runs), so ids are
     the same on every machine. The factor and label only name it: the same configuration reached from
     two factors (the base) is one trial."""
-    computed = {k: v for k, v in train.items() if k not in RESOURCE_KEYS}
+    computed = {k: v for k, v in train.items() if k not in RESOURCE_KEYS | EXECUTION_KEYS}
     key = json.dumps({"study": study, "phase": phase, "train": computed}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9.=_-]+", "_", f"{factor}-{label}")[:60]

@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import EXIT_USAGE, ConfigError
-from .study import Study, load_study
+from .config import EXIT_USAGE, ConfigError, TrainConfig, make_train_config
+from .study import Study, base_config, load_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +59,30 @@ def print_plan(study: Study, out=None) -> None:
     print(f"dataset={study.dataset} model={study.model} losses={','.join(study.losses)} seeds={study.seeds}", file=out)
     print(f"resources: {r.workers_per_trial} worker(s)/trial x ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU), "
           f"max_concurrent_trials={r.max_concurrent_trials or 'auto'}, launcher={r.launcher}", file=out)
+    for loss in study.losses:
+        print(f"  {loss}: {pipeline_line(make_train_config(base_config(study, loss)))}", file=out)
     print_protocol(study, out)
+
+
+def pipeline_line(cfg: TrainConfig) -> str:
+    """How a trial of ``cfg`` feeds and saves itself: loader workers, augmentation path, checkpoints, probe."""
+    from .loader import loader_options
+
+    device = torch_device_kind(cfg)
+    workers = loader_options(cfg.num_workers, cfg.cpus_per_worker, device)["num_workers"]
+    path = cfg.augment_path if cfg.augment_path != "auto" else (
+        "batched" if device.type == "cuda" else "batched at <= 64 px, else per image")
+    source = "set" if cfg.num_workers is not None else "default"
+    probe = f", linear_stage={cfg.linear_stage}" if cfg.contrastive else ""
+    return (f"num_workers={workers} ({source}, per worker on {device.type}), augmentation {path}, "
+            f"checkpoint every {cfg.checkpoint_every} epoch(s) and at each stage's end{probe}, amp={cfg.amp}")
+
+
+def torch_device_kind(cfg: TrainConfig):
+    """The device type a worker of ``cfg`` trains on (a GPU when it reserves one)."""
+    import torch
+
+    return torch.device("cuda" if cfg.gpus_per_worker > 0 else "cpu")
 
 
 def _fmt_values(values: dict) -> str:

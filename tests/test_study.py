@@ -204,6 +204,39 @@ def test_dry_run_prints_both_stages(capsys):
     assert "optimizer=rmsprop [lr=3]" in out and "total: 38 trials" in out
 
 
+def test_gpu_bodies_set_their_loader_and_checkpoints_and_dry_run_prints_them(capsys):
+    """Every GPU body sets loader workers for its CPUs and a checkpoint interval; a quick block on a CPU
+    sets neither to the GPU's values (its base merges over the body's)."""
+    for path in SPACES:
+        full = load_study(path)
+        if full.resources.gpus_per_worker == 0:
+            continue
+        assert 0 < full.base.common["num_workers"] < full.resources.cpus_per_worker, path
+        assert full.base.common["checkpoint_every"] > 1, path
+        assert main(["--space", str(path), "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        line = f"num_workers={full.base.common['num_workers']} (set, per worker on cuda), augmentation batched, " \
+               f"checkpoint every {full.base.common['checkpoint_every']} epoch(s)"
+        assert out.count(line) == len(full.losses), (path, out[:600])
+        quick = load_study(path, quick=True)
+        assert quick.base.common["num_workers"] == 0 and quick.base.common["checkpoint_every"] == 1, path
+
+
+def test_execution_settings_change_neither_trial_ids_nor_the_fingerprint(tmp_path):
+    """Loader workers and the checkpoint interval do not change what a trial computes (draws are seeded per
+    sample): editing them keeps every trial id, so a resumed study neither reruns nor refuses."""
+    from supcon_ray.manifest import changed_keys, fingerprint
+
+    one = load_study(write(tmp_path, GOOD, "a.yaml"))
+    two = load_study(write(tmp_path, GOOD.replace("{epochs: 1, batch_size: 128}",
+                                                  "{epochs: 1, batch_size: 128, num_workers: 3, checkpoint_every: 4}"), "b.yaml"))
+    assert [s.trial_id for s in plan_trials(one)] == [s.trial_id for s in plan_trials(two)]
+    assert changed_keys(fingerprint(one), fingerprint(two)) == []
+    three = load_study(write(tmp_path, GOOD.replace("{epochs: 1, batch_size: 128}", "{epochs: 2, batch_size: 128}"), "c.yaml"))
+    assert changed_keys(fingerprint(one), fingerprint(three)) == ["base.common.epochs"]
+    assert set(s.trial_id for s in plan_trials(one)).isdisjoint(s.trial_id for s in plan_trials(three))
+
+
 def test_dry_run_counts_nuisance_searches(tmp_path, capsys):
     text = GOOD.replace("optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "optimizer: [sgd, lars, rmsprop]") + (
         "nuisance:\n  optimizer: {sampler: grid, space: {lr: {choice: [0.01, 0.1, 1.0]}}}\n"
