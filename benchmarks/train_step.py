@@ -47,12 +47,12 @@ def project_loop(model: str, loss: str, batches: int, epochs: int) -> list[float
     seen = []
     cfg = TrainConfig(loss=loss, model=model, dataset="digits", epochs=1 + epochs, batch_size=bs, augment="none",
                       optimizer="sgd", lr=0.01)
-    trainer = Trainer(cfg, Session(lambda m, s: seen.append(m)), splits)
-    stage = trainer._stage("pretrain" if loss == "supcon" else "ce")
-    stage.evaluate = None  # time training only
-    trainer._fit_stage(stage, None)
+    trainer = Trainer(cfg, Session(lambda m, s: None), splits)
+    loop = trainer.stage("pretrain" if loss == "supcon" else "ce")
+    loop.stage.evaluate = None  # time training only
+    loop.fit(0, seen.append)
     # the loop reports images (views) per second; this benchmark compares samples per second
-    return [m["images_per_second"] / stage.views for m in seen[1:]]
+    return [m["images_per_second"] / loop.stage.views for m in seen[1:]]
 
 
 def hand_loop(model: str, loss: str, batches: int, epochs: int) -> list[float]:

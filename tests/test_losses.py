@@ -276,7 +276,7 @@ def test_blockwise_with_a_small_temperature_takes_the_shifted_path():
 
 def test_temperature_scaling_takes_one_over_tau_out_of_the_gradient():
     from supcon_ray.config import TrainConfig
-    from supcon_ray.engine import contrastive_loss
+    from supcon_ray.stages import contrastive_loss
 
     gen = torch.Generator().manual_seed(9)
     feats, labels = torch.randn(128, 2, 32, generator=gen, dtype=torch.float64), torch.randint(0, 10, (128,), generator=gen)

@@ -81,15 +81,16 @@ def test_a_contrastive_run_with_the_converged_probe_and_its_resume(tmp_path):
 def _sharded_worker(rank, init_file, out_dir):
     import torch.distributed as dist
 
-    from supcon_ray.engine import Session, _encode, _gather
+    from supcon_ray.evaluation import encode, gather
     from supcon_ray.probe import fit_probe
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    session = Session(reporter=None, rank=rank, world_size=2)
     encoder, train, val = _sharded_problem()
     autocast = torch.autocast("cpu", enabled=False)
-    shards = {k: _encode(encoder, ds, session, autocast, torch.float32, 0, batch_size=64) for k, ds in (("train", train), ("val", val))}
-    full = _gather(shards["train"], len(train), session)
+    cpu = torch.device("cpu")
+    shards = {k: encode(encoder, ds, rank, 2, cpu, autocast, torch.float32, 0, batch_size=64)
+              for k, ds in (("train", train), ("val", val))}
+    full = gather(shards["train"], len(train), 2)
     fit = fit_probe(shards["train"], shards["val"], 10, penalties=(1e-2, 1e-4), reduce=dist.all_reduce)
     torch.save({"full": full, "shard_rows": len(shards["train"][1]), "fit": (fit.weight, fit.bias, fit.val_by_penalty)},
                f"{out_dir}/rank{rank}.pt")
@@ -113,15 +114,14 @@ def test_sharded_encoding_and_data_parallel_probe_match_one_process(tmp_path):
     single-process classifier (a probe that ignored the other shard, or mis-ordered the gather, would not)."""
     import torch.multiprocessing as mp
 
-    from supcon_ray.engine import Session, _encode
+    from supcon_ray.evaluation import encode
     from supcon_ray.probe import fit_probe
 
     mp.spawn(_sharded_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     encoder, train, val = _sharded_problem()
-    one = Session(reporter=None)
-    autocast = torch.autocast("cpu", enabled=False)
-    features = _encode(encoder, train, one, autocast, torch.float32, 0, batch_size=64)
-    ref = fit_probe(features, _encode(encoder, val, one, autocast, torch.float32, 0), 10, penalties=(1e-2, 1e-4))
+    autocast, cpu = torch.autocast("cpu", enabled=False), torch.device("cpu")
+    features = encode(encoder, train, 0, 1, cpu, autocast, torch.float32, 0, batch_size=64)
+    ref = fit_probe(features, encode(encoder, val, 0, 1, cpu, autocast, torch.float32, 0), 10, penalties=(1e-2, 1e-4))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["shard_rows"] for r in ranks] == [151, 150]
     for r in ranks:

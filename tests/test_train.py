@@ -11,7 +11,8 @@ import torch
 from supcon_ray.checkpoint import load_state, save_state
 from supcon_ray.config import TrainConfig
 from supcon_ray.data import load_dataset
-from supcon_ray.engine import Session, Trainer, _cached_batches, train
+from supcon_ray.engine import Session, Trainer, train
+from supcon_ray.loop import cached_batches
 from supcon_ray.train import main
 
 FAST = dict(dataset="digits", model="resnet-mini", batch_size=128, augment="basic")
@@ -198,7 +199,7 @@ def test_cached_batches_follow_the_distributed_sampler_order():
     from torch.utils.data import DistributedSampler
 
     features, labels = torch.randn(50, 3), torch.arange(50)
-    batches = list(_cached_batches((features, labels), 8, seed=3, epoch=2))
+    batches = list(cached_batches((features, labels), 8, seed=3, epoch=2))
     sampler = DistributedSampler(range(50), num_replicas=1, rank=0, shuffle=True, seed=3)
     sampler.set_epoch(2)
     order = list(sampler)[:48]
@@ -215,7 +216,7 @@ def test_images_per_second_counts_views(tiny):
 
 
 def test_amp_flag_and_legacy_boolean():
-    from supcon_ray.engine import amp_dtype
+    from supcon_ray.precision import amp_dtype
     from supcon_ray.train import parse_config
 
     assert TrainConfig().amp == "auto"
@@ -230,7 +231,7 @@ def test_amp_flag_and_legacy_boolean():
                                                     (False, False, torch.float16)])
 def test_amp_auto_picks_bf16_only_where_the_gpu_has_it_natively(monkeypatch, native, emulated, want):
     """V100 and T4 report bf16 as supported by emulation, which is slower than fp16 there."""
-    from supcon_ray.engine import amp_dtype
+    from supcon_ray.precision import amp_dtype
 
     def supported(including_emulation: bool = True) -> bool:
         return emulated if including_emulation else native
@@ -252,19 +253,19 @@ def test_trial_rows_record_the_linear_stage(tmp_path):
 
 def test_cuda_determinism_settings(monkeypatch):
     # what a CUDA run sets up (the flags are process-wide, so they are restored afterwards)
-    from supcon_ray.engine import _cuda_determinism
+    from supcon_ray.precision import cuda_determinism
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     try:
-        _cuda_determinism(True)
+        cuda_determinism(True)
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.are_deterministic_algorithms_enabled()
         import os
 
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-        _cuda_determinism(False)
+        cuda_determinism(False)
         assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
