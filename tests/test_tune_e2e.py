@@ -27,7 +27,7 @@ losses: [supcon, ce]
 seeds: [0]
 base:
   common: {epochs: 1, batch_size: 256, augment: basic}
-  supcon: {lr: 0.1, linear_epochs: 2}
+  supcon: {lr: 0.1, linear_stage: cached, linear_epochs: 2}
   ce: {lr: 0.1}
 vary:
   optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]
