@@ -14,6 +14,11 @@ row, the core feeding it), and ``cores_per_gpu_at_2500`` is the cores that path 
 consuming 2,500 views/s (a ResNet-50 at 224 px on an A100-class GPU, the README's assumption).
 Each figure is the median of ``--repeats`` timed blocks after one warm-up block.
 
+Decoding is measured on its own (``decode_and_crop``): an ImageNet-sized JPEG (500 x 375, quality
+90) decoded with PIL and random-resized-cropped to 224 for each of two views, what a loader worker
+does per image on the batched path for ImageNet; its views per second per core bound that path's
+loader, whatever the GPU does with the rest of the policy.
+
 Writes ``benchmarks/out/dataloader.json``:
 ``{"benchmark", "machine", "rows": [{"policy", "size", "path", "device", "threads", "batch", "decode",
 "views_per_second_per_core", "cores_per_gpu_at_2500"}]}``.
@@ -68,6 +73,36 @@ def _row(policy: str, size: int, path: str, device: str, batch: int, views_per_s
             "cores_per_gpu_at_2500": GPU_VIEWS_PER_SECOND / per_core}
 
 
+def decode_and_crop(repeats: int, n: int = 32) -> dict:
+    """Views/s per core of PIL JPEG decoding (500 x 375) plus one 224 random resized crop per view, 2 views."""
+    import io
+
+    from PIL import Image
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    g = torch.Generator().manual_seed(1)
+    low = torch.nn.functional.interpolate(torch.rand(n, 3, 6, 8, generator=g), size=(375, 500), mode="bilinear")
+    images = ((low * 0.75 + torch.rand(n, 3, 375, 500, generator=g) * 0.25) * 255).round().to(torch.uint8)
+    blobs = []
+    for im in images:
+        buf = io.BytesIO()
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=90)
+        blobs.append(buf.getvalue())
+    crop = v2.RandomResizedCrop(224, antialias=True)
+
+    def run():
+        for blob in blobs:
+            with Image.open(io.BytesIO(blob)) as im:
+                x = pil_to_tensor(im.convert("RGB"))
+            crop(x), crop(x)
+
+    seconds = _median_seconds(run, repeats)
+    per_core = 2 * n / seconds
+    return {"jpeg": [500, 375], "quality": 90, "views_per_image": 2, "views_per_second_per_core": per_core,
+            "cores_per_gpu_at_2500": GPU_VIEWS_PER_SECOND / per_core}
+
+
 def measure(policy: str, size: int, repeats: int, cuda: bool) -> list[dict]:
     n = BATCH[size]
     images = _sources(size, n)
@@ -106,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     print_table(["policy", "size", "path", "device", "batch", "views/s/core", "cores/GPU @2500"],
                 [[r["policy"], r["size"], r["path"], r["device"], r["batch"], round(r["views_per_second_per_core"]),
                   round(r["cores_per_gpu_at_2500"], 2)] for r in rows])
-    write_json("dataloader", {"gpu_views_per_second": GPU_VIEWS_PER_SECOND, "rows": rows}, args.output)
+    decode = decode_and_crop(args.repeats)
+    print(f"decode + crop (JPEG 500x375, 2 views of 224): {decode['views_per_second_per_core']:.0f} views/s/core, "
+          f"{decode['cores_per_gpu_at_2500']:.2f} cores per GPU at 2,500 views/s")
+    write_json("dataloader", {"gpu_views_per_second": GPU_VIEWS_PER_SECOND, "rows": rows, "decode_and_crop": decode},
+               args.output)
     return 0
 
 
