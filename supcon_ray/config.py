@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .augment import AUGMENTATIONS, PolicyOptions
 from .data import absolute_dataset_name, validate_dataset_name
-from .losses import LOSSES, REFERENCE_BASE_TEMPERATURE
+from .losses import AUTHORS_BASE_TEMPERATURE, LOSSES
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
 
@@ -70,10 +70,11 @@ class TrainConfig(BaseModel):
     augment_rotation: bool = False
     randaugment_scale: Literal["paper", "torchvision"] = "paper"
     temperature: float = Field(0.1, gt=0)
-    # loss x tau / base_temperature, as the public reference implementation does (tau_b = 0.07), so
-    # the gradient's scale does not move with tau; False: factor 1 (gradient ~ 1 / tau)
+    # loss x tau / base_temperature: with the default base 1, the loss x tau, as the authors' TensorFlow
+    # code does (scale_by_temperature), which takes 1 / tau out of the gradient's scale; base 0.07 is the
+    # PyTorch re-implementation's choice (about 14x larger gradients); False: factor 1 (gradient ~ 1 / tau)
     temperature_scaling: bool = True
-    base_temperature: float = Field(REFERENCE_BASE_TEMPERATURE, gt=0)
+    base_temperature: float = Field(AUTHORS_BASE_TEMPERATURE, gt=0)
     variant: Literal["out", "in"] = "out"
     loss_method: Literal["auto", "dense", "blockwise"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)

@@ -54,8 +54,10 @@ LOSSES = ("supcon", "simclr", "ce")
 #: From ``python -m benchmarks.loss`` on the project's 2-core CPU (README, Performance): dense is
 #: faster only at batch 32 (1.8 vs 2.0 ms); blockwise wins from batch 128 (2.7 vs 3.4 ms) upwards.
 AUTO_DENSE_MAX_ENTRIES = 64 * 64
-#: ``tau_b`` of the public reference implementation: the loss is multiplied by ``tau / 0.07`` there,
-#: which takes the ``1 / tau`` out of the gradient's scale (see ``TrainConfig.temperature_scaling``).
+#: ``tau_b`` of the authors' TensorFlow code (``scale_by_temperature``): the loss is multiplied by
+#: ``tau``, which takes the ``1 / tau`` out of the gradient's scale (``TrainConfig.temperature_scaling``).
+AUTHORS_BASE_TEMPERATURE = 1.0
+#: ``tau_b`` of the PyTorch re-implementation (HobbitLong/SupContrast): the loss x ``tau / 0.07``.
 REFERENCE_BASE_TEMPERATURE = 0.07
 DEFAULT_BLOCK_ROWS = 256
 
@@ -263,7 +265,7 @@ class SupConLoss(nn.Module):
     Args:
         temperature: ``tau`` in the paper; must be positive.
         base_temperature: ``tau_b``; the loss is scaled by ``tau / tau_b``. ``None`` means ``tau``
-            (no scaling). Training runs pass :data:`REFERENCE_BASE_TEMPERATURE` unless the run's
+            (no scaling). Training runs pass :data:`AUTHORS_BASE_TEMPERATURE` (or their own) unless the run's
             ``temperature_scaling`` is off: the gradient of the unscaled loss grows like ``1 / tau``.
         variant: ``"out"`` (default, the paper's choice) or ``"in"``.
         contrast_mode: ``"all"`` (every view is an anchor) or ``"one"`` (only view 0 is).

@@ -288,10 +288,12 @@ def test_temperature_scaling_takes_one_over_tau_out_of_the_gradient():
 
     norms = {True: [], False: []}
     for tau in (0.05, 0.1, 0.5):
-        scaled = contrastive_loss(TrainConfig(temperature=tau))  # the default: scaled by tau / 0.07
+        scaled = contrastive_loss(TrainConfig(temperature=tau))  # the default: scaled by tau (the authors' code)
         plain = contrastive_loss(TrainConfig(temperature=tau, temperature_scaling=False))
+        reference = contrastive_loss(TrainConfig(temperature=tau, base_temperature=0.07))  # the re-implementation
         g_scaled, g_plain = grad(scaled), grad(plain)
-        assert torch.allclose(g_scaled, g_plain * (tau / 0.07), rtol=1e-9, atol=1e-14)
+        assert torch.allclose(g_scaled, g_plain * tau, rtol=1e-9, atol=1e-14)
+        assert torch.allclose(grad(reference), g_plain * (tau / 0.07), rtol=1e-9, atol=1e-14)
         norms[True].append(g_scaled.norm().item())
         norms[False].append(g_plain.norm().item())
     # unscaled, the gradient's size moves by an order of magnitude over these temperatures; scaled, far less
