@@ -37,9 +37,8 @@ from torchvision.transforms import v2
 Transform = Callable[[torch.Tensor], torch.Tensor]
 #: images at most this side are treated as CIFAR scale by the per-dataset defaults
 SMALL_IMAGE = 64
+#: the policy names (:func:`policy_steps` gives each one's steps)
 POLICIES = ("none", "basic", "simaugment", "autoaugment", "randaugment", "stacked_randaugment")
-#: kept for callers that list the names: name -> None (the steps come from :func:`policy_steps`)
-AUGMENTATIONS: dict[str, None] = dict.fromkeys(POLICIES)
 
 
 @dataclass(frozen=True)

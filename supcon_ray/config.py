@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .augment import AUGMENTATIONS, PolicyOptions
+from .augment import POLICIES, PolicyOptions
 from .data import absolute_dataset_name, validate_dataset_name
 from .losses import AUTHORS_BASE_TEMPERATURE, LOSSES
 from .models import MODELS
@@ -115,7 +115,7 @@ class TrainConfig(BaseModel):
     _models = field_validator("model")(_one_of("model", MODELS))
     _optims = field_validator("optimizer", "linear_optimizer")(_one_of("optimizer", OPTIMIZERS))
     _scheds = field_validator("schedule")(_one_of("schedule", SCHEDULES))
-    _augs = field_validator("augment")(_one_of("augmentation", tuple(AUGMENTATIONS)))
+    _augs = field_validator("augment")(_one_of("augmentation", POLICIES))
 
     @field_validator("amp", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ import torch
 
 from torchvision.transforms import v2
 
-from supcon_ray.augment import AUGMENTATIONS, MultiView, PolicyOptions, autoaugment_policy, build_transform
+from supcon_ray.augment import POLICIES, MultiView, PolicyOptions, autoaugment_policy, build_transform
 from supcon_ray.data import DataError, load_dataset, validate_dataset_name
 from supcon_ray.losses import SupConLoss
 from supcon_ray.models import MODELS, build_network
@@ -44,7 +44,7 @@ def test_unknown_model():
         build_network("vgg", 3, 10)
 
 
-@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+@pytest.mark.parametrize("name", POLICIES)
 @pytest.mark.parametrize("channels,size", [(1, 16), (3, 32)])
 def test_augmentation_runs(name, channels, size):
     torch.manual_seed(0)

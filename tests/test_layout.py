@@ -24,6 +24,18 @@ def test_no_module_imports_another_modules_private_names():
     assert not offences, offences
 
 
+def test_benchmarks_use_only_public_names_of_the_package():
+    """Benchmarks drive the engine through its public API (``Trainer.stage``, ``Loop.step``), not its internals."""
+    offences = []
+    for path in sorted((PACKAGE.parent / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("supcon_ray"):
+                offences += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                offences.append(f"{path.name}: .{node.attr}")
+    assert not offences, offences
+
+
 def test_the_manifest_file_is_named_and_read_only_by_the_manifest_module():
     users = [p.relative_to(PACKAGE).as_posix() for p in _modules()
              if "manifest.json" in p.read_text() or "MANIFEST_FILE" in p.read_text()]
