@@ -27,7 +27,8 @@ from .common import print_table, write_json
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 LR = {"ce": 0.1, "supcon": 1.5}
 #: train_size:image_size:epochs[:model]
-RECIPES = ["3000:16:4", "10000:16:6", "5000:32:6", "20000:16:6", "10000:16:12"]
+RECIPES = ["3000:16:4", "10000:16:6", "5000:32:6", "20000:16:6", "10000:16:12",
+           "20000:16:6:resnet-micro", "10000:16:12:resnet-micro"]
 
 
 def _command(recipe: str, loss: str, data: Path, test_size: int) -> list[str]:

@@ -20,17 +20,47 @@ LOSS_COLORS = {"supcon": "#1f77b4", "ce": "#d62728", "simclr": "#2ca02c"}
 STATUS_SYMBOLS = {"completed": "circle-open", "diverged": "x", "failed": "triangle-down"}
 
 
+def _multiple(setting: str) -> float | None:
+    """The multiple of the tuned base in a relative setting label (``"lr=x0.1"`` -> 0.1), else ``None``."""
+    value = setting.split("=", 1)[-1]
+    if not value.startswith("x"):
+        return None
+    try:
+        return float(value[1:])
+    except ValueError:
+        return None
+
+
 def setting_axis(trials: pd.DataFrame, factor: str) -> tuple[dict[str, float] | None, bool]:
     """Numeric x positions of a factor's settings when the factor is one numeric hyperparameter
-    (lr, batch size, temperature), else ``None``; and whether a log axis fits (all positive, spanning 4x or more)."""
-    if factor not in trials.columns or not pd.api.types.is_numeric_dtype(trials[factor]) or pd.api.types.is_bool_dtype(trials[factor]):
+    (lr, batch size, temperature), else ``None``; and whether a log axis fits (all positive, spanning 4x or more).
+
+    Settings written as multiples of each loss's tuned base (``lr=x0.1``) sit at the multiple, so every
+    loss and every study shares one axis whatever its base; otherwise at the hyperparameter's value."""
+    settings = [str(s) for s in trials["setting"].unique()] if "setting" in trials.columns else []
+    multiples = {s: _multiple(s) for s in settings}
+    if settings and all(m is not None and m > 0 for m in multiples.values()):
+        pos = {s: float(m) for s, m in multiples.items()}
+    elif factor not in trials.columns or not pd.api.types.is_numeric_dtype(trials[factor]) or pd.api.types.is_bool_dtype(trials[factor]):
         return None, False
-    per = trials.groupby("setting")[factor].agg(["nunique", "first"])
-    if (per["nunique"] != 1).any():
-        return None, False
-    pos = {str(s): float(v) for s, v in per["first"].items()}
+    else:
+        per = trials.groupby("setting")[factor].agg(["nunique", "first"])
+        if (per["nunique"] != 1).any():
+            return None, False
+        pos = {str(s): float(v) for s, v in per["first"].items()}
     values = np.array(list(pos.values()))
     return pos, bool(values.min() > 0 and values.max() / values.min() >= 4)
+
+
+#: Short tick labels for long setting names (anything else keeps its own name).
+SHORT_SETTINGS = {"autoaugment": "AutoAug", "randaugment": "RandAug", "simaugment": "SimAug",
+                  "stacked_randaugment": "Stacked RA", "rmsprop": "RMSProp", "sgd": "SGD", "lars": "LARS"}
+
+
+def short_label(setting: str) -> str:
+    """A setting's tick label: its value without the factor's name, shortened (``augment=stacked_randaugment`` -> ``Stacked RA``)."""
+    value = setting.split("=", 1)[-1]
+    return SHORT_SETTINGS.get(value, value)
 
 
 SHORT_CLAIMS = {"supcon_less_sensitive": "SupCon less", "ce_less_sensitive": "CE less",
@@ -90,10 +120,12 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
                     hovertext=[f"seed {s}, {status}" for s in pts["seed"]]), row=r, col=c)
                 shown.add(key)
         if positions:
-            fig.update_xaxes(type="log" if log else "linear", title_text=f["factor"], row=r, col=c)
+            relative = all(_multiple(s) is not None for s in order)
+            title = f"{f['factor']} (x each loss's tuned base)" if relative else f["factor"]
+            fig.update_xaxes(type="log" if log else "linear", title_text=title, row=r, col=c)
         else:
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, tickmode="array",
-                             tickvals=order, ticktext=[s.split("=", 1)[-1] for s in order], row=r, col=c)
+                             tickvals=order, ticktext=[short_label(s) for s in order], row=r, col=c)
         fig.update_yaxes(title_text=metric if c == 1 else None, row=r, col=c)
     fig.update_layout(title=f"{metric} per setting: mean and 95% interval over seeds; every run as a marker",
                       height=height)

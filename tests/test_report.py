@@ -46,6 +46,16 @@ def test_numeric_factors_sit_on_a_numeric_axis():
     assert plots.setting_axis(pd.DataFrame({"setting": ["optimizer=sgd"], "optimizer": ["sgd"]}), "optimizer") == (None, False)
 
 
+def test_relative_settings_share_one_axis_across_losses_with_different_bases():
+    # CE's base lr 0.1 and SupCon's 1.5: the absolute values differ per loss, the multiples do not
+    df = pd.DataFrame({"setting": ["lr=x0.03333", "lr=x1", "lr=x30"] * 2, "loss": ["ce"] * 3 + ["supcon"] * 3,
+                       "lr": [0.1 / 30, 0.1, 3.0, 1.5 / 30, 1.5, 45.0]})
+    positions, log = plots.setting_axis(df, "lr")
+    assert positions == {"lr=x0.03333": 0.03333, "lr=x1": 1.0, "lr=x30": 30.0} and log
+    assert plots.short_label("augment=stacked_randaugment") == "Stacked RA"
+    assert plots.short_label("optimizer=lars") == "LARS" and plots.short_label("batch_size=256") == "256"
+
+
 # -- a synthetic study on disk ------------------------------------------------------------------
 FACTORS = {"optimizer": [{"optimizer": o} for o in ("sgd", "lars", "rmsprop", "adamw")],
            "lr": [{"lr": v} for v in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)]}
