@@ -75,6 +75,57 @@ def _base_accuracy(factor: dict[str, Any], loss: str) -> dict[str, Any] | None:
     return entry.get("settings", {}).get(f"{factor['factor']}=x1")
 
 
+def _cell(entry: dict[str, Any], paper: str | None) -> str:
+    """One answer in a side-by-side cell: the claim (bold when it names a direction), ratio, interval, agreement."""
+    claim = CLAIM_WORDS[entry["claim"]]
+    if entry["claim"] in ("supcon_less_sensitive", "ce_less_sensitive"):
+        claim = f"**{claim}**"
+    agree = f" ({agreement(entry['claim'], paper)})" if paper else ""
+    return f"{claim}: {_n(entry['ratio'], 2)} {_interval(entry['ci95'], 2)}{agree}"
+
+
+def _across_tables(numbers: dict[str, Any]) -> list[str]:
+    """With several studies: each factor pooled over the studies that ran it, then every answer beside the paper's."""
+    out: list[str] = []
+    across = numbers["overall"].get("by_factor") or []
+    if across:
+        out += ["", "Each factor pooled over the studies that ran it (each study a block; for these settings each "
+                "study's settings stay fixed). Each question is its own Holm family over these pooled factors.", "",
+                "| factor | studies | settings | SupCon spread [95% CI] | CE spread [95% CI] "
+                "| these settings: ratio CE/SupCon [95% CI] | p (Holm) | claim | agreement "
+                "| beyond: ratio [95% CI] | p (Holm) | claim | agreement |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for a in across:
+            paper, t = PAPER_FIG4A.get(a["factor"]), a["these_settings"]
+            out.append(f"| {a['factor']} | {', '.join(a['studies'])} | {a['n_settings']} "
+                       f"| {_spread(t['losses'].get('supcon'))} | {_spread(t['losses'].get('ce'))} "
+                       f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {CLAIM_WORDS[t['claim']]} "
+                       f"| {agreement(t['claim'], paper)} | {_n(a['ratio'], 2)} {_interval(a['ci95'], 2)} "
+                       f"| {_p(a['p_adjusted'])} | {CLAIM_WORDS[a['claim']]} | {agreement(a['claim'], paper)} |")
+    studies = numbers.get("studies", [])
+    by = {(f["study"], f["factor"]): f for f in numbers["factors"]}
+    pooled = {a["factor"]: a for a in across}
+    names = sorted({f["factor"] for f in numbers["factors"]})
+    head = ["factor", "paper, Fig. 4a (ImageNet, ResNet-50)"]
+    for st in studies:
+        head += [f"{st}: these settings", f"{st}: beyond"]
+    if across:
+        head += ["pooled over studies: these settings", "pooled: beyond"]
+    out += ["", "Side by side with the paper (each answer: claim, ratio CE/SupCon [95% CI], agreement with Fig. 4a):", "",
+            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        paper = PAPER_FIG4A.get(name)
+        row = [name, CLAIM_WORDS[paper] if paper else "n/a"]
+        for st in studies:
+            f = by.get((st, name))
+            row += [_cell(f["these_settings"], paper), _cell(f, paper)] if f else ["not run", "not run"]
+        if across:
+            a = pooled.get(name)
+            row += [_cell(a["these_settings"], paper), _cell(a, paper)] if a else ["one study", "one study"]
+        out.append("| " + " | ".join(row) + " |")
+    return out
+
+
 def results_markdown(numbers: dict[str, Any]) -> str:
     """Markdown tables for one study's ``numbers``: bases and base accuracy, each factor's spread per
     loss with its interval, the paired test and claim beside the paper's direction, divergence, and
@@ -131,6 +182,8 @@ def results_markdown(numbers: dict[str, Any]) -> str:
     out.append("Sensitivity views (logit scale; diverged runs scored at chance): "
                + (f"the {' and '.join(changed)} view changes the pooled claim." if changed
                   else "neither changes the pooled claim."))
+    if several:
+        out.extend(_across_tables(numbers))
     every = numbers.get("divergence_all_trials")
     if every:
         runs = ", ".join(f"{loss} {c['diverged']} of {c['completed'] + c['diverged'] + c.get('failed', 0)}"

@@ -178,6 +178,30 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     assert "Diverged runs over every trial of the study" in text and "ce 2 of 30, supcon 0 of 30" in text
 
 
+def test_markdown_of_two_studies_pools_each_factor_and_sets_every_answer_beside_the_paper(tmp_path, capsys):
+    a, b = _write_study(tmp_path / "a", name="a"), _write_study(tmp_path / "b", name="b", ce_slope=0.0)
+    assert main([str(a), str(b), "-o", str(tmp_path / "r.html"), "--json", str(tmp_path / "s.json"), "--markdown", "-"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((tmp_path / "s.json").read_text())
+    pooled = {x["factor"]: x for x in summary["overall"]["by_factor"]}
+    assert set(pooled) == {"lr", "optimizer"} and pooled["lr"]["studies"] == ["a", "b"]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Each factor pooled over the studies"))
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+            for line in lines[start:] if line.startswith("| ") and not line.startswith("| factor")}
+    lr = pooled["lr"]
+    assert rows["lr"][1:3] == ["a, b", str(lr["n_settings"])]
+    assert rows["lr"][5].startswith(f"{lr['these_settings']['ratio']:.2f} [")
+    assert rows["lr"][9].startswith(f"{lr['ratio']:.2f} [")
+    side = next(line for line in lines if line.startswith("| lr | SupCon less sensitive |"))
+    cells = [c.strip() for c in side.split("|")[1:-1]]
+    per = {(f["study"], f["factor"]): f for f in summary["factors"]}
+    assert len(cells) == 2 + 2 * 2 + 2
+    assert cells[2].endswith(f"{per[('a', 'lr')]['these_settings']['ratio']:.2f} "
+                             f"[{per[('a', 'lr')]['these_settings']['ci95'][0]:.2f}, {per[('a', 'lr')]['these_settings']['ci95'][1]:.2f}] (agree)")
+    assert cells[6].startswith(("**SupCon less sensitive**", "no detectable difference", "**CE less sensitive**"))
+
+
 @pytest.mark.parametrize("claim, paper, word", [
     ("supcon_less_sensitive", "supcon_less_sensitive", "agree"),
     ("ce_less_sensitive", "supcon_less_sensitive", "disagree"),

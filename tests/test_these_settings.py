@@ -158,3 +158,45 @@ def test_each_loss_spread_interval_covers_the_spread_of_the_settings_drawn():
             covered[loss] += low - 1e-12 <= float(np.std(truth[loss], ddof=1)) <= high + 1e-12
     se = math.sqrt(0.05 * 0.95 / sims)
     assert all(c / sims >= 0.95 - 3 * se for c in covered.values()), covered
+
+
+# -- a factor pooled over studies (datasets as blocks) ---------------------------------------------
+
+def test_a_factor_run_in_two_studies_is_pooled_over_them_with_its_own_holm_family():
+    rng = np.random.default_rng(7)
+    parts = [simulate_factor(rng, 3, 3, ratio=6.0, factor="lr", study=study, exact_spread=True) for study in ("a", "b")]
+    parts.append(simulate_factor(rng, 3, 3, ratio=1.0, factor="augment", study="a"))  # one study only: not pooled
+    trials = pd.concat(parts, ignore_index=True)
+    factors, overall = _analyse(trials)
+    [lr] = overall["by_factor"]
+    assert lr["factor"] == "lr" and lr["studies"] == ["a", "b"] and lr["n_settings"] == 6
+    # the pooled answers are the block tests of exactly these two studies' lr runs
+    from supcon_ray.stats import compare
+    from supcon_ray.stats.stability import setting_tables
+    blocks = []
+    for study in ("a", "b"):
+        t = setting_tables(trials[(trials.study == study) & (trials.factor == "lr")], "test_top1")
+        blocks.append((t["ce"], t["supcon"]))
+    assert lr["these_settings"]["p_value"] == pytest.approx(compare_these(blocks).p_value)
+    assert lr["p_value"] == pytest.approx(compare(blocks).p_value)
+    # one pooled factor: its Holm family has one member, so adjusted equals raw
+    assert lr["these_settings"]["p_adjusted"] == pytest.approx(lr["these_settings"]["p_value"])
+    assert lr["these_settings"]["claim"] == "supcon_less_sensitive"
+    # 6 settings over two studies reach alpha where 3 in one study cannot
+    assert lr["claim"] != "insufficient" and all(f["claim"] == "insufficient" for f in factors)
+    assert "across a and b (each a block)" in lr["sentence"]
+    json.dumps(lr["these_settings"], allow_nan=False)
+
+
+def test_pooling_over_studies_keeps_the_false_claim_rate_under_the_null():
+    # equal true spreads in both studies, unequal seed noise per loss: the pooled "these settings"
+    # claim must be false at most about alpha of the time (its truth is the spread actually drawn, so
+    # exact_spread makes the truth ratio exactly 1)
+    rng = np.random.default_rng(11)
+    false = 0
+    sims = 200
+    for _ in range(sims):
+        blocks = [simulate_tables(rng, 3, 3, ratio=1.0, seed_std=(0.02, 0.01), exact_spread=True)[0] for _ in range(2)]
+        false += compare_these(blocks, interval=False).p_value < 0.05
+    rate = false / sims
+    assert rate <= 0.05 + 2.6 * math.sqrt(0.05 * 0.95 / sims), rate

@@ -1,6 +1,7 @@
 """The stability analysis of a report: one entry per (study, factor), a pooled conclusion, and the
 claims they support, for each of two questions. Plain data in, plain dicts out (the report's
-``--json`` contract); no HTML.
+``--json`` contract); no HTML. A factor run in several studies is also pooled over them (``overall["by_factor"]``,
+:func:`across_studies`: each study a block, each question its own Holm family over those factors).
 
 * **For these settings** (:mod:`.these_settings`, key ``these_settings``): across the settings tried,
   does CE's mean accuracy move more than SupCon's? Settings fixed, seed noise the only noise; this is
@@ -261,6 +262,48 @@ def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTabl
     return _these_dict(pooled, pooled_adj, claim, _these_sentence("All factors pooled", names, claim, pooled, pooled_adj, reason))
 
 
+def across_studies(factors: list[dict[str, Any]], beyond_blocks: list[tuple[SettingTable, SettingTable] | None],
+                   these_blocks: list[tuple[SettingTable, SettingTable] | None], bounded: bool) -> list[dict[str, Any]]:
+    """Each factor name run in two or more studies, pooled over those studies with each study (dataset)
+    a block: both questions, each its own Holm family over these pooled factors.
+
+    ``factors`` are the per-(study, factor) entries; ``beyond_blocks`` and ``these_blocks`` are their
+    blocks in the same order (``None`` where an entry has none). "For these settings" keeps every
+    study's settings fixed (each loss's spread is the root mean square over studies); "beyond" treats
+    each study's settings as a sample, as for one study.
+    """
+    groups = []
+    for name in sorted({e["factor"] for e in factors}):
+        idx = [i for i, e in enumerate(factors) if e["factor"] == name]
+        if len({factors[i]["study"] for i in idx}) >= 2:
+            groups.append((name, idx))
+    beyond, these = [], []
+    for _, idx in groups:
+        b = [beyond_blocks[i] for i in idx if beyond_blocks[i] is not None]
+        t = [these_blocks[i] for i in idx if these_blocks[i] is not None]
+        beyond.append(compare(b, ALPHA) if b else None)
+        these.append(compare_these(t, bounded=bounded) if t else None)
+    p_beyond = holm([_testable_p(r) for r in beyond])
+    p_these = holm([r.p_value if r else math.nan for r in these])
+    out = []
+    for (name, idx), rb, pb, rt, pt in zip(groups, beyond, p_beyond, these, p_these):
+        studies = [factors[i]["study"] for i in idx]
+        scope = f"{name}, across {_name_list(studies)} (each a block)"
+        used_these = sum(these_blocks[i] is not None for i in idx)
+        reason_b = ("No study has 2 or more settings of this factor run for both losses." if rb is None else
+                    f"With {rb.n_settings} paired settings over these studies the smallest possible p-value is "
+                    f"{rb.min_p:.3g}, above alpha = {ALPHA}.")
+        reason_t = "No study has 2 or more paired settings of this factor with 2 or more seeds per loss."
+        claim_b, claim_t = _claim(rb, pb), _these_claim(rt, pt)
+        names = (f"{rt.n_settings} settings of {used_these} stud{'y' if used_these == 1 else 'ies'} (each loss's spread "
+                 "pooled as the root mean square over studies)") if rt else ""
+        out.append({"factor": name, "studies": studies, "n_settings": rb.n_settings if rb else 0,
+                    **_result_dict(rb), "p_adjusted": pb, "claim": claim_b, "question": QUESTIONS["beyond"],
+                    "sentence": _sentence(scope, claim_b, rb, pb, reason_b),
+                    "these_settings": _these_dict(rt, pt, claim_t, _these_sentence(scope, names, claim_t, rt, pt, reason_t))})
+    return out
+
+
 def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every (study, factor) entry and the pooled ``overall`` entry (see the module docstring).
 
@@ -271,7 +314,7 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
     views = ["main", "logit", "conservative"] if sensitivity else ["main"]
     results: dict[str, list[PairedResult | None]] = {v: [] for v in views}
     blocks: dict[str, list[tuple[SettingTable, SettingTable]]] = {v: [] for v in views}
-    these_blocks, these_reasons = [], []
+    these_blocks, these_reasons, main_blocks = [], [], []
     factors: list[dict[str, Any]] = []
     bound = _bound(completed(trials, metric), metric)
     for (study, factor), g in trials.groupby(["study", "factor"], sort=True):
@@ -284,6 +327,7 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
             if block is not None:
                 blocks[view].append(block)
             if view == "main":
+                main_blocks.append(block)
                 tb, why = _these_block(tables, paired)
                 these_blocks.append(tb)
                 these_reasons.append(why)
@@ -295,6 +339,7 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
                                 "_reason": _insufficient_reason(set(losses), paired, r), "_paired": paired,
                                 "_nuisance": bool(design.str.contains("nuisance").any())})
 
+    across = across_studies(factors, main_blocks, these_blocks, bound is not None)
     pooled = {v: (compare(blocks[v], ALPHA) if blocks[v] else None) for v in views}
     adjusted, pooled_adjusted = _holm_family([_testable_p(r) for r in results["main"]], _testable_p(pooled["main"]))
     for entry, r, p_adj in zip(factors, results["main"], adjusted):
@@ -312,6 +357,7 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
                **_result_dict(o), "p_adjusted": pooled_adjusted, "claim": claim, "question": QUESTIONS["beyond"],
                "sentence": _sentence("All factors pooled", claim, o, pooled_adjusted, reason)}
     overall["these_settings"] = _these_section(factors, these_blocks, these_reasons, bound is not None)
+    overall["by_factor"] = across
     for entry in factors:
         entry.pop("_paired")
         entry.pop("_nuisance")
