@@ -276,6 +276,20 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
                     table))
     for f in numbers["factors"]:
         page.add(f'<p class="verdict">{html.escape(f["these_settings"]["sentence"])}<br>{html.escape(f["sentence"])}</p>')
+    across = o.get("by_factor") or []
+    if across:
+        page.add("<h3>Each factor pooled over the studies that ran it</h3><p>Each study (dataset) is a block; for these "
+                 "settings every study's settings stay fixed and each loss's spread is the root mean square over studies. "
+                 "Each question is its own Holm family over these pooled factors.</p>")
+        page.add(_table(["factor", "studies", "paired settings", "these: ratio [95% CI]", "these: p (Holm)",
+                         "for these settings", "beyond: ratio [95% CI]", "beyond: p (Holm)", "beyond these settings"],
+                        [[a["factor"], ", ".join(a["studies"]), a["n_settings"],
+                          f"{_num(a['these_settings']['ratio'], 2)} {_ci(a['these_settings']['ci95'], 2)}",
+                          _p(a["these_settings"]["p_adjusted"]), CLAIM_TEXT[a["these_settings"]["claim"]],
+                          f"{_num(a['ratio'], 2)} {_ci(a['ci95'], 2)}", _p(a["p_adjusted"]), CLAIM_TEXT[a["claim"]]]
+                         for a in across], left=2))
+        for a in across:
+            page.add(f'<p class="verdict">{html.escape(a["these_settings"]["sentence"])}<br>{html.escape(a["sentence"])}</p>')
     if numbers["factors"]:
         page.figure(plots.sensitivity_intervals(numbers["factors"]), "fig-sensitivity")
 

@@ -40,7 +40,7 @@ def test_resnet_mini_widths():
 
 
 def test_unknown_model():
-    with pytest.raises(ValueError, match="valid: resnet-mini, resnet18"):
+    with pytest.raises(ValueError, match="valid: resnet-mini, resnet-micro, resnet18"):
         build_network("vgg", 3, 10)
 
 

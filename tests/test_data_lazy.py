@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader
 
 from supcon_ray.data import ParquetImages, load_dataset
 
-CIFAR_PARQUET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
 ROWS, ROW_GROUP = 40, 8  # five row groups per file
 CLASSES, SIZE = 4, 6
 
@@ -137,17 +136,15 @@ def test_uniform_size_flag(tmp_path):
     assert load_dataset("digits").uniform_size is True
 
 
-def test_shared_cifar10_matches_direct_decoding():
-    if not (CIFAR_PARQUET / "train.parquet").is_file():
-        pytest.skip(f"shared CIFAR-10 parquet not found at {CIFAR_PARQUET}; lazy CIFAR check skipped")
+def test_shared_cifar10_matches_direct_decoding(cifar_parquet):
     import pyarrow.parquet as pq
     from PIL import Image
 
-    splits = load_dataset(f"parquet:{CIFAR_PARQUET}")
+    splits = load_dataset(f"parquet:{cifar_parquet}")
     assert splits.uniform_size is False and (splits.in_channels, splits.image_size) == (3, 32)
     base, indices = splits.train.dataset, splits.train.indices
     assert isinstance(base, ParquetImages) and len(base) == 50_000
-    f = pq.ParquetFile(CIFAR_PARQUET / "train.parquet")
+    f = pq.ParquetFile(cifar_parquet / "train.parquet")
     for k in (0, len(indices) // 2, len(indices) - 1):
         row = indices[k]
         group = int(np.searchsorted(base.starts, row, side="right")) - 1

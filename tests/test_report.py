@@ -187,8 +187,9 @@ def test_markdown_of_two_studies_pools_each_factor_and_sets_every_answer_beside_
     assert set(pooled) == {"lr", "optimizer"} and pooled["lr"]["studies"] == ["a", "b"]
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Each factor pooled over the studies"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Side by side with the paper"))
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
-            for line in lines[start:] if line.startswith("| ") and not line.startswith("| factor")}
+            for line in lines[start:end] if line.startswith("| ") and not line.startswith("| factor")}
     lr = pooled["lr"]
     assert rows["lr"][1:3] == ["a, b", str(lr["n_settings"])]
     assert rows["lr"][5].startswith(f"{lr['these_settings']['ratio']:.2f} [")
