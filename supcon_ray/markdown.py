@@ -80,12 +80,12 @@ def _cell(entry: dict[str, Any], paper: str | None) -> str:
     claim = CLAIM_WORDS[entry["claim"]]
     if entry["claim"] in ("supcon_less_sensitive", "ce_less_sensitive"):
         claim = f"**{claim}**"
-    agree = f" ({agreement(entry['claim'], paper)})" if paper else ""
+    agree = f" ({agreement(entry['claim'], paper)})" if paper and "**" in claim else ""
     return f"{claim}: {_n(entry['ratio'], 2)} {_interval(entry['ci95'], 2)}{agree}"
 
 
 def _across_tables(numbers: dict[str, Any]) -> list[str]:
-    """With several studies: each factor pooled over the studies that ran it, then every answer beside the paper's."""
+    """With several studies, each factor pooled over the studies that ran it; then every answer beside the paper's."""
     out: list[str] = []
     across = numbers["overall"].get("by_factor") or []
     if across:
@@ -123,6 +123,18 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
             a = pooled.get(name)
             row += [_cell(a["these_settings"], paper), _cell(a, paper)] if a else ["one study", "one study"]
         out.append("| " + " | ".join(row) + " |")
+    o, own = numbers["overall"], numbers.get("overall_per_study") or {}
+    paper = "supcon_less_sensitive"
+    row = ["**all pooled**", CLAIM_WORDS[paper]]
+    for st in studies:
+        p = own.get(st, o)  # one study: the report's own pooled answer
+        row += [_cell(p["these_settings"], paper), _cell(p, paper)]
+    if across:
+        row += [_cell(o["these_settings"], paper), _cell(o, paper)]
+    out.append("| " + " | ".join(row) + " |")
+    out += ["", "A claim in bold names a direction and says whether it agrees with the paper's; the others name no "
+            "direction, so they neither agree nor disagree. \"All pooled\" is every factor of the study" + (" (each study's own Holm families), and every "
+            "factor of every study in the pooled columns." if across else ".")]
     return out
 
 
@@ -182,12 +194,11 @@ def results_markdown(numbers: dict[str, Any]) -> str:
     out.append("Sensitivity views (logit scale; diverged runs scored at chance): "
                + (f"the {' and '.join(changed)} view changes the pooled claim." if changed
                   else "neither changes the pooled claim."))
-    if several:
-        out.extend(_across_tables(numbers))
     every = numbers.get("divergence_all_trials")
     if every:
         runs = ", ".join(f"{loss} {c['diverged']} of {c['completed'] + c['diverged'] + c.get('failed', 0)}"
                          for loss, c in every["per_loss"].items())
         out.append(f"Diverged runs over every trial of the study (tuning and re-tuning included): {runs}"
                    + (f" (Fisher exact p = {every['fisher_p']:.3g})." if math.isfinite(every["fisher_p"]) else "."))
+    out.extend(_across_tables(numbers))
     return "\n".join(out) + "\n"

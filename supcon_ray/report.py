@@ -166,6 +166,11 @@ def stats_rows(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["analysed"]] if "analysed" in trials else trials
 
 
+def _runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """Each run once (a base trial analysed in several factors appears once per factor in ``trials``)."""
+    return trials.drop_duplicates("trial_id") if "trial_id" in trials else trials
+
+
 def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> dict[str, Any]:
     """Every number of the report (the ``--json`` contract), from the trials of one or more studies."""
     notes = []
@@ -191,13 +196,19 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
             notes.append(f"{f['study']} / {f['factor']}: {len(f['unpaired_settings'])} setting(s) completed for one loss "
                          f"only ({', '.join(f['unpaired_settings'])}); shown, never compared.")
     hyper = [f.name for f in HYPERPARAMETER_FIELDS if f.name not in ("loss", "seed")]
+    studies = sorted(rows["study"].unique().tolist())
+    # each study's own pooled answer (its own Holm families), as its single-study report gives it
+    per_study = {s: stats.analyze_factors(rows[rows["study"] == s], metric, sensitivity=False)[1]
+                 for s in studies} if len(studies) > 1 else {}
     return {
+        "overall_per_study": {s: {k: v for k, v in o.items() if k != "by_factor"} for s, o in per_study.items()},
         "metric": metric,
-        "studies": sorted(rows["study"].unique().tolist()),
+        "studies": studies,
         "factors": factors,
         "overall": overall,
-        "divergence": stats.divergence_summary(rows),
-        "divergence_all_trials": stats.divergence_summary(trials),
+        # every distinct run once: a base trial analysed in two factors is one run
+        "divergence": stats.divergence_summary(_runs(rows)),
+        "divergence_all_trials": stats.divergence_summary(_runs(trials)),
         "chance": float(trials["chance_top1"].dropna().iloc[0]) if trials.get("chance_top1", pd.Series()).notna().any() else None,
         "expected_max": stats.expected_max_section(rows, "val_top1"),
         "importance": importance(sampled(stats.completed(rows, metric)), metric, hyper) if with_importance else {},

@@ -162,9 +162,14 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     assert main([str(folder), "--json", str(tmp_path / "s.json"), "--markdown", "-"]) == 0
     text = capsys.readouterr().out
     summary = json.loads((tmp_path / "s.json").read_text())
+    main_table, side = text.split("Side by side with the paper")
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
-            for line in text.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
+            for line in main_table.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
     lr = next(f for f in summary["factors"] if f["factor"] == "lr")
+    # one study: the side-by-side table has the paper's direction and this study's two answers, no pooled columns
+    side_lr = next(line for line in side.splitlines() if line.startswith("| lr |"))
+    assert [c.strip() for c in side_lr.split("|")[1:-1]][1:2] == ["SupCon less sensitive"]
+    assert len(side_lr.split("|")[1:-1]) == 4 and "pooled over studies" not in side
     ce = lr["these_settings"]["losses"]["ce"]
     assert rows["lr"][3] == f"{ce['spread']:.3f} [{ce['spread_ci95'][0]:.3f}, {ce['spread_ci95'][1]:.3f}]"
     assert rows["lr"][4].startswith(f"{lr['these_settings']['ratio']:.2f} [")
@@ -176,6 +181,19 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     assert f"Conclusion: {summary['overall']['sentence']}" in text
     assert f"Conclusion: {summary['overall']['these_settings']['sentence']}" in text
     assert "Diverged runs over every trial of the study" in text and "ce 2 of 30, supcon 0 of 30" in text
+
+
+def test_divergence_over_every_trial_counts_a_shared_base_run_once(tmp_path):
+    from supcon_ray.report import compute, load
+
+    trials, _, _ = load([str(_write_study(tmp_path))])
+    diverged = trials[trials["status"] == "diverged"].iloc[[0]].assign(factor="augment", setting="augment=base")
+    shared = pd.concat([trials, diverged], ignore_index=True)  # the same run analysed in a second factor
+    numbers = compute(shared, "test_top1", with_importance=False)
+    assert numbers["divergence_all_trials"]["per_loss"]["ce"]["diverged"] == 2  # not 3: one run, two factors
+    assert numbers["divergence"]["per_loss"]["ce"]["diverged"] == 2
+    per_factor = {f["factor"]: f["losses"]["ce"]["diverged"] for f in numbers["factors"]}
+    assert per_factor["augment"] == 1 and sum(per_factor.values()) == 3  # each factor counts its own runs
 
 
 def test_markdown_of_two_studies_pools_each_factor_and_sets_every_answer_beside_the_paper(tmp_path, capsys):
