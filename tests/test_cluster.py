@@ -90,7 +90,7 @@ def _child_no_token(work: Path) -> None:
     os.environ["RAY_AUTH_MODE"] = "disabled"  # for the cluster's processes, which inherit it
     from ray.cluster_utils import Cluster
 
-    (work / "study.yaml").write_text(STUDY.replace("EPOCHS", "1"))
+    (work / "study.yaml").write_text(STUDY.replace("EPOCHS", "1, train_size: 400, test_size: 200"))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
     cli = [sys.executable, "-m", "supcon_ray.tune", "--space", str(work / "study.yaml"), "--no-report", "--storage"]
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})

@@ -21,7 +21,7 @@ model: resnet-mini
 losses: [supcon, ce]
 seeds: [0, 1]
 base:
-  common: {epochs: 1, batch_size: 256, augment: basic}
+  common: {epochs: 1, batch_size: 256, augment: basic, train_size: 400, test_size: 200}
   supcon: {lr: 0.1, linear_epochs: 1}
   ce: {lr: 0.1}
 """

@@ -10,12 +10,13 @@ from supcon_ray.distributed import fit_distributed
 from supcon_ray.train import main
 
 pytestmark = pytest.mark.ray
-SMALL = dict(dataset="digits", model="resnet-mini", batch_size=128, augment="basic", cpus_per_worker=0.5)
+SMALL = dict(dataset="digits", model="resnet-mini", batch_size=128, augment="basic", cpus_per_worker=0.5,
+             train_size=400, test_size=200)
 
 
 def test_two_worker_supcon_end_to_end(ray_session, tmp_path, capsys):
     code = main(["--loss", "supcon", "--workers", "2", "--cpus-per-worker", "0.5", "--epochs", "2",
-                 "--linear-epochs", "5", "--batch-size", "128", "--augment", "basic",
+                 "--linear-epochs", "5", "--batch-size", "128", "--augment", "basic", "--train-size", "600",
                  "--output", str(tmp_path), "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -32,6 +32,19 @@ def tiny(digits):
                                test=Subset(digits.test, range(32)))
 
 
+@pytest.fixture(scope="module")
+def small():
+    """448 digits (about 400 to train: four batches of 128 per epoch) and 128 test images: enough to resume
+    mid-epoch-sequence, at a quarter of the full set's cost."""
+    return load_dataset("digits", train_size=448, test_size=128)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    """Each resume configuration's uninterrupted run, computed once for all of its stopping points."""
+    return {}
+
+
 TINY = dict(dataset="digits", model="resnet-mini", batch_size=32, linear_batch_size=32, augment="basic")
 
 
@@ -75,12 +88,16 @@ def test_same_seed_same_result(digits):
 @pytest.mark.parametrize("loss,stop_after,num_workers,path", [
     ("ce", 1, 0, "batched"), ("supcon", 1, 0, "batched"), ("supcon", 2, 0, "batched"), ("supcon", 3, 0, "batched"),
     ("ce", 1, 0, "per_image"), ("supcon", 1, 2, "per_image"), ("supcon", 3, 2, "per_image")])
-def test_resume_is_exact(loss, stop_after, num_workers, path, digits):
+def test_resume_is_exact(loss, stop_after, num_workers, path, small, uninterrupted):
     # supcon: 2 pretrain + 2 SGD linear epochs; stop mid-pretrain, at the stage boundary, mid-linear;
     # per image with 2 persistent DataLoader workers, whose draws must not depend on which epoch they started in
     cfg = TrainConfig(loss=loss, epochs=2, linear_epochs=2, num_workers=num_workers, augment_path=path,
                       linear_stage="cached", **FAST)
-    full, full_states, _ = _run(cfg, digits)
+    digits = small
+    key = (loss, num_workers, path)
+    if key not in uninterrupted:
+        uninterrupted[key] = _run(cfg, digits)
+    full, full_states, _ = uninterrupted[key]
     partial_states = []
 
     def keep(metrics, state):

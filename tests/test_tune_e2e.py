@@ -26,7 +26,7 @@ model: resnet-mini
 losses: [supcon, ce]
 seeds: [0]
 base:
-  common: {epochs: 1, batch_size: 256, augment: basic}
+  common: {epochs: 1, batch_size: 256, augment: basic, train_size: 400, test_size: 200}
   supcon: {lr: 0.1, linear_stage: cached, linear_epochs: 2}
   ce: {lr: 0.1}
 vary:
