@@ -81,6 +81,11 @@ class Plan:
     def ids(self) -> list[str]:
         return [s.trial_id for s in self.specs]
 
+    @property
+    def trial_count(self) -> int:
+        """How many trials the stage runs: its planned specs plus every TPE search's budget on its seeds."""
+        return len(self.specs) + sum(a.budget * len(a.seeds) for a in self.adaptive)
+
 
 def best(candidates: list[tuple[float, Any]]) -> Any:
     """The one tie rule: the item with the highest finite mean; among equals (or when no mean is finite)
@@ -404,8 +409,7 @@ def planned_trial_count(study: Study) -> int:
     bases = {loss: {"values": {}} for loss in study.losses}
     n = 0
     for stage in ("tune_base", "study"):
-        p = plan(study, stage, {"bases": bases})
-        n += len(p.specs) + sum(a.budget * len(a.seeds) for a in p.adaptive)
+        n += plan(study, stage, {"bases": bases}).trial_count
     return n + _replicate_count(study)
 
 

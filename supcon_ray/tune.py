@@ -169,6 +169,7 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
             analysed += planned.analysed
             if stage == "tune_base" and "bases" in manifest.decisions:
                 console.write("stage 1 already recorded: stage 2 starts from the recorded bases")
+                console.not_to_run(planned.trial_count)
                 continue
             manifest.stages[stage], manifest.analysed = planned.ids, analysed
             save_manifest(store, manifest)

@@ -364,6 +364,9 @@ def test_stages_interrupted_resumed_edited_and_moved(ray_session, tmp_path, monk
     assert main(args + ["--resume"]) == 0
     out = capsys.readouterr().out
     assert "stage 2: 6 trials planned, 5 already recorded, 1 to run" in out
+    # the progress total is what this sitting runs (stage 2's one trial and the 2 replicates), not
+    # counting stage 1's or stage 2's recorded trials
+    assert "[3/3] " in out, out
     done = _manifest(folder)
     assert done["decisions"] == first["decisions"]  # recorded once, never recomputed
     trials = pd.read_parquet(folder / "trials")
