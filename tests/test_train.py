@@ -34,8 +34,8 @@ def tiny(digits):
 
 @pytest.fixture(scope="module")
 def small():
-    """448 digits (about 400 to train: four batches of 128 per epoch) and 128 test images: enough to resume
-    mid-epoch-sequence, at a quarter of the full set's cost."""
+    """448 digits (403 to train after validation: three full batches of 128 per epoch) and 128 test images:
+    enough to resume at every stopping point, at a quarter of the full set's cost."""
     return load_dataset("digits", train_size=448, test_size=128)
 
 
@@ -93,10 +93,9 @@ def test_resume_is_exact(loss, stop_after, num_workers, path, small, uninterrupt
     # per image with 2 persistent DataLoader workers, whose draws must not depend on which epoch they started in
     cfg = TrainConfig(loss=loss, epochs=2, linear_epochs=2, num_workers=num_workers, augment_path=path,
                       linear_stage="cached", **FAST)
-    digits = small
     key = (loss, num_workers, path)
     if key not in uninterrupted:
-        uninterrupted[key] = _run(cfg, digits)
+        uninterrupted[key] = _run(cfg, small)
     full, full_states, _ = uninterrupted[key]
     partial_states = []
 
@@ -106,12 +105,12 @@ def test_resume_is_exact(loss, stop_after, num_workers, path, small, uninterrupt
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(cfg, Session(keep), digits)
+        train(cfg, Session(keep), small)
     # the checkpoint goes through a real save/load round trip
     with tempfile.TemporaryDirectory() as d:
         save_state(partial_states[-1], d)
         resumed_state = load_state(d)
-    resumed, res_states, res_seen = _run(cfg, digits, resume_state=resumed_state)
+    resumed, res_states, res_seen = _run(cfg, small, resume_state=resumed_state)
     # it resumed (a run that ignored the checkpoint would retrain every epoch to the same numbers)
     assert resumed["resumed_from"] == f"{resumed_state['stage']}:{resumed_state['epoch']}" and full["resumed_from"] is None
     assert len(res_seen) == len(full_states) - stop_after  # only the epochs left were trained
