@@ -15,7 +15,7 @@ target ratio (``exact_spread``), except under "collapse", where CE's last settin
 sit at chance with no seed noise. **Beyond these settings** (6 settings x 4 seeds, 12 x 3): the truth
 is the generating ratio of population spreads.
 
-Truths: SupCon's spread 3x, 1x and 10x the seed noise and 0 (no spread at all: false claims only);
+Truths: SupCon's spread 3x, 1x, 10x and 30x the seed noise and 0 (no spread at all: false claims only);
 CE's seed noise 3x SupCon's; pair correlation 0 and 0.9; heavy-tailed (t3) setting effects; a
 collapse at chance. Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
 """
@@ -38,6 +38,8 @@ TRUTHS = {
     "spread 3x noise": {"setting_std": 0.03},
     "spread = noise": {"setting_std": 0.01},
     "spread 10x noise": {"setting_std": 0.10},
+    # beyond the CIFAR subset's augmentation spreads (10 to 15x the seed std): intervals narrower than a grid step
+    "spread 30x noise": {"setting_std": 0.06, "seed_std": 0.002},
     "spread 0": {"setting_std": 0.0},
     "CE noise 3x": {"setting_std": 0.03, "seed_std": (0.03, 0.01)},
     "pair corr 0": {"setting_std": 0.03, "pair_corr": 0.0},

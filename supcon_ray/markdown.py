@@ -30,6 +30,10 @@ CLAIM_WORDS = {
     "insufficient": "cannot tell",
 }
 
+#: What an interval covers next to a Holm-adjusted p-value (said wherever both are shown).
+INTERVAL_NOTE = ("95% intervals are for each comparison on its own; p-values and claims are Holm-adjusted, "
+                 "so an interval can exclude 1 while the adjusted p stays above 0.05.")
+
 
 def agreement(claim: str, paper: str | None) -> str:
     """``agree`` / ``disagree`` when the claim names a direction, else ``cannot tell``."""
@@ -90,7 +94,8 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
     across = numbers["overall"].get("by_factor") or []
     if across:
         out += ["", "Each factor pooled over the studies that ran it (each study a block; for these settings each "
-                "study's settings stay fixed). Each question is its own Holm family over these pooled factors.", "",
+                "study's settings stay fixed). Each question is its own Holm family over these pooled factors. "
+                + INTERVAL_NOTE, "",
                 "| factor | studies | settings | SupCon spread [95% CI] | CE spread [95% CI] "
                 "| these settings: ratio CE/SupCon [95% CI] | p (Holm) | claim | agreement "
                 "| beyond: ratio [95% CI] | p (Holm) | claim | agreement |",
@@ -186,7 +191,8 @@ def results_markdown(numbers: dict[str, Any]) -> str:
                f"| {agreement(o['claim'], 'supcon_less_sensitive')} | |")
     out.append("")
     out.append("The paper's Fig. 4a direction is \"SupCon less sensitive\" for every factor. Each question is one Holm "
-               "family over the factors and the pooled test" + (" of every study in this table." if several else "."))
+               "family over the factors and the pooled test" + (" of every study in this table. " if several else ". ")
+               + INTERVAL_NOTE)
     out.append("")
     out.append(f"Conclusion: {ot['sentence']}")
     out.append(f"Conclusion: {o['sentence']}")

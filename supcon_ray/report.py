@@ -51,7 +51,7 @@ from .manifest import MANIFEST_FILE, analysed_rows, read_manifest
 from .stats import divergence as div
 from .stats.importance import importance, sampled
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
-from .markdown import results_markdown
+from .markdown import INTERVAL_NOTE, results_markdown
 from .storage import HYPERPARAMETER_FIELDS, read_results, read_text
 
 CSS = """
@@ -269,7 +269,7 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
              f"intervals invert that test. With fewer than {MIN_SETTINGS_BEYOND} settings it cannot reach α = {ALPHA} whatever the data "
              "('cannot tell'); <code>python -m supcon_ray.power STUDY_DIR</code> computes the design that would decide it.</p>"
              "<p>Each question is its own Holm family over every factor and the pooled test of this report. Ratios are "
-             "CE / SupCon: above 1, SupCon varies less.</p>")
+             f"CE / SupCon: above 1, SupCon varies less. {INTERVAL_NOTE}</p>")
     table = []
     for f in numbers["factors"] + [dict(o, study="all factors", factor="pooled", paired_settings=o["n_settings"], losses={})]:
         t = f["these_settings"]
@@ -291,7 +291,7 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
     if across:
         page.add("<h3>Each factor pooled over the studies that ran it</h3><p>Each study (dataset) is a block; for these "
                  "settings every study's settings stay fixed and each loss's spread is the root mean square over studies. "
-                 "Each question is its own Holm family over these pooled factors.</p>")
+                 f"Each question is its own Holm family over these pooled factors. {INTERVAL_NOTE}</p>")
         page.add(_table(["factor", "studies", "paired settings", "these: ratio [95% CI]", "these: p (Holm)",
                          "for these settings", "beyond: ratio [95% CI]", "beyond: p (Holm)", "beyond these settings"],
                         [[a["factor"], ", ".join(a["studies"]), a["n_settings"],

@@ -201,11 +201,12 @@ def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPH
         ratio = _common_ratio(v_ce, v_sc, scale)
     low = high = math.nan
     if interval:
-        p_grid = p_of(1 / RHO_GRID)
-        accepted = np.flatnonzero(p_grid > alpha)
+        # the estimate joins the grid, so an interval narrower than a grid step is still found
+        grid = np.union1d(RHO_GRID, [ratio]) if RHO_GRID[0] < ratio < RHO_GRID[-1] else RHO_GRID
+        accepted = np.flatnonzero(p_of(1 / grid) > alpha)
         if accepted.size:
             first, last = accepted[0], accepted[-1]
-            low = 0.0 if first == 0 else _edge(p_of, alpha, RHO_GRID[first - 1], RHO_GRID[first])
-            high = math.inf if last == len(RHO_GRID) - 1 else _edge(p_of, alpha, RHO_GRID[last + 1], RHO_GRID[last])
+            low = 0.0 if first == 0 else _edge(p_of, alpha, grid[first - 1], grid[first])
+            high = math.inf if last == len(grid) - 1 else _edge(p_of, alpha, grid[last + 1], grid[last])
     min_p = 2 / len(z) if exact else 1 / len(z)
     return PairedResult(ratio, (low, high), p_value, min_p, direction, sum(sizes), exact)

@@ -175,6 +175,16 @@ def setting_label(setting: str) -> str:
     return setting.split("=", 1)[1] if "=" in setting else setting
 
 
+def setting_order(setting: str) -> tuple[int, float, str]:
+    """Sort key that lists a factor's settings in reading order: numeric values (``x0.1`` multiples
+    included) by size, before names in alphabetical order."""
+    value = setting_label(setting)
+    try:
+        return 0, float(value[1:] if value.startswith("x") else value), value
+    except ValueError:
+        return 1, 0.0, value
+
+
 def _name_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
@@ -250,7 +260,7 @@ def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTabl
                                         pooled.p_value if pooled else math.nan)
     for entry, r, p_adj, reason in zip(entries, results, adjusted, reasons):
         claim = _these_claim(r, p_adj)
-        names = _name_list([setting_label(s) for s in entry["_paired"]]) if r else ""
+        names = _name_list([setting_label(s) for s in sorted(entry["_paired"], key=setting_order)]) if r else ""
         if r and entry.get("_nuisance"):
             names += " (each with its nuisance hyperparameters re-tuned per setting and loss)"
         scope = f"{entry['study']} / {entry['factor']}"

@@ -38,7 +38,8 @@ change that and is liberal at low signal (0.062). Setting means and the
 pooled seed variance are drawn from their exact sampling distributions (normal, scaled chi-square),
 with the same random numbers for every ``rho``, so the p-value curve is smooth and reproducible.
 The p-value is equal-tailed, ``2 min(P(Z* >= Z), P(Z* <= Z))`` (never below ``2 / (draws + 1)``); the 95% interval is every ``rho``
-whose p-value exceeds alpha, its ends refined by bisection. Each loss's ``spread_ci95`` inverts the
+whose p-value exceeds alpha (searched on a grid that includes the estimate, so an interval narrower
+than a grid step is still found), its ends refined by bisection. Each loss's ``spread_ci95`` inverts the
 same construction for one loss.
 
 Why this construction: an exact pivot does not exist (the distribution of ``theta_hat`` depends on
@@ -193,13 +194,17 @@ def _refine(p_of, alpha: float, rejected: float, accepted: float, log: bool) -> 
     return float(accepted)
 
 
-def _invert(p_of, grid: np.ndarray, alpha: float, log: bool, low_open: float, high_open: float) -> tuple[float, float]:
-    """The set ``{x in grid: p(x) > alpha}`` as an interval, ends refined; open ends as given."""
+def _invert(p_of, grid: np.ndarray, alpha: float, log: bool, low_open: float, high_open: float,
+            estimate: float) -> tuple[float, float]:
+    """The set ``{x: p(x) > alpha}`` as an interval: searched on ``grid`` with the point ``estimate``
+    added (an interval narrower than a grid step still contains it), its ends refined by bisection;
+    open ends as given. ``(nan, nan)`` when no value is accepted (the report shows it as unbounded)."""
+    if math.isfinite(estimate) and grid[0] < estimate < grid[-1]:
+        grid = np.union1d(grid, [estimate])
     p = p_of(grid)
     accepted = np.flatnonzero(p > alpha)
-    if not accepted.size:  # nothing accepted on the grid: the interval is narrower than a step
-        best = int(np.argmax(p))
-        return float(grid[best]), float(grid[best])
+    if not accepted.size:
+        return math.nan, math.nan
     first, last = accepted[0], accepted[-1]
     low = low_open if first == 0 else _refine(p_of, alpha, grid[first - 1], grid[first], log)
     high = high_open if last == len(grid) - 1 else _refine(p_of, alpha, grid[last + 1], grid[last], log)
@@ -213,7 +218,7 @@ def _spread_interval(loss: _Loss, alpha: float, bound: float | None) -> tuple[fl
         top = bound
     grid = np.concatenate([[0.0], np.geomspace(top * 1e-4, top, 60)])
     return _invert(lambda t: _spread_p(loss, t), grid, alpha, log=False, low_open=0.0,
-                   high_open=bound if bound is not None else math.inf)
+                   high_open=bound if bound is not None else math.inf, estimate=loss.spread)
 
 
 def spread_bound(tables: list[SettingTable]) -> float:
@@ -255,7 +260,8 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         return TheseSettingsResult(ratio, nan2, p_value, int(np.sign(ce.raw - sc.raw)), spreads,
                                    {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks))
     # the ratio's p-value falls as rho moves away from the estimate on either side
-    ci = _invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf)
+    ci = _invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
+                 estimate=ratio)
     bound = spread_bound([c for c, _ in blocks]) if bounded else None
     if spread_intervals:
         spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
