@@ -31,8 +31,8 @@ CLAIM_WORDS = {
 }
 
 #: What an interval covers next to a Holm-adjusted p-value (said wherever both are shown).
-INTERVAL_NOTE = ("95% intervals are for each comparison on its own; p-values and claims are Holm-adjusted, "
-                 "so an interval can exclude 1 while the adjusted p stays above 0.05.")
+INTERVAL_NOTE = (f"{1 - ALPHA:.0%} intervals are for each comparison on its own; p-values and claims are "
+                 f"Holm-adjusted, so an interval can exclude 1 while the adjusted p stays above {ALPHA}.")
 
 
 def agreement(claim: str, paper: str | None) -> str:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .inversion import invert
 from .settings import ALPHA
 from .variance import SettingTable, between_variance
 
@@ -136,17 +137,6 @@ def _p_values(coef_a: np.ndarray, coef_b: np.ndarray, scale: np.ndarray, lam: np
     return (t >= t[:, :1] * (1 - 1e-9) - 1e-300).mean(axis=1)
 
 
-def _edge(p_of, alpha: float, rejected: float, accepted: float) -> float:
-    """Bisect (in log rho) between a rejected and an accepted rho; return the accepted end."""
-    for _ in range(BISECTION_STEPS):
-        mid = math.sqrt(rejected * accepted)
-        if p_of(np.array([1 / mid]))[0] > alpha:
-            accepted = mid
-        else:
-            rejected = mid
-    return float(accepted)
-
-
 def _common_ratio(v_ce: np.ndarray, v_sc: np.ndarray, scale: np.ndarray) -> float:
     """The ratio at which ``sum_f (v_CE / rho^2 - v_SupCon) / S_f(1 / rho) = 0`` (observed data);
     ``0`` or ``inf`` where the sum keeps one sign."""
@@ -201,12 +191,7 @@ def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPH
         ratio = _common_ratio(v_ce, v_sc, scale)
     low = high = math.nan
     if interval:
-        # the estimate joins the grid, so an interval narrower than a grid step is still found
-        grid = np.union1d(RHO_GRID, [ratio]) if RHO_GRID[0] < ratio < RHO_GRID[-1] else RHO_GRID
-        accepted = np.flatnonzero(p_of(1 / grid) > alpha)
-        if accepted.size:
-            first, last = accepted[0], accepted[-1]
-            low = 0.0 if first == 0 else _edge(p_of, alpha, grid[first - 1], grid[first])
-            high = math.inf if last == len(grid) - 1 else _edge(p_of, alpha, grid[last + 1], grid[last])
+        low, high = invert(lambda rho: p_of(1 / rho), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
+                           estimate=ratio, steps=BISECTION_STEPS)
     min_p = 2 / len(z) if exact else 1 / len(z)
     return PairedResult(ratio, (low, high), p_value, min_p, direction, sum(sizes), exact)

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .inversion import invert
 from .settings import ALPHA, BOOTSTRAP_DRAWS, MAX_ACCURACY_STD
 from .variance import SettingTable
 
@@ -183,42 +184,14 @@ def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
     return _equal_tailed(z_star, z_obs)
 
 
-def _refine(p_of, alpha: float, rejected: float, accepted: float, log: bool) -> float:
-    """Bisect between a rejected and an accepted value; return the accepted end."""
-    for _ in range(BISECTION_STEPS):
-        mid = math.sqrt(rejected * accepted) if log and rejected > 0 else (rejected + accepted) / 2
-        if p_of(np.array([mid]))[0] > alpha:
-            accepted = mid
-        else:
-            rejected = mid
-    return float(accepted)
-
-
-def _invert(p_of, grid: np.ndarray, alpha: float, log: bool, low_open: float, high_open: float,
-            estimate: float) -> tuple[float, float]:
-    """The set ``{x: p(x) > alpha}`` as an interval: searched on ``grid`` with the point ``estimate``
-    added (an interval narrower than a grid step still contains it), its ends refined by bisection;
-    open ends as given. ``(nan, nan)`` when no value is accepted (the report shows it as unbounded)."""
-    if math.isfinite(estimate) and grid[0] < estimate < grid[-1]:
-        grid = np.union1d(grid, [estimate])
-    p = p_of(grid)
-    accepted = np.flatnonzero(p > alpha)
-    if not accepted.size:
-        return math.nan, math.nan
-    first, last = accepted[0], accepted[-1]
-    low = low_open if first == 0 else _refine(p_of, alpha, grid[first - 1], grid[first], log)
-    high = high_open if last == len(grid) - 1 else _refine(p_of, alpha, grid[last + 1], grid[last], log)
-    return low, high
-
-
 def _spread_interval(loss: _Loss, alpha: float, bound: float | None) -> tuple[float, float]:
     noise = math.sqrt(max(sum(f.s2 * f.h for f in loss.factors) / len(loss.factors), 0.0))
     top = 10 * (loss.spread + noise) + 1e-9
     if bound is not None:
         top = bound
     grid = np.concatenate([[0.0], np.geomspace(top * 1e-4, top, 60)])
-    return _invert(lambda t: _spread_p(loss, t), grid, alpha, log=False, low_open=0.0,
-                   high_open=bound if bound is not None else math.inf, estimate=loss.spread)
+    return invert(lambda t: _spread_p(loss, t), grid, alpha, log=False, low_open=0.0,
+                  high_open=bound if bound is not None else math.inf, estimate=loss.spread, steps=BISECTION_STEPS)
 
 
 def spread_bound(tables: list[SettingTable]) -> float:
@@ -260,8 +233,8 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         return TheseSettingsResult(ratio, nan2, p_value, int(np.sign(ce.raw - sc.raw)), spreads,
                                    {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks))
     # the ratio's p-value falls as rho moves away from the estimate on either side
-    ci = _invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
-                 estimate=ratio)
+    ci = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
+                estimate=ratio, steps=BISECTION_STEPS)
     bound = spread_bound([c for c, _ in blocks]) if bounded else None
     if spread_intervals:
         spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
