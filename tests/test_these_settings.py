@@ -45,7 +45,10 @@ def test_noise_free_collapse_is_decided_and_equal_spreads_are_not():
     r = compare_these([(_table(ce), _table(sup))])
     assert r.p_value < 0.01 and r.direction == 1 and r.ci95[0] > 2
     same = compare_these([(_table(ce), _table(ce[::-1]))])  # the same setting means in another order
-    assert same.p_value == 1.0 and same.ratio == pytest.approx(1.0)
+    assert same.p_value == 1.0 and same.ratio == pytest.approx(1.0) and same.direction == 0
+    assert same.ci95[0] <= 1.0 <= same.ci95[1] and all(math.isfinite(e) for e in same.ci95)
+    for low, high in same.spread_ci95.values():
+        assert low <= same.spreads["ce"] * (1 + 1e-9) and high >= same.spreads["ce"] * (1 - 1e-9)
 
 
 def test_inputs_it_cannot_use_are_refused():

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .settings import ALPHA, EVALUATOR_SEEDS, IMPORTANCE_PERMUTATIONS
+from .tolerance import at_least
 from .tuning_curve import RANDOM_DESIGNS
 
 N_TREES = 32
@@ -91,7 +92,7 @@ def importance(trials: pd.DataFrame, metric: str, hyperparameters: list[str]) ->
             r = np.array([d.get(c, 0.0) for d in real])
             z = np.array([d.get(c, 0.0) for d in noise])
             mean, sd, nm, ns = float(r.mean()), float(r.std(ddof=1)), float(z.mean()), float(z.std(ddof=1))
-            p = float((1 + np.sum(z >= r[0])) / (1 + len(z)))
+            p = float((1 + np.sum(at_least(z, r[0]))) / (1 + len(z)))  # a tie (e.g. both 0) counts
             out[str(loss)][c] = {"mean": mean, "sd": sd, "noise_mean": nm, "noise_sd": ns, "p_value": p,
                                  "above_noise": bool(p < ALPHA)}
     return out

@@ -46,6 +46,7 @@ import numpy as np
 
 from .inversion import invert
 from .settings import ALPHA
+from .tolerance import at_least, exact_sum, sign, snap
 from .variance import SettingTable, between_variance
 
 MAX_EXACT = 4096  # enumerate every swap up to 2^12 settings
@@ -94,7 +95,8 @@ def _group_coefficients(n, u, w, ss_fixed, ss_scaled) -> np.ndarray:
 
 
 def _centred(t: SettingTable) -> np.ndarray:
-    return t.mean - (t.n * t.mean).sum() / t.n.sum()
+    """Setting means less the loss's grand mean; exactly 0 where they are equal within the resolution."""
+    return snap(t.mean - exact_sum(t.n * t.mean) / exact_sum(t.n), np.abs(t.mean).max())
 
 
 def _block_coefficients(ce: SettingTable, supcon: SettingTable, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +136,7 @@ def _statistics(coef_a: np.ndarray, coef_b: np.ndarray, scale: np.ndarray, lam: 
 def _p_values(coef_a: np.ndarray, coef_b: np.ndarray, scale: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """Two-sided permutation p-value at each multiplier in ``lam``; swap 0 is the observed data."""
     t = np.abs(_statistics(coef_a, coef_b, scale, lam))
-    return (t >= t[:, :1] * (1 - 1e-9) - 1e-300).mean(axis=1)
+    return at_least(t, t[:, :1]).mean(axis=1)  # ties (the all-swapped copy of the data, equal spreads) count
 
 
 def _common_ratio(v_ce: np.ndarray, v_sc: np.ndarray, scale: np.ndarray) -> float:
@@ -144,6 +146,8 @@ def _common_ratio(v_ce: np.ndarray, v_sc: np.ndarray, scale: np.ndarray) -> floa
         lam2 = 1 / rho**2
         return float(np.sum((lam2 * v_ce - v_sc) / np.maximum(scale[:, 0] + lam2 * scale[:, 2], 1e-300)))
     lo, hi = float(RHO_GRID[0]), float(RHO_GRID[-1])
+    if not (v_ce > 0).any() and not (v_sc > 0).any():  # neither loss moves: no ratio
+        return math.nan
     if total(lo) <= 0:
         return 0.0
     if total(hi) >= 0:
@@ -183,7 +187,7 @@ def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPH
     v_sc = np.array([float(between_variance(s.n, s.mean, s.ss)) for _, s in blocks])
     p_of = lambda lam: _p_values(coef_a, coef_b, scale, lam)  # noqa: E731
     p_value = float(p_of(np.array([1.0]))[0])
-    direction = int(np.sign(_statistics(coef_a, coef_b, scale, np.array([1.0]))[0, 0]))
+    direction = sign(float(_statistics(coef_a, coef_b, scale, np.array([1.0]))[0, 0]), 1.0)  # D is scale-free
     if len(blocks) == 1:
         ce_v, sc_v = max(v_ce[0], 0.0), max(v_sc[0], 0.0)
         ratio = math.sqrt(ce_v / sc_v) if sc_v > 0 else (math.inf if ce_v > 0 else math.nan)

@@ -47,7 +47,10 @@ the noncentrality ``K theta^2 n / sigma^2`` and on each loss's unknown seed vari
 seeds a nonparametric resampling of seeds has almost nothing to resample. Studentising makes ``Z``
 nearly pivotal, and the constrained fit keeps the test at its level where ``theta`` is small or
 zero, where a percentile bootstrap of ``theta_hat`` is biased upward. Settings at chance with zero
-seed variance are handled exactly: with no noise, the simulated statistic has none either. The
+seed variance are handled exactly: with no noise, the simulated statistic has none either. Every
+decision on a computed value (a zero variance, equal spreads, a draw tied with the observed
+statistic, the direction) is taken at the resolution of :mod:`.tolerance`, so equal spreads give
+``Z = 0`` and p = 1 on every machine, and the same runs in any order give the same answer. The
 calibration (``python -m benchmarks.calibration``) measures the false-claim rate, coverage and power
 over unequal seed noise, collapses at chance, heavy-tailed setting effects and correlated pairs.
 """
@@ -61,6 +64,7 @@ import numpy as np
 
 from .inversion import invert
 from .settings import ALPHA, BOOTSTRAP_DRAWS, MAX_ACCURACY_STD
+from .tolerance import at_least, at_most, exact_sum, sign, snap
 from .variance import SettingTable
 
 RHO_GRID = np.exp(np.linspace(math.log(1e-3), math.log(1e3), 61))  # 26% steps, refined by bisection
@@ -93,12 +97,13 @@ class _Factor:
         n, k = table.n.astype(float), len(table.settings)
         self.k = k
         self.df = float((n - 1).sum())
-        self.s2 = float(table.ss.sum() / self.df) if self.df > 0 else 0.0
-        self.h = float(np.mean(1 / n))
+        self.s2 = exact_sum(table.ss) / self.df if self.df > 0 else 0.0
+        self.h = exact_sum(1 / n) / k
         mean = table.mean.astype(float)
-        d = mean - mean.mean()
-        vd = float(d @ d / (k - 1))
-        self.raw = vd - self.h * self.s2  # unbiased theta^2 (may be negative)
+        d = snap(mean - exact_sum(mean) / k, np.abs(mean).max())  # equal setting means: exactly 0
+        vd = exact_sum(d * d) / (k - 1)  # the same for the same means in any order, on any machine
+        noise = self.h * self.s2
+        self.raw = float(snap(vd - noise, vd + noise))  # unbiased theta^2 (may be negative)
         if vd > 0:
             u = d / math.sqrt(vd)
         else:  # no observed profile: any unit-spread shape (the estimator's law depends little on it)
@@ -130,8 +135,8 @@ class _Loss:
 
     def __init__(self, tables: list[SettingTable], rng: np.random.Generator, draws: int) -> None:
         self.factors = [_Factor(t, rng, draws) for t in tables]
-        self.raw = sum(f.raw for f in self.factors)  # F * Theta_hat^2
-        self.var = sum(f.var for f in self.factors)
+        self.raw = exact_sum(f.raw for f in self.factors)  # F * Theta_hat^2
+        self.var = exact_sum(f.var for f in self.factors)
         shares = np.array([max(f.raw, 0.0) for f in self.factors])
         self.shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(shares), 1 / len(shares))
 
@@ -150,17 +155,24 @@ class _Loss:
 
 def _equal_tailed(z_star: np.ndarray, z_obs: np.ndarray) -> np.ndarray:
     """``2 min(P(Z* >= z), P(Z* <= z))``, each tail counted as ``(hits + 1) / (draws + 1)`` so that a
-    p-value is never 0 (its floor is ``2 / (draws + 1)``)."""
+    p-value is never 0 (its floor is ``2 / (draws + 1)``); a draw tied with ``z`` counts in both tails."""
     b = z_star.shape[1]
-    upper = ((z_star >= z_obs[:, None] - 1e-12).sum(axis=1) + 1) / (b + 1)
-    lower = ((z_star <= z_obs[:, None] + 1e-12).sum(axis=1) + 1) / (b + 1)
+    upper = (at_least(z_star, z_obs[:, None]).sum(axis=1) + 1) / (b + 1)
+    lower = (at_most(z_star, z_obs[:, None]).sum(axis=1) + 1) / (b + 1)
     return np.minimum(1.0, 2 * np.minimum(upper, lower))
+
+
+def _z(a: np.ndarray, b: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``(a - b) / sqrt(var)``, the difference exactly 0 where ``a`` and ``b`` are equal within the
+    resolution (:mod:`.tolerance`): a statistic equal to its null value gives ``Z = 0`` on every machine,
+    however little noise there is."""
+    return snap(a - b, np.abs(a) + np.abs(b)) / np.sqrt(np.maximum(var, _TINY))
 
 
 def _ratio_p(ce: _Loss, sc: _Loss, rho: np.ndarray) -> np.ndarray:
     """p-value of ``R = rho`` for each ``rho``."""
     r2 = rho**2
-    z_obs = (ce.raw / r2 - sc.raw) / np.sqrt(np.maximum(ce.var / r2**2 + sc.var, _TINY))
+    z_obs = _z(ce.raw / r2, sc.raw, ce.var / r2**2 + sc.var)
     # F * tau^2 under the null: both losses' estimates, precision-weighted (an estimate without noise decides
     # alone), then one standard error up: see the module docstring
     v_sc, v_ce = sc.var, ce.var / r2**2
@@ -171,16 +183,16 @@ def _ratio_p(ce: _Loss, sc: _Loss, rho: np.ndarray) -> np.ndarray:
     total_sc = np.maximum(0.0, (w_sc * sc.raw + w_ce * ce.raw / r2) / (w_sc + w_ce)) + NUISANCE_SHIFT * se
     e_ce, v_ce = ce.draw(r2 * total_sc)
     e_sc, v_sc = sc.draw(total_sc)
-    z_star = (e_ce / r2[:, None] - e_sc) / np.sqrt(np.maximum(v_ce / r2[:, None] ** 2 + v_sc, _TINY))
+    z_star = _z(e_ce / r2[:, None], e_sc, v_ce / r2[:, None] ** 2 + v_sc)
     return _equal_tailed(z_star, z_obs)
 
 
 def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
     """p-value of ``Theta = t`` for one loss, for each ``t``."""
     n_f = len(loss.factors)
-    z_obs = (loss.raw - n_f * t**2) / math.sqrt(max(loss.var, _TINY))
+    z_obs = _z(np.full(len(t), loss.raw), n_f * t**2, np.full(len(t), loss.var))
     e, v = loss.draw(n_f * t**2)
-    z_star = (e - n_f * (t**2)[:, None]) / np.sqrt(np.maximum(v, _TINY))
+    z_star = _z(e, n_f * (t**2)[:, None], v)
     return _equal_tailed(z_star, z_obs)
 
 
@@ -230,7 +242,7 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
     spreads = {"ce": ce.spread, "supcon": sc.spread}
     if not interval:
         nan2 = (math.nan, math.nan)
-        return TheseSettingsResult(ratio, nan2, p_value, int(np.sign(ce.raw - sc.raw)), spreads,
+        return TheseSettingsResult(ratio, nan2, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads,
                                    {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks))
     # the ratio's p-value falls as rho moves away from the estimate on either side
     ci = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
@@ -240,5 +252,5 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
     else:
         spread_ci = {"ce": (math.nan, math.nan), "supcon": (math.nan, math.nan)}
-    return TheseSettingsResult(ratio, ci, p_value, int(np.sign(ce.raw - sc.raw)), spreads, spread_ci,
+    return TheseSettingsResult(ratio, ci, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads, spread_ci,
                                sum(len(c.settings) for c, _ in blocks))

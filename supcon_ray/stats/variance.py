@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .tolerance import exact_sum, snap
+
 
 @dataclass(frozen=True)
 class SettingTable:
@@ -40,11 +42,20 @@ class SettingTable:
 
     @classmethod
     def from_values(cls, settings: pd.Series, values: pd.Series) -> "SettingTable":
+        """Settings in sorted order; each mean and sum of squares from correctly rounded sums, so the
+        same runs in any order give the same table on every machine, and seeds equal within
+        :data:`~.tolerance.RTOL` have a sum of squares of exactly 0."""
         df = pd.DataFrame({"s": settings.to_numpy(), "y": values.to_numpy(dtype=float)})
-        agg = df.groupby("s", sort=True)["y"].agg(["size", "mean", "var"])
-        n = agg["size"].to_numpy(dtype=float)
-        ss = np.nan_to_num(agg["var"].to_numpy() * (n - 1))  # a single run has no within-setting spread
-        return cls(tuple(str(s) for s in agg.index), n, agg["mean"].to_numpy(), ss)
+        names, n, mean, ss = [], [], [], []
+        for name, y in df.groupby("s", sort=True)["y"]:
+            y = y.to_numpy()
+            m = exact_sum(y) / len(y)
+            names.append(str(name))
+            n.append(float(len(y)))
+            mean.append(m)
+            deviations = snap(y - m, np.abs(y).max())  # a single run has no within-setting spread
+            ss.append(exact_sum(deviations**2))
+        return cls(tuple(names), np.array(n), np.array(mean), np.array(ss))
 
     def subset(self, settings: list[str]) -> "SettingTable":
         """The rows of ``settings``, in that order."""
@@ -60,11 +71,12 @@ def between_variance(n: np.ndarray, mean: np.ndarray, ss: np.ndarray) -> np.ndar
     k = n.shape[-1]
     total = n.sum(-1)
     grand = (n * mean).sum(-1) / total
-    msb = (n * (mean - grand[..., None]) ** 2).sum(-1) / (k - 1)
+    deviation = snap(mean - grand[..., None], np.abs(mean).max(-1, keepdims=True))  # equal means: exactly 0
+    msb = (n * deviation**2).sum(-1) / (k - 1)
     dfw = total - k
     msw = np.where(dfw > 0, ss.sum(-1) / np.maximum(dfw, 1), 0.0)
     n0 = (total - (n**2).sum(-1) / total) / (k - 1)
-    return (msb - msw) / n0
+    return snap(msb - msw, msb + msw) / n0
 
 
 def _mls_interval(msb: float, msw: float, df1: float, dfw: float, n0: float, alpha: float) -> tuple[float, float]:
