@@ -117,13 +117,14 @@ def reset_process_state(cfg: TrainConfig) -> int:
     return before
 
 
-def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
+def _train_inline(cfg: TrainConfig, trial_id: str) -> dict[str, Any]:
     """Train in this Tune trial process, checkpointing through Tune."""
     import ray.tune
     import torch
 
     from .checkpoint import load_state, save_state
     from .engine import Session, train
+    from .fault_injection import pause_after_first_checkpoint
 
     before = reset_process_state(cfg)
     state = None
@@ -132,10 +133,15 @@ def _train_inline(cfg: TrainConfig) -> dict[str, Any]:
         with checkpoint.as_directory() as d:
             state = load_state(d)
 
+    first_attempt = [checkpoint is None]
+
     def reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         with tempfile.TemporaryDirectory() as d:
             save_state(state, d)
             ray.tune.report(metrics, checkpoint=ray.tune.Checkpoint.from_directory(d))
+        if first_attempt[0]:  # a fault-injection test may hold the trial here (off unless its variable is set)
+            first_attempt[0] = False
+            pause_after_first_checkpoint(trial_id, ray.get_runtime_context().get_node_id())
 
     device = torch.device("cuda" if cfg.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu")
     return train(cfg, Session(reporter, device=device, resume_state=state)) | {"process_trials_before": before}
@@ -190,7 +196,7 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
                                  max_failures=max_failures, reserved_cpus=TRIAL_DRIVER_CPUS)
         node_id = result.get("node_id", node_id)
     else:
-        result = _train_inline(cfg)
+        result = _train_inline(cfg, spec["trial_id"])
     row = trial_row(spec, result, started, datetime.now(timezone.utc), node_id, study)
     store.write_trial(row, result["history"])
     ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"final": True})

@@ -145,6 +145,16 @@ class ResultStore:
         pq.write_table(table, tmp)
         os.replace(tmp, final)
 
+    def discard_partial_writes(self) -> int:
+        """Delete what a killed writer left in ``.tmp`` (a file is renamed into place only once whole, so
+        nothing there is a result); return how many. For a driver starting on the folder, before any of
+        its trials runs: one driver per study folder."""
+        infos = self.fs.get_file_info(pafs.FileSelector(f"{self.path}/.tmp", allow_not_found=True))
+        partial = [i.path for i in infos if i.type == pafs.FileType.File]
+        for path in partial:
+            self.fs.delete_file(path)
+        return len(partial)
+
     def write_trial(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
         """Record a finished trial: its epochs first, then its row (the row marks it done)."""
         trial_id = row["trial_id"]

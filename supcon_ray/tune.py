@@ -152,6 +152,7 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
 
     store = ResultStore(storage_uri(storage), study.study)
     manifest = open_manifest(store, study, resume)
+    store.discard_partial_writes()  # half-written files of a killed run (nothing is running on this folder yet)
     retried = store.archive_failed() if resume else []
     if retried:
         print(f"{len(retried)} failed trial(s) will run again; their earlier rows are kept under {store.uri}/attempts/",

@@ -126,20 +126,30 @@ def _child(mode: str, workdir: str) -> None:
     """Run in a fresh process: start a 2-node cluster, run the study (killing the worker node mid-trial
     in ``fault`` mode), print a JSON summary, and stop every node."""
     import os
+    import secrets
     import threading
 
     if mode == "no-token":
         return _child_no_token(Path(workdir))
     os.environ["RAY_AUTH_MODE"] = "token"  # a cluster as cluster/*.yaml starts them
+    # its own token, so the test needs no ~/.ray/auth_token (a fresh machine has none) and leaves none
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    from supcon_ray.fault_injection import PAUSE_ENV, RELEASE, ready_name
     from supcon_ray.ray_runtime import quiet_ray_environment
 
+    work = Path(workdir)
+    barrier = work / "barrier"
+    if mode == "fault":
+        # every trial's first attempt pauses after its first registered checkpoint (the cluster's
+        # processes inherit this), so the kill lands at a known point of a known trial
+        barrier.mkdir()
+        os.environ[PAUSE_ENV] = str(barrier)
     quiet_ray_environment()
     from ray.cluster_utils import Cluster
 
     from supcon_ray.study import load_study
     from supcon_ray.tune import run_study
 
-    work = Path(workdir)
     space = work / "study.yaml"
     space.write_text(STUDY.replace("EPOCHS", "4" if mode == "fault" else "1"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -147,19 +157,26 @@ def _child(mode: str, workdir: str) -> None:
     killed = {}
     try:
         if mode == "fault":
-            def kill_worker_mid_trial():
-                # wait until both running trials (one per node) have a checkpoint, then kill the worker raylet
-                deadline = time.time() + 300
-                while time.time() < deadline:
-                    dirs = {p.parent for p in (work / "results" / "multinode" / "tune").glob("*/checkpoint_*")}
-                    if len(dirs) >= 2:
-                        killed["at"] = time.time()
-                        killed["node_id"] = worker.node_id
-                        cluster.remove_node(worker, allow_graceful=False)
-                        return
-                    time.sleep(0.2)
+            def kill_worker_at_its_trials_first_checkpoint():
+                # the worker node's first trial signals once its epoch-1 checkpoint is registered and waits;
+                # the node goes, then every trial is released (the retry restores, so it never waits)
+                try:
+                    suffix = ready_name("", worker.node_id)
+                    deadline = time.monotonic() + 600  # only bounds a broken run: the order is fixed by the barrier
+                    while time.monotonic() < deadline:
+                        ready = [p.name for p in barrier.iterdir() if p.name.endswith(suffix)]
+                        if ready:
+                            cluster.remove_node(worker, allow_graceful=False)
+                            killed.update(trial_id=ready[0][: -len(suffix)], node_id=worker.node_id)
+                            return
+                        time.sleep(0.05)
+                    killed["error"] = "no trial on the worker node reached its first checkpoint"
+                except Exception as e:  # noqa: BLE001 - reported in the summary, not lost with the thread
+                    killed["error"] = repr(e)
+                finally:
+                    (barrier / RELEASE).touch()
 
-            threading.Thread(target=kill_worker_mid_trial, daemon=True).start()
+            threading.Thread(target=kill_worker_at_its_trials_first_checkpoint, daemon=True).start()
         study = load_study(space)
         folder = run_study(study, str(work / "results"), False, cluster.address, None).folder
         print(json.dumps({"folder": folder, "killed": killed, "head": cluster.head_node.node_id}))
@@ -208,15 +225,18 @@ def test_lost_worker_node_trial_is_retried_from_checkpoint(tmp_path):
     import pandas as pd
 
     out = _run_child("fault", tmp_path)
-    assert out["killed"], "the worker node was never killed"
-    trials = pd.read_parquet(Path(out["folder"]) / "trials")
-    assert len(trials) == 4 and trials["trial_id"].is_unique
+    killed = out["killed"]
+    assert "error" not in killed and killed.get("trial_id"), killed
+    trials = pd.read_parquet(Path(out["folder"]) / "trials").set_index("trial_id")
+    assert len(trials) == 4 and trials.index.is_unique
     assert (trials["status"] == "completed").all()
-    assert set(trials["node_id"]) <= {out["head"], out["killed"]["node_id"]}
-    # the trial that lost its node was retried from its checkpoint, not from scratch
-    assert trials["resumed_from"].notna().sum() >= 1, trials[["trial_id", "node_id", "resumed_from"]]
+    # the trial that lost its node was retried on the head from its epoch-1 checkpoint, not from scratch
+    lost = trials.loc[killed["trial_id"]]
+    assert lost["resumed_from"] == "ce:1" and lost["node_id"] == out["head"], trials[["node_id", "resumed_from"]]
+    assert trials.drop(index=killed["trial_id"])["resumed_from"].isna().all(), trials[["node_id", "resumed_from"]]
     epochs = pd.read_parquet(Path(out["folder"]) / "epochs")
-    assert (epochs.groupby("trial_id")["epoch"].apply(sorted).apply(lambda e: e == [1, 2, 3, 4])).all()
+    assert set(epochs["trial_id"]) == set(trials.index)
+    assert (epochs.groupby("trial_id")["epoch"].apply(list).apply(sorted).apply(lambda e: e == [1, 2, 3, 4])).all()
 
 
 if __name__ == "__main__":

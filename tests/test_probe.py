@@ -125,7 +125,9 @@ def test_sharded_encoding_and_data_parallel_probe_match_one_process(tmp_path):
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["shard_rows"] for r in ranks] == [151, 150]
     for r in ranks:
-        assert torch.equal(r["full"][0], features[0]) and torch.equal(r["full"][1], features[1])
+        # rows in dataset order (a mis-ordered gather moves whole rows, far beyond 1e-6); the two encode in
+        # different batch sizes, and a matrix kernel may round a row differently with the batch it is in
+        assert torch.allclose(r["full"][0], features[0], rtol=0, atol=1e-6) and torch.equal(r["full"][1], features[1])
         w, b, scores = r["fit"]
         assert torch.allclose(w, ref.weight, atol=1e-5) and torch.allclose(b, ref.bias, atol=1e-5)
-        assert scores == ref.val_by_penalty
+        assert scores == pytest.approx(ref.val_by_penalty, abs=1 / 97 + 1e-9)  # at most one borderline image apart

@@ -1,7 +1,6 @@
 """Ray Train (CPU, gloo): 2-worker runs, exact resume, divergence, fail-fast resources."""
 
 import json
-import time
 
 import pytest
 
@@ -62,9 +61,13 @@ def test_absurd_lr_is_recorded_as_diverged(ray_session, tmp_path):
     assert result["test_top1"] == pytest.approx(0.1)
 
 
-def test_infeasible_resources_exit_2_fast(ray_session, capsys):
-    t0 = time.perf_counter()
+def test_infeasible_resources_exit_2_before_any_worker_is_asked_for(ray_session, capsys, monkeypatch):
+    import ray.train.torch
+
+    def no_trainer(*args, **kwargs):  # Ray Train would wait for the workers forever
+        raise AssertionError("a TorchTrainer was started for a request the cluster cannot hold")
+
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", no_trainer)
     assert main(["--workers", "3", "--cpus-per-worker", "1", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "asked for 3 worker(s) x (1 CPU, 0 GPU)" in err and "2 CPU and 0 GPU over 1 node(s)" in err
-    assert time.perf_counter() - t0 < 60  # generous: the point is that it does not hang

@@ -267,6 +267,20 @@ def test_trial_rows_record_the_linear_stage(tmp_path):
     assert store.read_trial("t1")["linear_stage"] == "augmented"
 
 
+def test_a_killed_writers_partial_file_is_discarded_and_results_are_kept(tmp_path):
+    from supcon_ray.storage import ResultStore
+
+    store = ResultStore(str(tmp_path), "s")
+    row = {"study": "s", "trial_id": "t1", "loss": "ce", "seed": 0, "factor": "f", "setting": "x",
+           **TrainConfig().model_dump()}
+    store.write_trial(row, [])
+    partial = tmp_path / "s" / ".tmp" / "t2-0123.parquet"
+    partial.write_bytes(b"PAR1 half a file")  # what a SIGKILL during a write leaves
+    assert store.discard_partial_writes() == 1
+    assert not partial.exists() and store.finished_ids() == {"t1"} and store.read_trial("t1")["setting"] == "x"
+    assert store.discard_partial_writes() == 0
+
+
 def test_cuda_determinism_settings(monkeypatch):
     # what a CUDA run sets up (the flags are process-wide, so they are restored afterwards)
     from supcon_ray.precision import cuda_determinism
