@@ -17,7 +17,12 @@ is the generating ratio of population spreads.
 
 Truths: SupCon's spread 3x, 1x, 10x and 30x the seed noise and 0 (no spread at all: false claims only);
 CE's seed noise 3x SupCon's; pair correlation 0 and 0.9; heavy-tailed (t3) setting effects; a
-collapse at chance. Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
+collapse at chance; heavy-tailed (t3) seed noise; a bimodal collapse (at CE's two most extreme
+settings each seed lands at chance with probability 1/2). And the committed studies' own per-setting
+seed noise (:data:`PATTERN_FOLDERS`): every factor of every published study, each setting with its
+observed seed std and the profiles rescaled to equal spreads (ratio 1) or CE's twice SupCon's, at the
+study's own number of settings and 3 seeds (:func:`supcon_ray.stats.simulate.pattern_tables`); these
+rows also carry power at ratio 2. Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import write_json
 from supcon_ray.stats import compare, compare_these
 from supcon_ray.stats.settings import ALPHA
-from supcon_ray.stats.simulate import simulate_tables, spread_ratio
+from supcon_ray.stats.simulate import NoisePattern, bimodal_tables, pattern_tables, simulate_tables, spread_ratio
 
 SEED_STD = 0.01
 TRUTHS = {
@@ -46,10 +52,16 @@ TRUTHS = {
     "pair corr 0.9": {"setting_std": 0.03, "pair_corr": 0.9},
     "heavy tails (t3)": {"setting_std": 0.03, "effects": "t3"},
     "collapse at chance": {"setting_std": 0.03, "collapsed": 1},
+    "heavy-tailed seed noise (t3)": {"setting_std": 0.03, "noise": "t3"},
+    "bimodal collapse": {"setting_std": 0.03, "bimodal": True},
 }
+#: Published study folders whose per-setting seed noise is simulated (each factor with both losses).
+PATTERN_FOLDERS = ("docs/results/fig4a-digits", "docs/results/fig4a-cifar10-subset")
+PATTERN_SEEDS = 3
 THESE_DESIGNS = [(3, 3), (4, 3)]
 BEYOND_DESIGNS = [(6, 4), (12, 3)]
-BEYOND_TRUTHS = ["spread 3x noise", "spread = noise", "CE noise 3x", "pair corr 0", "pair corr 0.9", "heavy tails (t3)"]
+BEYOND_TRUTHS = ["spread 3x noise", "spread = noise", "CE noise 3x", "pair corr 0", "pair corr 0.9", "heavy tails (t3)",
+                 "heavy-tailed seed noise (t3)", "bimodal collapse"]
 DIRECTIONAL = (1, -1)
 
 
@@ -57,39 +69,83 @@ def _covered(ci: tuple[float, float], truth: float) -> bool:
     return bool(ci[0] <= truth <= ci[1])
 
 
-def these_cell(rng: np.random.Generator, k: int, s: int, truth: dict, sims: int) -> dict:
-    """False claims and coverage at ratio 1, coverage at ratio 2, power at ratio 4, for one truth."""
+def _simulator(k: int, s: int, truth: dict | NoisePattern):
+    """``draw(rng, ratio) -> (block, true means)`` for one truth and design."""
+    if isinstance(truth, NoisePattern):
+        return lambda rng, ratio: pattern_tables(rng, truth, s, ratio)
     kw = {"seed_std": SEED_STD, **truth}
-    zero = kw["setting_std"] == 0
-    claims, cover1, cover2, power4 = [], [], [], []
+    if kw.pop("bimodal", False):
+        return lambda rng, ratio: bimodal_tables(rng, k, s, ratio, kw["setting_std"], kw["seed_std"])
+    exact = not kw.get("collapsed")
+    return lambda rng, ratio: simulate_tables(rng, k, s, ratio, exact_spread=exact or ratio != 1.0, **kw)
+
+
+def these_cell(rng: np.random.Generator, k: int, s: int, truth: dict | NoisePattern, sims: int) -> dict:
+    """False claims and coverage at ratio 1, coverage and power at ratio 2, power at ratio 4, for one truth."""
+    draw = _simulator(k, s, truth)
+    zero = isinstance(truth, dict) and truth["setting_std"] == 0
+    claims, cover1, cover2, power2, power4 = [], [], [], [], []
     for _ in range(sims):
-        block, means = simulate_tables(rng, k, s, 1.0, exact_spread=not kw.get("collapsed"), **kw)
+        block, means = draw(rng, 1.0)
         r = compare_these([block], interval=not zero, spread_intervals=False)
         claims.append(r.p_value < ALPHA and not math.isnan(r.ratio))
         if not zero:
             cover1.append(_covered(r.ci95, spread_ratio(means)))
-            block, means = simulate_tables(rng, k, s, 2.0, exact_spread=True, **kw)
-            cover2.append(_covered(compare_these([block], spread_intervals=False).ci95, spread_ratio(means)))
-            block, _ = simulate_tables(rng, k, s, 4.0, exact_spread=True, **kw)
+            block, means = draw(rng, 2.0)
+            r = compare_these([block], spread_intervals=False)
+            cover2.append(_covered(r.ci95, spread_ratio(means)))
+            power2.append(r.p_value < ALPHA and r.direction > 0)
+            block, _ = draw(rng, 4.0)
             r = compare_these([block], interval=False)
             power4.append(r.p_value < ALPHA and r.direction > 0)
     mean = lambda x: float(np.mean(x)) if x else math.nan  # noqa: E731
     return {"false_claim": mean(claims), "coverage_ratio1": mean(cover1), "coverage_ratio2": mean(cover2),
-            "power_ratio4": mean(power4)}
+            "power_ratio2": mean(power2), "power_ratio4": mean(power4)}
+
+
+def study_patterns(folders: tuple[str, ...] = PATTERN_FOLDERS) -> list[NoisePattern]:
+    """Every factor with both losses of the published studies: each setting's mean and seed std of the
+    analysed test top-1 (completed runs)."""
+    from supcon_ray.report import load, stats_rows
+    from supcon_ray.stats import completed
+
+    out = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            continue
+        trials, _, _ = load([folder])
+        rows = completed(stats_rows(trials), "test_top1")
+        for (study, factor), g in rows.groupby(["study", "factor"], sort=True):
+            per = g.groupby(["loss", "setting"])["test_top1"].agg(["mean", "std", "size"])
+            if set(per.index.get_level_values(0)) != {"ce", "supcon"}:
+                continue
+            settings = sorted(set(per.loc["ce"].index) & set(per.loc["supcon"].index))
+            if len(settings) < 2:
+                continue
+            means = {loss: per.loc[loss].loc[settings, "mean"].to_numpy() for loss in ("ce", "supcon")}
+            stds = {loss: per.loc[loss].loc[settings, "std"].fillna(0.0).to_numpy() for loss in ("ce", "supcon")}
+            out.append(NoisePattern(f"{study} {factor}", means, stds))
+    return out
 
 
 def beyond_cell(rng: np.random.Generator, k: int, s: int, truth: dict, sims: int) -> dict:
     kw = {"seed_std": SEED_STD, **truth}
+    if kw.pop("bimodal", False):  # SupCon's effects are CE's divided by the ratio: the population ratio is exact
+        def draw(rng, ratio):
+            return bimodal_tables(rng, k, s, ratio, kw["setting_std"], kw["seed_std"])
+    else:
+        def draw(rng, ratio):
+            return simulate_tables(rng, k, s, ratio, **kw)
     claims, cover1, bounded, cover2, power4 = [], [], [], [], []
     for _ in range(sims):
-        block, _ = simulate_tables(rng, k, s, 1.0, **kw)
+        block, _ = draw(rng, 1.0)
         r = compare([block])
         claims.append(r.p_value < ALPHA)
         cover1.append(_covered(r.ci95, 1.0))
         bounded.append(r.ci95[0] > 0 and math.isfinite(r.ci95[1]))
-        block, _ = simulate_tables(rng, k, s, 2.0, **kw)
+        block, _ = draw(rng, 2.0)
         cover2.append(_covered(compare([block]).ci95, 2.0))
-        block, _ = simulate_tables(rng, k, s, 4.0, **kw)
+        block, _ = draw(rng, 4.0)
         r = compare([block], interval=False)
         power4.append(r.p_value < ALPHA and r.direction > 0)
     return {"false_claim": float(np.mean(claims)), "coverage_ratio1": float(np.mean(cover1)),
@@ -105,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sims", type=int, default=2000, help="simulated factors per design and truth (default 2000)")
     ap.add_argument("--question", choices=("these", "beyond", "both"), default="both")
-    ap.add_argument("--truth", action="append", choices=list(TRUTHS), metavar="NAME",
-                    help="only this truth (repeatable; default: all)")
+    ap.add_argument("--truth", action="append", choices=[*TRUTHS, "study patterns"], metavar="NAME",
+                    help="only this truth (repeatable; 'study patterns': the published studies' noise; default: all)")
     args = ap.parse_args(argv)
     if args.sims < 10:
         ap.error("--sims: at least 10")
@@ -117,16 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.question in ("these", "both"):
         rng = np.random.default_rng(2026)
         print(f"For these settings: {n} simulated factors per cell; Monte-Carlo standard error {se:.3f} at 0.05 and 0.95.")
-        print("| truth | settings x seeds | false claims, ratio 1 | coverage, ratio 1 | coverage, ratio 2 | power, ratio 4 |")
-        print("|---|---|---:|---:|---:|---:|")
-        for name, truth in TRUTHS.items():
-            if args.truth and name not in args.truth:
+        print("| truth | settings x seeds | false claims, ratio 1 | coverage, ratio 1 | coverage, ratio 2 "
+              "| power, ratio 2 | power, ratio 4 |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        cells = [(name, truth, k, s) for name, truth in TRUTHS.items() for k, s in THESE_DESIGNS]
+        if not args.truth or "study patterns" in args.truth:
+            cells += [(f"pattern: {p.name}", p, len(p.means["ce"]), PATTERN_SEEDS) for p in study_patterns()]
+        for name, truth, k, s in cells:
+            if args.truth and name not in args.truth and not (name.startswith("pattern") and "study patterns" in args.truth):
                 continue
-            for k, s in THESE_DESIGNS:
-                r = {"truth": name, "settings": k, "seeds": s, **these_cell(rng, k, s, truth, n)}
-                out["these_settings"].append(r)
-                print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_ratio1'])} | "
-                      f"{_f(r['coverage_ratio2'])} | {_f(r['power_ratio4'])} |", flush=True)
+            r = {"truth": name, "settings": k, "seeds": s, **these_cell(rng, k, s, truth, n)}
+            out["these_settings"].append(r)
+            print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_ratio1'])} | "
+                  f"{_f(r['coverage_ratio2'])} | {_f(r['power_ratio2'])} | {_f(r['power_ratio4'])} |", flush=True)
     if args.question in ("beyond", "both"):
         rng = np.random.default_rng(2027)
         print(f"\nBeyond these settings: {n} simulated factors per cell.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .stats.base_margin import margin_sentence
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 
 #: Fig. 4a's direction of effect by factor name (the keys this project's study files vary).
@@ -152,6 +153,7 @@ def results_markdown(numbers: dict[str, Any]) -> str:
     for study, per_loss in (numbers.get("bases") or {}).items():
         tuned = "; ".join(f"{loss}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in rec.get("values", {}).items())
+                          + (f" ({margin_sentence(rec['margin'])})" if rec.get("margin") else "")
                           for loss, rec in per_loss.items())
         out.append(f"Tuned bases ({study}, stage 1, picked on validation): {tuned}.")
     for f in numbers["factors"]:

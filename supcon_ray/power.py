@@ -17,6 +17,7 @@ import math
 import sys
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import EXIT_USAGE, ConfigError
@@ -49,13 +50,19 @@ def measured(rows: pd.DataFrame, metric: str) -> dict[str, Measured | str]:
         spread = compare_these(blocks, interval=False).spreads["supcon"] if min(b.n.min() for b in blocks[0]) >= 2 else 0.0
         # a spread measured at 0 gives no signal to scale: plan for one equal to SupCon's seed noise
         note = "" if spread > 0 else " (measured 0: planned for a spread equal to SupCon's seed std)"
-        out[f"{study} / {factor}"] = Measured(seed["ce"], seed["supcon"], spread if spread > 0 else seed["supcon"], note)
+        per_setting = {loss: tuple(float(np.sqrt(ss / (n - 1))) for n, ss in zip(tables[loss].n, tables[loss].ss) if n > 1)
+                       for loss in PAIR}
+        out[f"{study} / {factor}"] = Measured(seed["ce"], seed["supcon"], spread if spread > 0 else seed["supcon"], note,
+                                              per_setting["ce"], per_setting["supcon"])
     return out
 
 
 def _print_plan(name: str, m: Measured, result: dict[str, Any]) -> None:
     print(f"\n## {name}")
-    print(f"Measured: seed std CE {m.seed_std_ce:.3g}, SupCon {m.seed_std_supcon:.3g}; SupCon's spread across settings "
+    uneven = "".join(f"; {loss}'s largest at one setting {max(stds):.3g}" for loss, stds in
+                     (("CE", m.seed_stds_ce), ("SupCon", m.seed_stds_supcon)) if stds)
+    print(f"Measured: seed std CE {m.seed_std_ce:.3g}, SupCon {m.seed_std_supcon:.3g} (pooled{uneven}; each simulated "
+          f"setting draws its seed std from the measured settings'); SupCon's spread across settings "
           f"{m.spread_supcon:.3g}{m.note}. {result['sims']} simulated studies per cell (standard error about "
           f"{result['se_at_0.8']:.2f} near 0.8).")
     heads = " | ".join(f"these, ratio {r:g}" for r in RATIOS) + " | " + " | ".join(f"beyond, ratio {r:g}" for r in RATIOS)

@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from .config import ConfigError
+from .stats.base_margin import base_margins
 from .study import (CONTRASTIVE_ONLY, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
                     plan_trials, setting_label, setting_values, space_for)
 
@@ -308,6 +309,9 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
             "configurations": len(groups),
             "tune_base": tb.model_dump(mode="json"),
         }
+        margin = base_margins(rows.assign(study="s"), tb.select).get("s", {}).get(loss)
+        if margin is not None:  # how clearly it won: the lead over the runner-up, with its standard error
+            bases[loss]["margin"] = margin
     return bases
 
 

@@ -27,7 +27,11 @@ spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says 
      "divergence": {"per_loss": {loss: {completed, diverged, failed, divergence_rate}}, "fisher_p", "odds_ratio"},
      "expected_max": {"metric", "available", "reason"?, "n_configs", "curves": {loss: {k, mean, low, high}}},
      "importance": {loss: {hyperparameter: {mean, sd, noise_mean, noise_sd, above_noise}}},
-     "bases": {study: {loss: {...}}}, "notes": [str]}
+     "bases": {study: {loss: {..., "margin": {"best", "runner_up", "best_mean", "runner_up_mean", "margin",
+                                              "se", "se_basis", "validation_images", "within_noise"}}}},
+     "notes": [str]}
+
+Each setting's ``ci95`` is a t-interval over that setting's own seeds (null with one run).
 
 Exit status 2 when nothing can be reported (no trials, a missing folder, an unknown metric).
 """
@@ -49,6 +53,7 @@ from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
 from .manifest import MANIFEST_FILE, analysed_rows, read_manifest
 from .stats import divergence as div
+from .stats.base_margin import base_margins, margin_sentence
 from .stats.importance import importance, sampled
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 from .markdown import INTERVAL_NOTE, results_markdown
@@ -225,9 +230,11 @@ def _bases_html(bases: dict[str, Any]) -> str:
             if "mean" in b:
                 source += (f": best of {b.get('configurations', '?')} configurations by mean {b.get('select', 'val_top1')} "
                            f"{_num(b['mean'], 4)} over seeds {b.get('seeds')}")
-            rows.append([study, loss, values or "(as in the study file)", source])
-    return ("<p>Each loss's base setting, from which every factor is changed one at a time:</p>"
-            + _table(["study", "loss", "tuned base", "where it came from"], rows, left=4))
+            lead = margin_sentence(b["margin"]) if b.get("margin") else ""
+            rows.append([study, loss, values or "(as in the study file)", source, lead])
+    return ("<p>Each loss's base setting, from which every factor is changed one at a time, and how clearly "
+            "stage 1 picked it (a lead under one standard error is a pick within noise):</p>"
+            + _table(["study", "loss", "tuned base", "where it came from", "lead over the runner-up"], rows, left=5))
 
 
 def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dict[str, Any],
@@ -305,7 +312,7 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
         page.figure(plots.sensitivity_intervals(numbers["factors"]), "fig-sensitivity")
 
     page.add("<h2>2. Accuracy per setting (the paper's Fig. 4a view)</h2>")
-    page.add("<p>Each loss's mean per setting with a 95% interval over seeds (pooled seed std); completed runs as "
+    page.add("<p>Each loss's mean per setting with a 95% t-interval over that setting's own seeds; completed runs as "
              "circles, diverged runs as crosses at chance, failed runs as triangles at the bottom. Numeric factors sit "
              "on a numeric axis. The table gives each setting's drop from that loss's best setting.</p>")
     if numbers["factors"]:
@@ -397,6 +404,18 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
     return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
 
 
+def with_margins(bases: dict[str, dict[str, Any]], trials: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each stage-1 base with its pick's ``margin`` (:func:`supcon_ray.stats.base_margins`), computed
+    from the stage-1 rows: a folder whose manifest predates the margin gets it too."""
+    out: dict[str, dict[str, Any]] = {}
+    for study, per_loss in bases.items():
+        out[study] = {}
+        for loss, rec in per_loss.items():
+            margin = base_margins(trials[trials["study"] == study], rec.get("select", "val_top1")).get(study, {}).get(loss)
+            out[study][loss] = {**rec, "margin": margin} if margin and rec.get("trial_ids") else rec
+    return out
+
+
 def build_report(results_dirs: list[str] | str, output: str | None = None, json_path: str | None = None,
                  metric: str = "test_top1", figure: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Write the report for one or more study folders (and, with ``figure``, the Fig. 4a view as a
@@ -409,7 +428,7 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     numbers = compute(trials, metric)
     bases = {s: m["bases"] for s, m in metas.items() if m.get("bases")}
     if bases:
-        numbers["bases"] = bases
+        numbers["bases"] = with_margins(bases, trials)
     flags = [f"{s}: {flag['text']}" for s, m in metas.items() for flag in m.get("flags") or []]
     if flags:
         numbers["flags"] = flags

@@ -193,6 +193,7 @@ def _decide(study: Study, stage: str, planned, manifest, store, console, outcome
     """Record ``stage``'s decision in the manifest once (never recomputed); False if it cannot be made."""
     from . import protocol
     from .manifest import save_manifest
+    from .stats.base_margin import margin_sentence
     from .storage import read_results
 
     if stage == "tune_base" and "bases" in manifest.decisions or stage == "study" and "nuisance" in manifest.decisions:
@@ -211,7 +212,8 @@ def _decide(study: Study, stage: str, planned, manifest, store, console, outcome
     for loss, rec in (decision.get("bases") or {}).items():
         if study.tune_base is not None:
             console.write(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
-                          + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")"))
+                          + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")")
+                          + (f"; {margin_sentence(rec['margin'])}" if rec.get("margin") else ""))
     return True
 
 

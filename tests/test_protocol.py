@@ -204,6 +204,10 @@ def test_pick_bases_is_the_best_validation_mean_over_seeds(tmp_path):
         assert bases[loss]["values"] == {"lr": best.lr, "weight_decay": best.weight_decay}
         assert bases[loss]["mean"] == pytest.approx(best_mean) and bases[loss]["configurations"] == 6
         assert len(bases[loss]["trial_ids"]) == 3 and bases[loss]["source"] == protocol.BASE_FROM_STAGE1
+        # how clearly it won, recorded with the decision: the lead over the runner-up, paired over the 3 seeds
+        means = trials[trials.loss == loss].groupby("lr").val_top1.mean().sort_values()
+        margin = bases[loss]["margin"]
+        assert margin["margin"] == pytest.approx(means.iloc[-1] - means.iloc[-2]) and "3 selection seeds" in margin["se_basis"]
     # a failed trial (or a missing one) means no base is picked on an unequal budget
     failed = trials.copy()
     failed.loc[3, "status"] = "failed"

@@ -330,6 +330,20 @@ def test_importance_is_fitted_to_sampled_searches_only():
     assert out["optimizer"]["p_value"] > out["lr"]["p_value"] and not out["optimizer"]["above_noise"]
 
 
+def test_planner_simulates_each_settings_own_seed_noise():
+    from supcon_ray.stats.power import SEEDS, Measured, power
+
+    # quiet settings and one in nine that carries the noise (a collapse): planning from the quiet std alone
+    # (what the pooled field says here) promises power that the noisy setting takes away
+    stds = (0.002,) * 8 + (0.08,)
+    quiet = Measured(seed_std_ce=0.002, seed_std_supcon=0.002, spread_supcon=0.02)
+    uneven = Measured(seed_std_ce=0.002, seed_std_supcon=0.002, spread_supcon=0.02, seed_stds_ce=stds,
+                      seed_stds_supcon=stds)
+    p_quiet, p_uneven = (power(m, 9, 3, 2.0, sims=40)["these_settings"] for m in (quiet, uneven))
+    assert p_quiet >= 0.9 and p_uneven <= p_quiet - 0.3, (p_quiet, p_uneven)
+    assert max(SEEDS) > 5  # it can propose more seeds than the studies run
+
+
 def test_planner_reads_a_study_and_finds_the_deciding_design(tmp_path, capsys):
     from supcon_ray.power import main as power_main
     from supcon_ray.stats.power import Measured, power

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from supcon_ray.stats import SettingTable, analyze_factors, compare_these, components, holm
-from supcon_ray.stats.simulate import simulate_factor, simulate_tables, spread_ratio
+from supcon_ray.stats.simulate import bimodal_tables, pattern_tables, simulate_factor, simulate_tables, spread_ratio
 
 
 def _table(groups: list[list[float]]) -> SettingTable:
@@ -130,6 +130,62 @@ def test_null_false_claims_and_coverage_are_nominal(k, truth):
     se = math.sqrt(0.05 * 0.95 / sims)
     assert false_claims <= 0.05 + 3 * se, false_claims
     assert coverage >= 0.95 - 3 * se, coverage
+
+
+def _uneven_truths():
+    """Seed noise that differs across settings, as it does in real sweeps, and heavy-tailed seed noise."""
+    from benchmarks.calibration import study_patterns
+
+    patterns = {p.name: p for p in study_patterns()}
+    if "fig4a-cifar10-subset lr" not in patterns:
+        pytest.skip("docs/results/fig4a-cifar10-subset is not in this checkout")
+    cifar_lr = patterns["fig4a-cifar10-subset lr"]  # CE's seed std 0.064 at x12.8, 0.053 at x30; <= 0.007 elsewhere
+    return {
+        "CIFAR-10 subset lr noise pattern": lambda rng, ratio: pattern_tables(rng, cifar_lr, 3, ratio),
+        "bimodal collapse": lambda rng, ratio: bimodal_tables(rng, 3, 3, ratio),
+        "heavy-tailed seed noise": lambda rng, ratio: simulate_tables(rng, 4, 3, ratio, setting_std=0.03, seed_std=0.01,
+                                                                      exact_spread=True, noise="t3"),
+    }
+
+
+@pytest.mark.parametrize("name", ["CIFAR-10 subset lr noise pattern", "bimodal collapse", "heavy-tailed seed noise"])
+def test_uneven_seed_noise_keeps_false_claims_and_coverage_nominal(name):
+    # a pooled seed variance, simulated evenly at every setting, made 35% of claims false on the CIFAR pattern
+    draw = _uneven_truths()[name]
+    rng, sims = np.random.default_rng(21), 150
+    claims = covered1 = covered2 = 0
+    for _ in range(sims):
+        block, truth = draw(rng, 1.0)
+        r = compare_these([block], spread_intervals=False)
+        claims += r.p_value < 0.05
+        covered1 += r.ci95[0] <= spread_ratio(truth) <= r.ci95[1]
+        block, truth = draw(rng, 2.0)
+        r = compare_these([block], spread_intervals=False)
+        covered2 += r.ci95[0] <= spread_ratio(truth) <= r.ci95[1]
+    se = math.sqrt(0.05 * 0.95 / sims)
+    assert claims / sims <= 0.05 + 3 * se, claims / sims
+    assert covered1 / sims >= 0.95 - 3 * se and covered2 / sims >= 0.95 - 3 * se, (covered1 / sims, covered2 / sims)
+
+
+def test_a_twofold_difference_is_found_on_the_cifar_lr_noise_pattern():
+    draw = _uneven_truths()["CIFAR-10 subset lr noise pattern"]
+    rng, sims = np.random.default_rng(22), 60
+    found = sum(bool((r := compare_these([draw(rng, 2.0)[0]], interval=False)).p_value < 0.05 and r.direction > 0)
+                for _ in range(sims))
+    assert found / sims >= 0.80 - 3 * math.sqrt(0.8 * 0.2 / sims), found
+
+
+def test_each_setting_interval_uses_its_own_seeds():
+    table = _table([[0.480, 0.488, 0.491], [0.10, 0.30, 0.25]])  # a tight setting and a collapsing one
+    comp = components(table)
+    from supcon_ray.stats.variance import setting_means
+
+    means = setting_means(table)
+    for name, seeds in (("s0", [0.480, 0.488, 0.491]), ("s1", [0.10, 0.30, 0.25])):
+        half = 4.302652729911275 * np.std(seeds, ddof=1) / math.sqrt(3)  # t(0.975, 2 df)
+        assert means[name]["ci95"] == pytest.approx([np.mean(seeds) - half, np.mean(seeds) + half])
+    assert means["s0"]["ci95"][1] - means["s0"]["ci95"][0] < 0.04  # a pooled std (0.06 here) gave +-0.15
+    assert comp.seed_std > 0.05
 
 
 def test_a_fourfold_difference_is_found_nearly_always():

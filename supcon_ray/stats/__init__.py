@@ -11,11 +11,14 @@
 * :mod:`.divergence`: divergence counts and Fisher's exact test.
 * :mod:`.tuning_curve`: expected best accuracy versus number of random configurations.
 * :mod:`.importance`: fANOVA importance with seed spread and a permuted-metric baseline.
+* :mod:`.base_margin`: how clearly stage 1 picked each loss's base (lead over the runner-up, its SE).
+* :mod:`.tolerance`: the one resolution at which computed statistics are compared (no last-bit decisions).
 * :mod:`.stability`: the per-factor and pooled analysis that the report formats.
 * :mod:`.simulate`: studies with known truth, for calibration.
 * :mod:`.power`: the design planner (power of both questions against settings x seeds).
 """
 
+from .base_margin import base_margins
 from .divergence import divergence_summary
 from .multiplicity import holm
 from .paired import PairedResult, compare
@@ -26,7 +29,7 @@ from .these_settings import TheseSettingsResult, compare_these
 from .tuning_curve import expected_max, expected_max_unbiased
 from .variance import SettingTable, components
 
-__all__ = ["ALPHA", "CLAIMS", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult", "analyze_factors", "compare",
+__all__ = ["ALPHA", "CLAIMS", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult", "analyze_factors", "base_margins", "compare",
            "compare_these", "completed", "components",
            "divergence_summary", "expected_max", "expected_max_section", "expected_max_unbiased", "holm", "logit",
            "scored", "status_counts"]

@@ -1,7 +1,7 @@
 """The design planner: power of both questions against the number of settings and seeds.
 
-Given what a finished or pilot study measured for one factor (each loss's seed std, SupCon's spread
-across settings), :func:`plan` simulates studies of ``K`` settings x ``S`` seeds in which CE's spread
+Given what a finished or pilot study measured for one factor (each loss's seed std at each setting,
+SupCon's spread across settings), :func:`plan` simulates studies of ``K`` settings x ``S`` seeds in which CE's spread
 is ``ratio`` times SupCon's (:mod:`.simulate`), analyses each one exactly as the report does (one
 factor, so no Holm adjustment), and counts how often each question finds the true direction:
 
@@ -28,25 +28,35 @@ from .variance import SettingTable
 
 RATIOS = (1.5, 2.0, 4.0)
 SETTINGS = (3, 4, 6, 9, 12, 18, 24)
-SEEDS = (2, 3, 5)
+SEEDS = (2, 3, 5, 8)
 TARGET_POWER = 0.8
 PLAN_DRAWS = 500  # bootstrap draws per simulated "these settings" test (p-values only)
 
 
 @dataclass(frozen=True)
 class Measured:
-    """What a study measured for one factor: each loss's seed std and SupCon's spread across settings."""
+    """What a study measured for one factor: each loss's seed std (pooled) and SupCon's spread across
+    settings; and each loss's seed std at every setting it ran (``()``: not measured, even noise)."""
 
     seed_std_ce: float
     seed_std_supcon: float
     spread_supcon: float
     note: str = ""  # how the spread was chosen, when it was not measured
+    seed_stds_ce: tuple[float, ...] = ()
+    seed_stds_supcon: tuple[float, ...] = ()
+
+
+def _noise(rng: np.random.Generator, pooled: float, per_setting: tuple[float, ...], n_settings: int) -> np.ndarray | float:
+    """Each simulated setting's seed std: drawn from the measured settings' own (so a sweep where one
+    setting in nine carries most of the noise keeps that share), or the pooled std where none was measured."""
+    return rng.choice(np.asarray(per_setting), n_settings) if per_setting else pooled
 
 
 def _block(rng: np.random.Generator, m: Measured, n_settings: int, n_seeds: int, ratio: float,
            exact: bool) -> tuple[SettingTable, SettingTable]:
-    block, _ = simulate_tables(rng, n_settings, n_seeds, ratio, m.spread_supcon, (m.seed_std_ce, m.seed_std_supcon),
-                               exact_spread=exact)
+    noise = (_noise(rng, m.seed_std_ce, m.seed_stds_ce, n_settings),
+             _noise(rng, m.seed_std_supcon, m.seed_stds_supcon, n_settings))
+    block, _ = simulate_tables(rng, n_settings, n_seeds, ratio, m.spread_supcon, noise, exact_spread=exact)
     return block
 
 

@@ -21,6 +21,8 @@ is then recorded at chance, as the engine records it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -82,24 +84,75 @@ def simulate_factor(rng: np.random.Generator, n_settings: int, n_seeds: int, rat
     return pd.DataFrame(rows)
 
 
+def _tables(y: dict[str, np.ndarray]) -> tuple[SettingTable, SettingTable]:
+    """(CE table, SupCon table) of runs ``y[loss]``, shape ``(settings, seeds)``."""
+    out = []
+    for loss in ("ce", "supcon"):
+        k, n = y[loss].shape
+        mean = y[loss].mean(axis=1)
+        out.append(SettingTable(tuple(f"s{i}" for i in range(k)), np.full(k, float(n)), mean,
+                                ((y[loss] - mean[:, None]) ** 2).sum(axis=1)))
+    return out[0], out[1]
+
+
 def simulate_tables(rng: np.random.Generator, n_settings: int, n_seeds: int, ratio: float = 1.0,
                     setting_std: float = 0.03, seed_std: float | tuple[float, float] = 0.01, pair_corr: float = 0.5,
                     effects: str = "normal", exact_spread: bool = False, collapsed: int = 0,
-                    chance: float = 0.1) -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
+                    chance: float = 0.1, noise: str = "normal") -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
     """The model of :func:`simulate_factor` straight to ``(CE table, SupCon table)`` (no trials table;
-    for simulations by the thousand), and the true setting means."""
+    for simulations by the thousand), and the true setting means. ``noise="t3"``: heavy-tailed seed
+    noise (Student t, 3 degrees of freedom, scaled to ``seed_std``)."""
     truth = true_means(rng, n_settings, ratio, setting_std, pair_corr, (0.80, 0.85), effects, exact_spread,
                        collapsed, chance)
-    noise = seed_std if isinstance(seed_std, tuple) else (seed_std, seed_std)
-    names = tuple(f"s{i}" for i in range(n_settings))
-    out = []
-    for loss, sd in zip(("ce", "supcon"), noise):
+    stds = seed_std if isinstance(seed_std, tuple) else (seed_std, seed_std)
+    y = {}
+    for loss, sd in zip(("ce", "supcon"), stds):
         m = truth[loss]
         sds = np.where(np.abs(m - chance) < 1e-12, 0.0, sd)[:, None]
-        y = m[:, None] + sds * rng.standard_normal((n_settings, n_seeds))
-        mean = y.mean(axis=1)
-        out.append(SettingTable(names, np.full(n_settings, float(n_seeds)), mean, ((y - mean[:, None]) ** 2).sum(axis=1)))
-    return (out[0], out[1]), truth
+        y[loss] = m[:, None] + sds * _effects(rng, noise, n_settings * n_seeds).reshape(n_settings, n_seeds)
+    return _tables(y), truth
+
+
+@dataclass(frozen=True)
+class NoisePattern:
+    """One factor's observed shape, per loss: each setting's mean and seed std (from a real study)."""
+
+    name: str
+    means: dict[str, np.ndarray]
+    seed_stds: dict[str, np.ndarray]
+
+
+def pattern_tables(rng: np.random.Generator, pattern: NoisePattern, n_seeds: int,
+                   ratio: float = 1.0) -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
+    """A factor with a real study's per-setting seed noise: SupCon's true means are its observed ones,
+    CE's observed profile is rescaled so that its spread is exactly ``ratio`` times SupCon's, and every
+    setting keeps its own observed seed std (normal noise). The truth of "these settings" is ``ratio``."""
+    sc = np.asarray(pattern.means["supcon"], dtype=float)
+    ce = np.asarray(pattern.means["ce"], dtype=float)
+    target = ratio * sc.std(ddof=1)
+    truth = {"supcon": sc, "ce": ce.mean() + (ce - ce.mean()) * (target / ce.std(ddof=1))}
+    y = {loss: truth[loss][:, None] + np.asarray(pattern.seed_stds[loss])[:, None]
+         * rng.standard_normal((len(truth[loss]), n_seeds)) for loss in ("ce", "supcon")}
+    return _tables(y), truth
+
+
+def bimodal_tables(rng: np.random.Generator, n_settings: int, n_seeds: int, ratio: float = 1.0,
+                   setting_std: float = 0.03, seed_std: float = 0.01, chance: float = 0.1,
+                   level: float = 0.8) -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
+    """Collapse that splits the seeds: at CE's two most extreme settings (the first and the last) each
+    seed lands at chance with probability 1/2 (no noise there) and otherwise near ``a_s``, so the true
+    mean is ``(chance + a_s) / 2``; elsewhere CE's runs are ``a_s`` plus normal noise. SupCon has CE's
+    true means, centred profile divided by ``ratio``, with even normal noise. The truth is ``ratio``."""
+    a = level + setting_std * rng.standard_normal(n_settings)
+    ends = np.array([0, n_settings - 1])
+    m_ce = a.copy()
+    m_ce[ends] = (chance + a[ends]) / 2
+    y_ce = a[:, None] + seed_std * rng.standard_normal((n_settings, n_seeds))
+    at_chance = rng.random((len(ends), n_seeds)) < 0.5
+    y_ce[ends] = np.where(at_chance, chance, y_ce[ends])
+    m_sc = m_ce.mean() + (m_ce - m_ce.mean()) / ratio
+    y_sc = m_sc[:, None] + seed_std * rng.standard_normal((n_settings, n_seeds))
+    return _tables({"ce": y_ce, "supcon": y_sc}), {"ce": m_ce, "supcon": m_sc}
 
 
 def spread_ratio(truth: dict[str, np.ndarray]) -> float:

@@ -149,7 +149,7 @@ def _loss_entry(g: pd.DataFrame, table: SettingTable | None, paired: list[str], 
     return {**entry, "mean": comp.grand_mean, "seed_std": comp.seed_std, "setting_std": comp.setting_std,
             "setting_std_ci95": list(comp.setting_std_ci95), "seed_noise_removed": comp.seed_noise_removed,
             "spread_settings": len(paired) if len(paired) >= 2 else len(table.settings),
-            "settings": setting_means(table, comp.seed_std)}
+            "settings": setting_means(table)}
 
 
 def _testable_p(r: PairedResult | None) -> float:

@@ -132,13 +132,14 @@ def components(table: SettingTable, confidence: float = 0.95, bound: float | Non
     return Components(k, int(total), grand, seed_std, raw, math.sqrt(max(raw, 0.0)), ci, dfw > 0)
 
 
-def setting_means(table: SettingTable, seed_std: float, confidence: float = 0.95) -> dict[str, dict[str, float]]:
-    """Each setting's mean, count, t-interval (pooled seed std) and drop from the best setting's mean."""
+def setting_means(table: SettingTable, confidence: float = 0.95) -> dict[str, dict[str, float]]:
+    """Each setting's mean, count, t-interval from that setting's own seeds (``n - 1`` degrees of
+    freedom; seed noise is often uneven across settings, e.g. seeds split between chance and above
+    where training starts to collapse, so a pooled std would be too wide at most settings and too
+    narrow at those) and drop from the best setting's mean. A setting with one run has no interval."""
     best = float(np.max(table.mean)) if len(table.mean) else math.nan
-    dfw = float(table.n.sum()) - len(table.settings)
-    t = float(sps.t.ppf(0.5 + confidence / 2, dfw)) if dfw > 0 else math.nan
     out = {}
-    for s, n, m in zip(table.settings, table.n, table.mean):
-        half = t * seed_std / math.sqrt(n) if dfw > 0 else math.nan
+    for s, n, m, ss in zip(table.settings, table.n, table.mean, table.ss):
+        half = (float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(ss / (n - 1) / n)) if n > 1 else math.nan
         out[s] = {"mean": float(m), "n": int(n), "ci95": [float(m - half), float(m + half)], "drop_from_best": best - float(m)}
     return out

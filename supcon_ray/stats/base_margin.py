@@ -1,0 +1,87 @@
+"""How clearly stage 1 picked each loss's base: the best configuration's lead over the runner-up.
+
+Every factor is changed from the tuned base, so a base picked within noise should be said so. From
+the stage-1 rows (``design`` ``tune_base:*``, or ``phase`` ``tune_base`` where there is no design), per loss: the configurations' mean selection metric
+(validation top-1) over the selection seeds, the best minus the runner-up (``margin``), and its
+standard error:
+
+* several selection seeds: the standard error of the per-seed differences (both configurations ran
+  on the same seeds, so the difference is paired);
+* one seed: the two-proportion binomial standard error ``sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n)``
+  on the validation set's ``n`` images, which is conservative for two models scored on the same
+  images (their errors are positively correlated). ``n`` is read from the accuracies themselves: the
+  least common denominator of the recorded values (each is correct / n).
+
+``within_noise`` is True when the margin is under one standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .tolerance import RTOL
+
+STAGE1_PREFIX = "tune_base"
+#: The largest validation set whose size is read back from its accuracies.
+MAX_VALIDATION_IMAGES = 1_000_000
+
+
+def validation_images(values: pd.Series) -> int | None:
+    """The validation set's size implied by accuracies recorded as ``correct / n`` (None if they are not)."""
+    n = 1
+    for v in pd.Series(values).dropna().astype(float):
+        f = Fraction(v).limit_denominator(MAX_VALIDATION_IMAGES)
+        if abs(float(f) - v) > RTOL:
+            return None
+        n = n * f.denominator // math.gcd(n, f.denominator)
+        if n > MAX_VALIDATION_IMAGES:
+            return None
+    return n if n > 1 else None
+
+
+def base_margins(trials: pd.DataFrame, select: str = "val_top1") -> dict[str, dict[str, dict[str, Any]]]:
+    """``{study: {loss: {best, runner_up, margin, se, se_basis, validation_images, within_noise}}}`` for
+    every loss with at least two completed stage-1 configurations."""
+    if select not in trials or not {"design", "phase"} & set(trials):
+        return {}
+    stage1 = (trials["design"].astype(str).str.startswith(STAGE1_PREFIX) if "design" in trials
+              else trials["phase"] == STAGE1_PREFIX)
+    rows = trials[stage1 & (trials["status"] == "completed") & trials[select].notna()]
+    if "study" not in rows:
+        rows = rows.assign(study="study")
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (study, loss), g in rows.groupby(["study", "loss"], sort=True):
+        means = g.groupby("setting")[select].mean().sort_values(ascending=False, kind="stable")
+        if len(means) < 2:
+            continue
+        best, runner = str(means.index[0]), str(means.index[1])
+        margin = float(means.iloc[0] - means.iloc[1])
+        by_seed = g.pivot_table(index="seed", columns="setting", values=select, aggfunc="mean")
+        paired = (by_seed[best] - by_seed[runner]).dropna()
+        n_val = validation_images(g[select])
+        if len(paired) >= 2:
+            se, basis = float(paired.std(ddof=1) / math.sqrt(len(paired))), f"{len(paired)} selection seeds (paired)"
+        elif n_val:
+            p1, p2 = float(means.iloc[0]), float(means.iloc[1])
+            se = math.sqrt(p1 * (1 - p1) / n_val + p2 * (1 - p2) / n_val)
+            basis = f"binomial, {n_val} validation images, one seed"
+        else:
+            se, basis = math.nan, "unknown (one seed and no validation set size)"
+        out.setdefault(str(study), {})[str(loss)] = {
+            "best": best, "runner_up": runner, "best_mean": float(means.iloc[0]), "runner_up_mean": float(means.iloc[1]),
+            "margin": margin, "se": se, "se_basis": basis, "validation_images": n_val,
+            "within_noise": bool(np.isfinite(se) and margin < se)}
+    return out
+
+
+def margin_sentence(margin: dict[str, Any]) -> str:
+    """The lead in words: ``lead over the runner-up (lr=7.125) 0.0069 (SE 0.018, ...): picked within noise``."""
+    se = margin.get("se")
+    se_text = f" (SE {se:.2g}, {margin.get('se_basis')})" if se is not None and math.isfinite(se) else ""
+    return (f"lead over the runner-up ({margin['runner_up']}) {margin['margin']:.4f}{se_text}"
+            + (": picked within noise" if margin.get("within_noise") else ""))
