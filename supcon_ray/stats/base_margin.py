@@ -80,8 +80,8 @@ def base_margins(trials: pd.DataFrame, select: str = "val_top1") -> dict[str, di
 
 
 def margin_sentence(margin: dict[str, Any]) -> str:
-    """The lead in words: ``lead over the runner-up (lr=7.125) 0.0069 (SE 0.018, ...): picked within noise``."""
+    """The lead in words: ``lead 0.0069 over the runner-up lr=7.125, SE 0.026 (...): picked within noise``."""
     se = margin.get("se")
-    se_text = f" (SE {se:.2g}, {margin.get('se_basis')})" if se is not None and math.isfinite(se) else ""
-    return (f"lead over the runner-up ({margin['runner_up']}) {margin['margin']:.4f}{se_text}"
+    se_text = f", SE {se:.2g} ({margin.get('se_basis')})" if se is not None and math.isfinite(se) else ""
+    return (f"lead {margin['margin']:.4f} over the runner-up {margin['runner_up']}{se_text}"
             + (": picked within noise" if margin.get("within_noise") else ""))
