@@ -56,7 +56,8 @@ TRUTHS = {
     "bimodal collapse": {"setting_std": 0.03, "bimodal": True},
 }
 #: Published study folders whose per-setting seed noise is simulated (each factor with both losses).
-PATTERN_FOLDERS = ("docs/results/fig4a-digits", "docs/results/fig4a-cifar10-subset")
+PATTERN_FOLDERS = tuple(str(Path(__file__).resolve().parents[1] / "docs" / "results" / name)
+                        for name in ("fig4a-digits", "fig4a-cifar10-subset"))
 PATTERN_SEEDS = 3
 THESE_DESIGNS = [(3, 3), (4, 3)]
 BEYOND_DESIGNS = [(6, 4), (12, 3)]
