@@ -409,9 +409,12 @@ def with_margins(bases: dict[str, dict[str, Any]], trials: pd.DataFrame) -> dict
     from the stage-1 rows: a folder whose manifest predates the margin gets it too."""
     out: dict[str, dict[str, Any]] = {}
     for study, per_loss in bases.items():
+        rows = trials[trials["study"] == study]
+        by_select = {select: base_margins(rows, select).get(study, {})
+                     for select in {rec.get("select", "val_top1") for rec in per_loss.values()}}
         out[study] = {}
         for loss, rec in per_loss.items():
-            margin = base_margins(trials[trials["study"] == study], rec.get("select", "val_top1")).get(study, {}).get(loss)
+            margin = by_select[rec.get("select", "val_top1")].get(loss)
             out[study][loss] = {**rec, "margin": margin} if margin and rec.get("trial_ids") else rec
     return out
 
