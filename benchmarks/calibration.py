@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks.common import write_json
 from supcon_ray.stats import compare, compare_these
+from supcon_ray.stats.paired import uneven_noise
 from supcon_ray.stats.settings import ALPHA
 from supcon_ray.stats.simulate import NoisePattern, bimodal_tables, pattern_tables, simulate_tables, spread_ratio
 
@@ -137,31 +138,109 @@ def beyond_cell(rng: np.random.Generator, k: int, s: int, truth: dict, sims: int
     else:
         def draw(rng, ratio):
             return simulate_tables(rng, k, s, ratio, **kw)
-    claims, cover1, bounded, cover2, power4 = [], [], [], [], []
+    # a factor whose seed noise is too uneven for the swap test gets no answer ("cannot tell": no claim, the
+    # interval [0, inf]), exactly as the report gives it (supcon_ray.stats.paired.uneven_noise)
+    claims, cover1, bounded, cover2, power4, uneven = [], [], [], [], [], []
     for _ in range(sims):
         block, _ = draw(rng, 1.0)
-        r = compare([block])
-        claims.append(r.p_value < ALPHA)
-        cover1.append(_covered(r.ci95, 1.0))
-        bounded.append(r.ci95[0] > 0 and math.isfinite(r.ci95[1]))
+        flagged = bool(uneven_noise(*block))
+        uneven.append(flagged)
+        r = compare([block], interval=not flagged)
+        claims.append(r.p_value < ALPHA and not flagged)
+        cover1.append(flagged or _covered(r.ci95, 1.0))
+        bounded.append(not flagged and r.ci95[0] > 0 and math.isfinite(r.ci95[1]))
         block, _ = draw(rng, 2.0)
-        cover2.append(_covered(compare([block]).ci95, 2.0))
+        cover2.append(bool(uneven_noise(*block)) or _covered(compare([block]).ci95, 2.0))
         block, _ = draw(rng, 4.0)
         r = compare([block], interval=False)
-        power4.append(r.p_value < ALPHA and r.direction > 0)
+        power4.append(r.p_value < ALPHA and r.direction > 0 and not uneven_noise(*block))
     return {"false_claim": float(np.mean(claims)), "coverage_ratio1": float(np.mean(cover1)),
             "bounded_ratio1": float(np.mean(bounded)), "coverage_ratio2": float(np.mean(cover2)),
-            "power_ratio4": float(np.mean(power4))}
+            "power_ratio4": float(np.mean(power4)), "uneven_ratio1": float(np.mean(uneven))}
+
+
+def _drop_draw(k: int, s: int, truth: dict | NoisePattern, equal: bool):
+    """``draw(rng, ratio) -> (block, true means)`` for the drop: with ``equal``, both losses' true drops
+    are tied by ``drop_CE = ratio * drop_SupCon`` (bimodal collapse, and study patterns with SupCon's
+    profile given to CE); otherwise the truth's own means (their true drops differ)."""
+    if isinstance(truth, NoisePattern) and equal:
+        same = NoisePattern(truth.name, {"ce": truth.means["supcon"], "supcon": truth.means["supcon"]}, truth.seed_stds)
+        return lambda rng, ratio: pattern_tables(rng, same, s, ratio)
+    return _simulator(k, s, truth)
+
+
+def _true_drop(m: np.ndarray, base: int) -> float:
+    return float(m[base] - np.delete(m, base).mean())
+
+
+def drop_cell(rng: np.random.Generator, k: int, s: int, truth: dict | NoisePattern, sims: int) -> dict:
+    """The drop from the base (base: the middle setting): coverage of each loss's drop and of the
+    difference CE - SupCon (its non-coverage at a true difference of 0 is the false-claim rate), at the
+    truth's own means; with tied drops (bimodal collapse, study patterns) the false-claim rate at equal
+    drops and the rate of "no meaningful difference" (TOST at m = 1.25) when the true ratio is m."""
+    from supcon_ray.stats.agreement import DEFAULT_EQUIVALENCE_RATIO as M
+    from supcon_ray.stats.drop import compare_drops, equivalence_p, loss_drop
+
+    base = k // 2
+    tied = isinstance(truth, NoisePattern) or bool(isinstance(truth, dict) and truth.get("bimodal"))
+    draw = _drop_draw(k, s, truth, tied)
+    cover = {"ce": [], "supcon": [], "difference": []}
+    claims, equivalent = [], []
+    for _ in range(sims):
+        (ce_t, sc_t), means = draw(rng, 1.0)
+        b = ce_t.settings[base]
+        ce, sc = loss_drop([(ce_t, b)]), loss_drop([(sc_t, b)])
+        c = compare_drops(ce, sc)
+        truths = {loss: _true_drop(means[loss], base) for loss in ("ce", "supcon")}
+        cover["ce"].append(_covered(ce.ci95, truths["ce"]))
+        cover["supcon"].append(_covered(sc.ci95, truths["supcon"]))
+        cover["difference"].append(_covered(c.difference_ci95, truths["ce"] - truths["supcon"]))
+        if tied:
+            claims.append(c.p_value < ALPHA)
+            (ce_t, sc_t), _ = draw(rng, M)
+            ce, sc = loss_drop([(ce_t, b)]), loss_drop([(sc_t, b)])
+            p = equivalence_p(ce, sc, M)
+            equivalent.append(bool(p < ALPHA))
+    mean = lambda x: float(np.mean(x)) if x else math.nan  # noqa: E731
+    return {"coverage_ce": mean(cover["ce"]), "coverage_supcon": mean(cover["supcon"]),
+            "coverage_difference": mean(cover["difference"]), "false_claim_equal_drops": mean(claims),
+            "equivalence_at_m": mean(equivalent)}
+
+
+def tost_cell(rng: np.random.Generator, k: int, s: int, truth: dict | NoisePattern, sims: int) -> dict:
+    """How often "for these settings" says "no meaningful difference" (TOST at m = 1.25, unadjusted) when
+    the true spread ratio is exactly m, and when it is 1 (its power)."""
+    from supcon_ray.stats.agreement import DEFAULT_EQUIVALENCE_RATIO as M
+
+    draw = _simulator(k, s, truth)
+    at_m, at_1 = [], []
+    for _ in range(sims):
+        block, _ = draw(rng, M)
+        at_m.append(compare_these([block], interval=False, equivalence_ratio=M).tost_p < ALPHA)
+        block, _ = draw(rng, 1.0)
+        at_1.append(compare_these([block], interval=False, equivalence_ratio=M).tost_p < ALPHA)
+    return {"equivalence_at_m": float(np.mean(at_m)), "equivalence_at_1": float(np.mean(at_1))}
 
 
 def _f(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
+def _cells(args) -> list[tuple]:
+    """(name, truth, settings, seeds) of every "these settings" cell the arguments select."""
+    cells = [(name, truth, k, s) for name, truth in TRUTHS.items() for k, s in THESE_DESIGNS]
+    if not args.truth or "study patterns" in args.truth:
+        cells += [(f"pattern: {p.name}", p, len(p.means["ce"]), PATTERN_SEEDS) for p in study_patterns()]
+    return [c for c in cells if not args.truth or c[0] in args.truth
+            or (c[0].startswith("pattern") and "study patterns" in args.truth)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sims", type=int, default=2000, help="simulated factors per design and truth (default 2000)")
-    ap.add_argument("--question", choices=("these", "beyond", "both"), default="both")
+    ap.add_argument("--question", choices=("these", "beyond", "both", "drop", "agreement"), default="both",
+                    help="both: the two questions' ratio tests; drop: the drop from the base; agreement: the "
+                         "equivalence test (TOST) of 'no meaningful difference'")
     ap.add_argument("--truth", action="append", choices=[*TRUTHS, "study patterns"], metavar="NAME",
                     help="only this truth (repeatable; 'study patterns': the published studies' noise; default: all)")
     args = ap.parse_args(argv)
@@ -191,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(2027)
         print(f"\nBeyond these settings: {n} simulated factors per cell.")
         print("| truth | settings x seeds | false claims, ratio 1 | coverage, ratio 1 | bounded both ends, ratio 1 "
-              "| coverage, ratio 2 | power, ratio 4 |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+              "| coverage, ratio 2 | power, ratio 4 | 'seed noise too uneven', ratio 1 |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for name in BEYOND_TRUTHS:
             if args.truth and name not in args.truth:
                 continue
@@ -200,7 +279,34 @@ def main(argv: list[str] | None = None) -> int:
                 r = {"truth": name, "settings": k, "seeds": s, **beyond_cell(rng, k, s, TRUTHS[name], n)}
                 out["beyond"].append(r)
                 print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_ratio1'])} | "
-                      f"{_f(r['bounded_ratio1'])} | {_f(r['coverage_ratio2'])} | {_f(r['power_ratio4'])} |", flush=True)
+                      f"{_f(r['bounded_ratio1'])} | {_f(r['coverage_ratio2'])} | {_f(r['power_ratio4'])} | "
+                      f"{_f(r['uneven_ratio1'])} |", flush=True)
+    if args.question == "drop":
+        rng = np.random.default_rng(2028)
+        out["drop"] = []
+        print(f"Drop from the base (base: the middle setting): {n} simulated factors per cell; Monte-Carlo standard "
+              f"error {se:.3f} at 0.05 and 0.95.")
+        print("| truth | settings x seeds | coverage, CE drop | coverage, SupCon drop | coverage, difference "
+              "| false claims, equal drops | 'no meaningful difference' at ratio 1.25 |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for name, truth, k, s in _cells(args):
+            r = {"truth": name, "settings": k, "seeds": s, **drop_cell(rng, k, s, truth, n)}
+            out["drop"].append(r)
+            print(f"| {name} | {k} x {s} | {_f(r['coverage_ce'])} | {_f(r['coverage_supcon'])} | "
+                  f"{_f(r['coverage_difference'])} | {_f(r['false_claim_equal_drops'])} | {_f(r['equivalence_at_m'])} |",
+                  flush=True)
+    if args.question == "agreement":
+        rng = np.random.default_rng(2029)
+        out["agreement"] = []
+        print(f"'No meaningful difference' (TOST, m = 1.25) for these settings: {n} simulated factors per cell.")
+        print("| truth | settings x seeds | said at true ratio 1.25 (nominal <= 0.05) | said at true ratio 1 |")
+        print("|---|---|---:|---:|")
+        for name, truth, k, s in _cells(args):
+            if isinstance(truth, dict) and truth["setting_std"] == 0:
+                continue
+            r = {"truth": name, "settings": k, "seeds": s, **tost_cell(rng, k, s, truth, n)}
+            out["agreement"].append(r)
+            print(f"| {name} | {k} x {s} | {_f(r['equivalence_at_m'])} | {_f(r['equivalence_at_1'])} |", flush=True)
     out["seconds"] = time.perf_counter() - start
     print(f"\nWall time {out['seconds']:.0f} s.")
     part = "" if args.question == "both" else f"_{args.question}"

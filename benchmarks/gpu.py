@@ -63,6 +63,8 @@ def step_rate(stem: str, model: str | None, loss: str, batch: int, amp: str, aug
     from supcon_ray.precision import amp_dtype
 
     default_model, crop, stored = STEMS[stem]
+    if augment == "none":  # no policy, so no random crop: the loader's centre crop has already made them crop-sized
+        stored = crop
     cfg = TrainConfig(loss=loss, model=model or default_model, batch_size=batch * world, amp=amp, augment=augment,
                       augment_path="batched", crop_size=crop, linear_stage="cached")
     splits = _splits(stored, batch * world)

@@ -13,6 +13,10 @@ Every step of a run reads and writes this record, and nothing else decides what 
 * ``analysed``: exactly the trials that enter the statistics, as ``{trial_id, factor, setting}``
   entries; one trial may stand in several factors (the base), and is still one run.
 * ``flags``: selected values at the edge of their search space (the best may lie outside).
+* ``analysis``: the primary measure and the equivalence margin as the study file declared them on the
+  first run, before any data (``None`` for folders started before it was recorded: their primary is
+  the spread, and the drop answer was added afterwards). The report uses these, whatever the study
+  file says later.
 
 The storage writes it atomically (a temporary file renamed into place; one PUT on object stores).
 :func:`read_manifest` is the only reader. Folders written before the manifest existed have none;
@@ -28,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .storage import read_text
-from .study import EXECUTION_KEYS
+from .study import ANALYSIS_KEYS, EXECUTION_KEYS, analysis_settings
 
 MANIFEST_FILE = "manifest.json"
 #: Files of folders written before the manifest: the bases in study.yaml, nuisance picks in selection.json.
@@ -48,6 +52,7 @@ class Manifest:
     analysed: list[dict[str, str]] | None = field(default_factory=list)
     flags: list[dict[str, Any]] = field(default_factory=list)
     format: int = FORMAT
+    analysis: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=False)
@@ -65,9 +70,9 @@ class Manifest:
 
 def fingerprint(study) -> dict[str, Any]:
     """What a study's trials compute: the validated study without description, resources, quick block,
-    the folder it was read from, or the base's execution settings (``study.EXECUTION_KEYS``); none of
+    the folder it was read from, the analysis keys (``study.ANALYSIS_KEYS``), or the base's execution settings (``study.EXECUTION_KEYS``); none of
     them changes a trial's result."""
-    dumped = study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder"})
+    dumped = study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder", *ANALYSIS_KEYS})
     for part, values in (dumped.get("base") or {}).items():
         if isinstance(values, dict):
             dumped["base"][part] = {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
@@ -151,11 +156,11 @@ def open_manifest(store, study, resume: bool) -> Manifest:
         if done:
             raise ConfigError(f"--storage: {store.uri} already holds {len(done)} finished trial(s) of study "
                               f"'{study.study}'. Add --resume to continue it, or choose another --storage.")
-        return Manifest(study.study, now)
+        return Manifest(study.study, now, analysis=analysis_settings(study))
     if recorded is None or (recorded.analysed is None and not done):
         if done:
             raise ConfigError(f"--resume: {store.uri} holds trials but no manifest; run the study into another --storage.")
-        return Manifest(study.study, now)
+        return Manifest(study.study, now, analysis=analysis_settings(study))
     if recorded.analysed is None:
         raise ConfigError(f"--resume: {store.uri} was written before studies kept a manifest, so its runs cannot be "
                           "matched to this study file safely. Run the study into another --storage.")
@@ -166,6 +171,21 @@ def open_manifest(store, study, resume: bool) -> Manifest:
                           f"{shown}. Resuming would mix runs of two studies. Put the edited study in another --storage "
                           f"(or give it a new 'study:' name); the recorded runs stay as they are.")
     return recorded
+
+
+def analysis_edits(manifest: Manifest, study_or_file: Any) -> list[str]:
+    """One line per analysis key (``primary``, ``equivalence_ratio``) whose value in ``study_or_file`` (a
+    Study, or the study file's dict) differs from the one recorded on the first run; the recorded one stands."""
+    recorded = manifest.analysis or {}
+    get = study_or_file.get if isinstance(study_or_file, dict) else lambda k, d=None: getattr(study_or_file, k, d)
+    out = []
+    for key in sorted(ANALYSIS_KEYS):
+        now = get(key, None)
+        if key in recorded and now is not None and now != recorded[key]:
+            out.append(f"{key} was declared {recorded[key]!r} on this study's first run, before any data; the study "
+                       f"file now says {now!r}. The report keeps {recorded[key]!r}, so no measure is chosen after "
+                       "seeing the results (start a new study to change it).")
+    return out
 
 
 def save_manifest(store, manifest: Manifest) -> None:

@@ -14,21 +14,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .stats.agreement import PAPER_FIG4A
 from .stats.base_margin import margin_sentence
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 
-#: Fig. 4a's direction of effect by factor name (the keys this project's study files vary).
-PAPER_FIG4A = {
-    "optimizer": "supcon_less_sensitive",
-    "augment": "supcon_less_sensitive",
-    "lr": "supcon_less_sensitive",
-}
 
 CLAIM_WORDS = {
     "supcon_less_sensitive": "SupCon less sensitive",
     "ce_less_sensitive": "CE less sensitive",
     "no_difference": "no detectable difference",
     "insufficient": "cannot tell",
+    "moves": "moves",
+    "no_detectable_effect": "no detectable effect",
 }
 
 #: What an interval covers next to a Holm-adjusted p-value (said wherever both are shown).
@@ -45,8 +42,62 @@ def agreement(claim: str, paper: str | None) -> str:
     return "cannot tell"
 
 
+def outcome(entry: dict[str, Any]) -> str:
+    """The agreement outcome computed in :mod:`supcon_ray.stats.agreement` (it can disagree through an
+    equivalence test), or ``n/a`` where the paper states no direction."""
+    a = entry.get("agreement") or {}
+    return a.get("outcome") or "n/a"
+
+
+def _drop_cell(d: dict[str, Any] | None) -> str:
+    if not d or d.get("drop") is None:
+        return "n/a"
+    return f"{_n(d['drop'])} {_interval(d['ci95'])}"
+
+
+AGREEMENT_NOTE = ('Agreement: "agree" is significant in the paper\'s direction, "disagree: opposite" significant '
+                  'against it, "disagree: no meaningful difference" a ratio CE/SupCon shown inside [1/m, m] by two '
+                  "one-sided tests (TOST, Holm-adjusted over the question's family; m is the study's equivalence_ratio, "
+                  '1.25 unless declared), "inconclusive" otherwise.')
+
+
+def drop_table(numbers: dict[str, Any]) -> list[str]:
+    """The drop from the base per factor and pooled (its own Holm family), with the agreement outcome."""
+    several = len(numbers.get("studies", [])) > 1
+    primary = {s: a.get("primary", "spread") for s, a in (numbers.get("analysis") or {}).items()}
+    declared = ", ".join(f"{s}: {p}" + ("" if (numbers.get("analysis") or {})[s].get("declared") else
+                                        " (not declared before the data: the drop was added afterwards)")
+                         for s, p in primary.items())
+    out = ["", "**Drop from the base** (accuracy points: the base setting's mean minus the mean of the other settings' "
+           "means; each setting's own seed noise; Welch-Satterthwaite t-intervals). The difference CE - SupCon is its "
+           "own Holm family; the ratio CE/SupCon (Fieller interval) only where both drops are positive."
+           + (f" Primary measure: {declared}." if declared else ""), "",
+           "| factor | base | SupCon drop [95% CI] | CE drop [95% CI] | difference CE - SupCon [95% CI] | p (Holm) "
+           "| claim | ratio CE/SupCon [95% CI] | worst drop SupCon / CE | agreement |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [(f"{f['study']} / {f['factor']}" if several else f["factor"], f.get("drop") or {}) for f in numbers["factors"]]
+    rows.append(("**all pooled**", numbers["overall"].get("drop") or {}))
+    for name, d in rows:
+        if not d:
+            continue
+        losses = d.get("losses", {})
+        base = "; ".join(sorted({str(v["base_setting"]).split("=", 1)[-1] for v in losses.values()
+                                 if v.get("base_setting")}))
+        diff = d.get("difference") or {}
+        worst = " / ".join(_n(losses.get(x, {}).get("worst")) for x in ("supcon", "ce")) if len(losses) == 2 else "n/a"
+        ratio = f"{_n(d['ratio'], 2)} {_interval(d['ci95'], 2)}" if d.get("ratio") is not None else "n/a"
+        difference = f"{_n(diff.get('estimate'))} {_interval(diff.get('ci95', [None, None]))}" if diff else "n/a"
+        out.append(f"| {name} | {base} | {_drop_cell(losses.get('supcon'))} | {_drop_cell(losses.get('ce'))} "
+                   f"| {difference} | {_p(d.get('p_adjusted'))} | {CLAIM_WORDS.get(d['claim'], d['claim'])} | {ratio} "
+                   f"| {worst} | {outcome(d)} |")
+    out += ["", AGREEMENT_NOTE]
+    return out
+
+
 def _n(x: Any, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}".replace(f"-{0:.{digits}f}", f"{0:.{digits}f}")  # no "-0.000"
 
 
 def _interval(ci: list[float | None], digits: int = 3) -> str:
@@ -80,12 +131,13 @@ def _base_accuracy(factor: dict[str, Any], loss: str) -> dict[str, Any] | None:
     return entry.get("settings", {}).get(f"{factor['factor']}=x1")
 
 
-def _cell(entry: dict[str, Any], paper: str | None) -> str:
+def _cell(entry: dict[str, Any], paper: str | None, these: bool = False) -> str:
     """One answer in a side-by-side cell: the claim (bold when it names a direction), ratio, interval, agreement."""
     claim = CLAIM_WORDS[entry["claim"]]
     if entry["claim"] in ("supcon_less_sensitive", "ce_less_sensitive"):
         claim = f"**{claim}**"
-    agree = f" ({agreement(entry['claim'], paper)})" if paper and "**" in claim else ""
+    verdict = outcome(entry) if these else agreement(entry["claim"], paper)
+    agree = f" ({verdict})" if paper and verdict not in ("n/a", "cannot tell", "inconclusive") else ""
     return f"{claim}: {_n(entry['ratio'], 2)} {_interval(entry['ci95'], 2)}{agree}"
 
 
@@ -106,7 +158,7 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
             out.append(f"| {a['factor']} | {', '.join(a['studies'])} | {a['n_settings']} "
                        f"| {_spread(t['losses'].get('supcon'))} | {_spread(t['losses'].get('ce'))} "
                        f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {CLAIM_WORDS[t['claim']]} "
-                       f"| {agreement(t['claim'], paper)} | {_n(a['ratio'], 2)} {_interval(a['ci95'], 2)} "
+                       f"| {outcome(t)} | {_n(a['ratio'], 2)} {_interval(a['ci95'], 2)} "
                        f"| {_p(a['p_adjusted'])} | {CLAIM_WORDS[a['claim']]} | {agreement(a['claim'], paper)} |")
     studies = numbers.get("studies", [])
     by = {(f["study"], f["factor"]): f for f in numbers["factors"]}
@@ -124,19 +176,19 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
         row = [name, CLAIM_WORDS[paper] if paper else "n/a"]
         for st in studies:
             f = by.get((st, name))
-            row += [_cell(f["these_settings"], paper), _cell(f, paper)] if f else ["not run", "not run"]
+            row += [_cell(f["these_settings"], paper, True), _cell(f, paper)] if f else ["not run", "not run"]
         if across:
             a = pooled.get(name)
-            row += [_cell(a["these_settings"], paper), _cell(a, paper)] if a else ["one study", "one study"]
+            row += [_cell(a["these_settings"], paper, True), _cell(a, paper)] if a else ["one study", "one study"]
         out.append("| " + " | ".join(row) + " |")
     o, own = numbers["overall"], numbers.get("overall_per_study") or {}
     paper = "supcon_less_sensitive"
     row = ["**all pooled**", CLAIM_WORDS[paper]]
     for st in studies:
         p = own.get(st, o)  # one study: the report's own pooled answer
-        row += [_cell(p["these_settings"], paper), _cell(p, paper)]
+        row += [_cell(p["these_settings"], paper, True), _cell(p, paper)]
     if across:
-        row += [_cell(o["these_settings"], paper), _cell(o, paper)]
+        row += [_cell(o["these_settings"], paper, True), _cell(o, paper)]
     out.append("| " + " | ".join(row) + " |")
     out += ["", "A claim in bold names a direction and says whether it agrees with the paper's; the others name no "
             "direction, so they neither agree nor disagree. \"All pooled\" is every factor of the study" + (" (each study's own Holm families), and every "
@@ -182,21 +234,24 @@ def results_markdown(numbers: dict[str, Any]) -> str:
         out.append(
             f"| {name} | {f['paired_settings']} | {_spread(t['losses'].get('supcon'))} | {_spread(t['losses'].get('ce'))} "
             f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {CLAIM_WORDS[t['claim']]} "
-            f"| {agreement(t['claim'], paper)} "
+            f"| {outcome(t)} "
             f"| {_n(f['ratio'], 2)} {_interval(f['ci95'], 2)} | {_p(f['p_adjusted'])} | {CLAIM_WORDS[f['claim']]} "
             f"| {agreement(f['claim'], paper)} | {_diverged(losses.get('supcon'))} / {_diverged(losses.get('ce'))} |")
     o = numbers["overall"]
     ot = o["these_settings"]
     out.append(f"| **all pooled** | {o['n_settings']} | | | {_n(ot['ratio'], 2)} {_interval(ot['ci95'], 2)} "
-               f"| {_p(ot['p_adjusted'])} | {CLAIM_WORDS[ot['claim']]} | {agreement(ot['claim'], 'supcon_less_sensitive')} "
+               f"| {_p(ot['p_adjusted'])} | {CLAIM_WORDS[ot['claim']]} | {outcome(ot)} "
                f"| {_n(o['ratio'], 2)} {_interval(o['ci95'], 2)} | {_p(o['p_adjusted'])} | {CLAIM_WORDS[o['claim']]} "
                f"| {agreement(o['claim'], 'supcon_less_sensitive')} | |")
     out.append("")
     out.append("The paper's Fig. 4a direction is \"SupCon less sensitive\" for every factor. Each question is one Holm "
                "family over the factors and the pooled test" + (" of every study in this table. " if several else ". ")
                + INTERVAL_NOTE)
+    out.extend(drop_table(numbers))
     out.append("")
     out.append(f"Conclusion: {ot['sentence']}")
+    if (o.get("drop") or {}).get("sentence"):
+        out.append(f"Conclusion: {o['drop']['sentence']}")
     out.append(f"Conclusion: {o['sentence']}")
     changed = [view for view in ("logit", "conservative") if o.get(view, {}).get("changes_conclusion")]
     out.append("Sensitivity views (logit scale; diverged runs scored at chance): "

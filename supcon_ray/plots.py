@@ -64,7 +64,8 @@ def short_label(setting: str) -> str:
 
 
 SHORT_CLAIMS = {"supcon_less_sensitive": "SupCon less", "ce_less_sensitive": "CE less",
-                "no_difference": "no difference", "insufficient": "cannot tell"}
+                "no_difference": "no difference", "insufficient": "cannot tell", "moves": "moves",
+                "no_detectable_effect": "no effect"}
 
 
 def panel_title(f: dict[str, Any]) -> str:
@@ -74,6 +75,9 @@ def panel_title(f: dict[str, Any]) -> str:
     ratio = t.get("ratio")
     if isinstance(ratio, (int, float)) and math.isfinite(ratio):
         these += f" (ratio {ratio:.2f})"
+    if f.get("baseline") is None and f.get("method"):  # one method: its own answers, no comparison "beyond"
+        drop = SHORT_CLAIMS.get((f.get("drop") or {}).get("claim"), "–")
+        return f"{f['study']} / {f['factor']} ({f['method']})<br>these settings: {these}; drop: {drop}"
     return f"{f['study']} / {f['factor']}<br>these settings: {these}; beyond: {SHORT_CLAIMS.get(f.get('claim'), '–')}"
 
 

@@ -21,9 +21,19 @@ spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says 
                   "ratio", "ci95": [lo, hi], "p_value", "p_adjusted", "min_p", "claim", "sentence",
                   "divergence_fisher_p", "question", "logit": {...}, "conservative": {...},
                   "these_settings": {"ratio", "ci95": [lo, hi], "p_value", "p_adjusted", "claim", "sentence",
-                                     "n_settings", "losses": {loss: {"spread", "spread_ci95": [lo, hi]}}}}],
+                                     "n_settings", "losses": {loss: {"spread", "spread_ci95": [lo, hi]}},
+                                     "agreement"?: {...}},
+                  "baseline": "ce" | null, "method": loss, "uneven_noise"?: [setting],
+                  "drop": {"measure", "ratio", "ci95", "difference": {"estimate", "ci95"} | null, "p_value",
+                           "p_adjusted", "claim", "sentence", "n_settings", "reason"?,
+                           "losses": {loss: {"drop", "ci95", "p_value", "base_setting", "worst", "worst_setting",
+                                             "width_decades"}}, "agreement"?: {...}},
+                  "primary": "spread" | "drop", "agreement"?: {"outcome", "paper", "ci90", "margin", "tost_p",
+                                                                "tost_p_adjusted", "measure"}}],
      "overall": {"factors", "n_settings", "ratio", "ci95", "p_value", "p_adjusted", "claim", "sentence",
-                 "question", "logit": {...}, "conservative": {...}, "these_settings": {...}},
+                 "question", "logit": {...}, "conservative": {...}, "these_settings": {...}, "drop": {...},
+                 "primary"?, "agreement"?},
+     "analysis": {study: {"primary", "equivalence_ratio", "declared"}},
      "divergence": {"per_loss": {loss: {completed, diverged, failed, divergence_rate}}, "fisher_p", "odds_ratio"},
      "expected_max": {"metric", "available", "reason"?, "n_configs", "curves": {loss: {k, mean, low, high}}},
      "importance": {loss: {hyperparameter: {mean, sd, noise_mean, noise_sd, above_noise}}},
@@ -32,6 +42,15 @@ spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says 
      "notes": [str]}
 
 Each setting's ``ci95`` is a t-interval over that setting's own seeds (null with one run).
+
+Two-method entries compare ``method`` with ``baseline`` (ratio = baseline / method). A factor run by one
+loss (``baseline`` null, ``method`` that loss) has no ratio: its ``these_settings`` and ``drop`` test "no
+effect beyond seed noise" (claims ``moves`` / ``no_detectable_effect``) and keep the estimates under
+``losses``. ``drop`` is the drop from the base (:mod:`supcon_ray.stats.drop_answer`), ``agreement`` the
+outcome against the paper's direction (:mod:`supcon_ray.stats.agreement`), computed for each measure
+and, at the entry's top level, for its study's primary measure (``analysis``: as recorded in the
+manifest on the first run; ``declared`` false for folders from before). ``uneven_noise`` names the
+settings whose seed noise made the "beyond" swap test inapplicable (claim ``insufficient``).
 
 Exit status 2 when nothing can be reported (no trials, a missing folder, an unknown metric).
 """
@@ -53,6 +72,7 @@ from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
 from .manifest import MANIFEST_FILE, analysed_rows, read_manifest
 from .stats import divergence as div
+from .stats.agreement import DEFAULT_EQUIVALENCE_RATIO
 from .stats.base_margin import base_margins, margin_sentence
 from .stats.importance import importance, sampled
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
@@ -68,7 +88,8 @@ th{background:#f4f4f4} td.l,th.l{text-align:left} .verdict{font-size:1.05em;back
 .note{color:#8a5a00;background:#fff8e6;border-left:4px solid #e0a800;padding:.4em 1em}
 """
 CLAIM_TEXT = {"supcon_less_sensitive": "SupCon less sensitive", "ce_less_sensitive": "CE less sensitive",
-              "no_difference": "no detectable difference", "insufficient": "cannot tell"}
+              "no_difference": "no detectable difference", "insufficient": "cannot tell", "moves": "moves",
+              "no_detectable_effect": "no detectable effect"}
 
 
 def _num(x: Any, digits: int = 4) -> str:
@@ -176,9 +197,58 @@ def _runs(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.drop_duplicates("trial_id") if "trial_id" in trials else trials
 
 
-def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> dict[str, Any]:
-    """Every number of the report (the ``--json`` contract), from the trials of one or more studies."""
+def analysis_of(metas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each study's primary measure and equivalence margin: as recorded in its manifest on the first run
+    (``declared``), else the defaults (a folder started before they were recorded: the spread is its
+    primary and the drop was added afterwards); with any later edit of the study file named."""
+    from .manifest import Manifest, analysis_edits
+
+    out = {}
+    for study, meta in metas.items():
+        recorded = meta.get("analysis")
+        settings = {"primary": "spread", "equivalence_ratio": DEFAULT_EQUIVALENCE_RATIO, **(recorded or {})}
+        edits = analysis_edits(Manifest(study, {}, analysis=recorded), meta) if recorded else []
+        out[study] = {**settings, "declared": recorded is not None, "edits": edits}
+    return out
+
+
+def base_settings_of(metas: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, str | None]]:
+    """Each (study, factor)'s base setting per loss, from the folder's study file and its recorded bases
+    (:func:`supcon_ray.study.base_settings`); a folder without a readable study file has none."""
+    from .study import Study, base_settings
+
+    out = {}
+    for study, meta in metas.items():
+        data = {k: v for k, v in meta.items() if k in Study.model_fields and k != "folder"}
+        try:
+            parsed = Study.model_validate(data)
+        except Exception:  # no study file, or one from another version: fall back to the x1 rule
+            continue
+        tuned = {loss: rec.get("values") or {} for loss, rec in (meta.get("bases") or {}).items()}
+        for factor, per_loss in base_settings(parsed, tuned).items():
+            out[(study, factor)] = per_loss
+    return out
+
+
+def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True,
+            metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every number of the report (the ``--json`` contract), from the trials of one or more studies
+    (``metas``: each study's file, recorded bases and analysis, as :func:`load` reads them)."""
     notes = []
+    metas = metas or {}
+    analysis = analysis_of(metas)
+    bases = base_settings_of(metas)
+    margins = {a["equivalence_ratio"] for a in analysis.values()}
+    margin = margins.pop() if len(margins) == 1 else DEFAULT_EQUIVALENCE_RATIO
+    if len(margins) > 0:
+        notes.append(f"The studies declare different equivalence ratios; agreement uses {margin}.")
+    primary = {s: a["primary"] for s, a in analysis.items()}
+    for s, a in analysis.items():
+        notes += [f"{s}: {line}" for line in a["edits"]]
+        if not a["declared"]:
+            notes.append(f"{s}: this folder's primary measure is the spread (the only one when it ran); the drop from "
+                         "the base is a secondary answer added afterwards.")
+    kwargs = {"bases": bases, "equivalence_ratio": margin, "primary": primary}
     rows = stats_rows(trials)
     unused = int((~trials["analysed"]).sum()) if "analysed" in trials else 0
     if unused:
@@ -195,7 +265,7 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
     if rows["design"].fillna("").str.contains("tpe").any():
         notes.append("Some trials come from an adaptive TPE search: their settings concentrate where the sampler "
                      "expected good results, so their spread is not a sample of the space.")
-    factors, overall = stats.analyze_factors(rows, metric)
+    factors, overall = stats.analyze_factors(rows, metric, **kwargs)
     for f in factors:
         if f["unpaired_settings"]:
             notes.append(f"{f['study']} / {f['factor']}: {len(f['unpaired_settings'])} setting(s) completed for one loss "
@@ -203,8 +273,11 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
     hyper = [f.name for f in HYPERPARAMETER_FIELDS if f.name not in ("loss", "seed")]
     studies = sorted(rows["study"].unique().tolist())
     # each study's own pooled answer (its own Holm families), as its single-study report gives it
-    per_study = {s: stats.analyze_factors(rows[rows["study"] == s], metric, sensitivity=False)[1]
+    per_study = {s: stats.analyze_factors(rows[rows["study"] == s], metric, sensitivity=False, **kwargs)[1]
                  for s in studies} if len(studies) > 1 else {}
+    if len(set(primary.get(s, "spread") for s in studies)) > 1:
+        notes.append("These folders declare different primary measures, so no pooled headline is given: each "
+                     "folder's own pooled answer under its primary is shown.")
     return {
         "overall_per_study": {s: {k: v for k, v in o.items() if k != "by_factor"} for s, o in per_study.items()},
         "metric": metric,
@@ -218,6 +291,7 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True) -> 
         "expected_max": stats.expected_max_section(rows, "val_top1"),
         "importance": importance(sampled(stats.completed(rows, metric)), metric, hyper) if with_importance else {},
         "notes": notes,
+        "analysis": {s: {k: v for k, v in a.items() if k != "edits"} for s, a in analysis.items() if s in studies},
     }
 
 
@@ -264,8 +338,10 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
     o = numbers["overall"]
     ot = o["these_settings"]
     page.add("<h2>1. Is SupCon less sensitive to its hyperparameters than CE? Two questions</h2>")
-    page.add(f'<p class="overall">{html.escape(ot["sentence"])}</p>')
-    page.add(f'<p class="overall">{html.escape(o["sentence"])}</p>')
+    primaries = {a["primary"] for a in (numbers.get("analysis") or {}).values()} or {"spread"}
+    pooled_lines = _primary_first(o, next(iter(primaries))) if len(primaries) == 1 else [ot["sentence"]]
+    for line in [*pooled_lines, o["sentence"]]:
+        page.add(f'<p class="overall">{html.escape(line)}</p>')
     page.add("<p><b>For these settings</b> (what the paper's Fig. 4a shows): across the settings tried, does CE's mean "
              "accuracy move more than SupCon's? The spread is the std of each loss's true setting means over exactly these "
              "settings (seed noise removed); the only noise is seed noise, each loss's own. Test and interval: a "
@@ -294,6 +370,27 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
                     table))
     for f in numbers["factors"]:
         page.add(f'<p class="verdict">{html.escape(f["these_settings"]["sentence"])}<br>{html.escape(f["sentence"])}</p>')
+    page.add("<h3>Drop from the base</h3><p>How much accuracy each loss loses, on average, away from the setting it "
+             "was tuned at (the base setting's mean minus the mean of the other settings' means; each setting's own seed "
+             "noise; Welch-Satterthwaite t-intervals). The difference CE − SupCon is its own Holm family; the ratio "
+             "(Fieller interval) only where both drops are positive. Agreement with the paper: significant in its direction "
+             "(agree), against it (disagree: opposite), a ratio shown inside [1/m, m] by two one-sided tests (disagree: no "
+             "meaningful difference), else inconclusive.</p>")
+    drops = []
+    for f in numbers["factors"] + [dict(o, study="all factors", factor="pooled")]:
+        d = f.get("drop") or {}
+        if not d:
+            continue
+        per = d.get("losses", {})
+        diff = d.get("difference") or {}
+        drops.append([f"{f['study']} / {f['factor']}",
+                      *(f"{_num(per[x]['drop'], 3)} {_ci(per[x]['ci95'])}" if x in per else "" for x in ("ce", "supcon")),
+                      f"{_num(diff.get('estimate'), 3)} {_ci(diff.get('ci95', [None, None]))}" if diff else "",
+                      _p(d.get("p_adjusted")), CLAIM_TEXT[d["claim"]],
+                      f"{_num(d['ratio'], 2)} {_ci(d['ci95'], 2)}" if d.get("ratio") is not None else "–",
+                      (d.get("agreement") or {}).get("outcome") or "–"])
+    page.add(_table(["study / factor", "drop CE [95% CI]", "drop SupCon [95% CI]", "difference CE − SupCon [95% CI]",
+                     "p (Holm)", "claim", "ratio [95% CI]", "agreement"], drops))
     across = o.get("by_factor") or []
     if across:
         page.add("<h3>Each factor pooled over the studies that ran it</h3><p>Each study (dataset) is a block; for these "
@@ -398,7 +495,8 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
         used = analysed_rows(t, d, manifest).assign(analysed=True)  # a trial shared by two factors: once under each
         t = pd.concat([used, t[~t["trial_id"].isin(used["trial_id"])].assign(analysed=False)], ignore_index=True)
         metas[str(t["study"].iloc[0])] = {**_study_meta(d), "bases": manifest.bases if manifest else {},
-                                          "flags": manifest.flags if manifest else []}
+                                          "flags": manifest.flags if manifest else [],
+                                          "analysis": manifest.analysis if manifest else None}
         trials.append(t)
         epochs.append(e)
     return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
@@ -428,7 +526,7 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     numeric = [c for c in trials.columns if pd.api.types.is_float_dtype(trials[c])]
     if metric not in numeric:
         raise ConfigError(f"--metric: no numeric column {metric!r} in the trials; valid: {', '.join(numeric)}")
-    numbers = compute(trials, metric)
+    numbers = compute(trials, metric, metas=metas)
     bases = {s: m["bases"] for s, m in metas.items() if m.get("bases")}
     if bases:
         numbers["bases"] = with_margins(bases, trials)
@@ -476,11 +574,31 @@ def write_figure(trials: pd.DataFrame, numbers: dict[str, Any], output: str) -> 
     return out
 
 
+def _primary_first(entry: dict[str, Any], primary: str) -> list[str]:
+    """An entry's "for these settings" sentences, the primary measure's first, the other labelled secondary."""
+    spread, drop = entry["these_settings"]["sentence"], (entry.get("drop") or {}).get("sentence")
+    if drop is None:
+        return [spread]
+    return [drop, f"(secondary) {spread}"] if primary == "drop" else [spread, f"(secondary) {drop}"]
+
+
 def headline(numbers: dict[str, Any]) -> list[str]:
-    """The report's conclusions as plain lines: the pooled verdicts of both questions, then both per factor."""
+    """The report's conclusions as plain lines: the pooled verdicts (the primary measure's first, then the
+    secondary measure's, then "beyond these settings"), then the same per factor. Folders with different
+    primaries get each folder's own pooled answer instead of one pooled verdict."""
     o = numbers["overall"]
-    return [o["these_settings"]["sentence"], o["sentence"],
-            *(line for f in numbers["factors"] for line in (f["these_settings"]["sentence"], f["sentence"]))]
+    primary = {s: a["primary"] for s, a in (numbers.get("analysis") or {}).items()}
+    kinds = set(primary.values()) or {"spread"}
+    lines: list[str] = []
+    if len(kinds) == 1:
+        lines += [*_primary_first(o, kinds.pop()), o["sentence"]]
+    else:
+        for study, own in (numbers.get("overall_per_study") or {}).items():
+            lines += [f"{study} (primary: {primary.get(study, 'spread')}): {line}"
+                      for line in _primary_first(own, primary.get(study, "spread"))]
+    for f in numbers["factors"]:
+        lines += [*_primary_first(f, primary.get(f["study"], "spread")), f["sentence"]]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -202,6 +203,13 @@ class Study(_Strict):
     tune_base: TuneBase | None = None
     nuisance: dict[str, Nuisance] = {}
     resources: Resources = Resources()
+    #: The primary measure of sensitivity, declared before the data (recorded in the manifest on the first
+    #: run): ``spread`` (the paper's Fig. 4a reading) or ``drop`` (the drop from the base). Analysis only:
+    #: in neither the fingerprint nor any trial id.
+    primary: Literal["spread", "drop"] = "spread"
+    #: A ratio CE/SupCon within [1/m, m] is "no meaningful difference" (the agreement with the paper).
+    #: Analysis only, like ``primary``.
+    equivalence_ratio: float = Field(1.25, gt=1.0, le=100.0)
     quick: dict[str, Any] | None = None
     #: Set by :func:`load_study`, never written in a study file: the study file's folder, against which
     #: relative dataset paths resolve when files are opened. Not part of any trial id or the fingerprint.
@@ -254,6 +262,15 @@ class Study(_Strict):
         if not self.vary and self.search is None:
             raise ValueError("a study needs 'vary' (one factor at a time) or 'search' (a sampled space)")
         return self
+
+
+#: Study keys that say how the results are analysed, not what a trial computes (never in the fingerprint).
+ANALYSIS_KEYS = {"primary", "equivalence_ratio"}
+
+
+def analysis_settings(study: Study) -> dict[str, Any]:
+    """What the manifest records of the analysis on a study's first run."""
+    return {"primary": study.primary, "equivalence_ratio": study.equivalence_ratio}
 
 
 #: ``phase`` of a trial: stage 1, a nuisance search of stage 2, or an ordinary stage-2 trial.
@@ -547,6 +564,34 @@ def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) ->
         "gpus_per_worker": r.gpus_per_worker,
     }
 
+
+
+def base_settings(study: Study, tuned: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, str | None]]:
+    """Each factor's base setting per loss: the setting whose values equal the loss's (tuned) base
+    configuration (``lr: x1``; the base augmentation; the base optimizer, whose runs are its re-tuned
+    pick), as the label its trials carry; ``None`` where the base value is not among the settings."""
+    out: dict[str, dict[str, str | None]] = {}
+    for factor, settings in study.vary.items():
+        all_values = [setting_values(factor, setting) for setting in settings]
+        labels = distinct_labels(all_values)
+        out[factor] = {}
+        for loss in study.losses:
+            base = base_config(study, loss, (tuned or {}).get(loss))
+            full = {**{k: f.default for k, f in TrainConfig.model_fields.items()}, **base}
+            match = None
+            for values, label in zip(all_values, labels):
+                resolved = resolve(values, base)
+                if all(_same(resolved[k], full.get(k)) for k in values):
+                    match = label
+                    break
+            out[factor][loss] = match
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+    return a == b
 
 
 def trial_id(study: str, phase: str, factor: str, label: str, train: dict[str, Any]) -> str:

@@ -145,13 +145,15 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     configure_console(verbose)
     from . import protocol
     from .executor import Executor
-    from .manifest import open_manifest, save_manifest
+    from .manifest import analysis_edits, open_manifest, save_manifest
     from .runner import storage_uri
     from .storage import ResultStore, read_results
     from .study import study_as_yaml
 
     store = ResultStore(storage_uri(storage), study.study)
     manifest = open_manifest(store, study, resume)
+    for line in analysis_edits(manifest, study):
+        print(f"note: {line}", flush=True)
     store.discard_partial_writes()  # half-written files of a killed run (nothing is running on this folder yet)
     retried = store.archive_failed() if resume else []
     if retried:

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from supcon_ray import plots, stats
 from supcon_ray.config import TrainConfig
-from supcon_ray.report import build_report, main
+from supcon_ray.report import build_report, headline, main
 from supcon_ray.storage import ResultStore
 
 
@@ -159,10 +160,18 @@ def test_report_with_one_loss_and_one_setting_still_renders(tmp_path):
 
 def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     folder = _write_study(tmp_path)
+    # a study file that names the base (lr 0.1, sgd), so the drop from the base can be computed
+    (folder / "study.yaml").write_text(yaml.safe_dump({
+        "study": "synthetic", "description": "A synthetic study for tests.", "losses": ["supcon", "ce"],
+        "seeds": [0, 1, 2], "base": {"common": {"lr": 0.1, "optimizer": "sgd"}},
+        "vary": {k: [v[k] for v in values] for k, values in FACTORS.items()}}))
     assert main([str(folder), "--json", str(tmp_path / "s.json"), "--markdown", "-"]) == 0
     text = capsys.readouterr().out
     summary = json.loads((tmp_path / "s.json").read_text())
     main_table, side = text.split("Side by side with the paper")
+    main_table, drop_table = main_table.split("**Drop from the base**")
+    drop_rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+                 for line in drop_table.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
             for line in main_table.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
     lr = next(f for f in summary["factors"] if f["factor"] == "lr")
@@ -170,6 +179,9 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     side_lr = next(line for line in side.splitlines() if line.startswith("| lr |"))
     assert [c.strip() for c in side_lr.split("|")[1:-1]][1:2] == ["SupCon less sensitive"]
     assert len(side_lr.split("|")[1:-1]) == 4 and "pooled over studies" not in side
+    drop = lr["drop"]["losses"]["ce"]
+    assert drop_rows["lr"][3] == f"{drop['drop']:.3f} [{drop['ci95'][0]:.3f}, {drop['ci95'][1]:.3f}]"
+    assert drop_rows["lr"][9] == lr["drop"]["agreement"]["outcome"]
     ce = lr["these_settings"]["losses"]["ce"]
     assert rows["lr"][3] == f"{ce['spread']:.3f} [{ce['spread_ci95'][0]:.3f}, {ce['spread_ci95'][1]:.3f}]"
     assert rows["lr"][4].startswith(f"{lr['these_settings']['ratio']:.2f} [")
@@ -359,3 +371,18 @@ def test_planner_reads_a_study_and_finds_the_deciding_design(tmp_path, capsys):
     plan = json.loads((tmp_path / "plan.json").read_text())["synthetic / optimizer"]
     assert {r["settings"] for r in plan["rows"]} >= {3, 6, 12} and plan["smallest_at_ratio_2"]["these_settings"]
     assert power_main([str(tmp_path / "missing")]) == 2
+
+
+def test_a_one_method_study_is_reported_with_its_own_answers(tmp_path):
+    folder = _write_study(tmp_path, losses=("supcon",), factors={"lr": FACTORS["lr"]})
+    (folder / "study.yaml").write_text(yaml.safe_dump({
+        "study": "synthetic", "losses": ["supcon"], "seeds": [0, 1, 2], "base": {"common": {"lr": 0.1}},
+        "vary": {"lr": [v["lr"] for v in FACTORS["lr"]]}}))
+    out, numbers = build_report(str(folder), json_path=str(tmp_path / "s.json"))
+    (f,) = numbers["factors"]
+    assert f["method"] == "supcon" and f["baseline"] is None
+    assert f["these_settings"]["claim"] in ("moves", "no_detectable_effect") and f["these_settings"]["ratio"] is None
+    assert f["drop"]["losses"]["supcon"]["base_setting"] == "lr=0.1" and f["drop"]["difference"] is None
+    html = out.read_text()
+    assert "Drop from the base" in html and "(supcon)" in html  # the panel title names the one method
+    assert all(line for line in headline(numbers))

@@ -6,7 +6,10 @@
 * :mod:`.these_settings`: "for these settings": the spread of the settings tried (fixed effects),
   a studentised parametric bootstrap test and interval for the ratio.
 * :mod:`.paired`: "beyond these settings": the paired, setting-level permutation test and its
-  inverted interval (settings as a sample).
+  inverted interval (settings as a sample), and the check that seed noise is even enough for it.
+* :mod:`.drop`: the second measure, the drop from the base (each loss's, their difference and ratio).
+* :mod:`.drop_answer`: the report's ``drop`` entries (per factor and pooled, own Holm family).
+* :mod:`.agreement`: agreement with the paper that can disagree (equivalence by two one-sided tests).
 * :mod:`.multiplicity`: Holm's adjustment.
 * :mod:`.divergence`: divergence counts and Fisher's exact test.
 * :mod:`.tuning_curve`: expected best accuracy versus number of random configurations.
@@ -18,18 +21,21 @@
 * :mod:`.power`: the design planner (power of both questions against settings x seeds).
 """
 
+from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, Outcome
 from .base_margin import base_margins
+from .drop import DropComparison, LossDrop, compare_drops, loss_drop
 from .divergence import divergence_summary
 from .multiplicity import holm
-from .paired import PairedResult, compare
+from .paired import PairedResult, compare, uneven_noise
 from .scoring import completed, logit, scored, status_counts
 from .settings import ALPHA
-from .stability import CLAIMS, QUESTIONS, analyze_factors, expected_max_section
-from .these_settings import TheseSettingsResult, compare_these
+from .stability import CLAIMS, MEASURES, QUESTIONS, analyze_factors, expected_max_section
+from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
 from .tuning_curve import expected_max, expected_max_unbiased
 from .variance import SettingTable, components
 
-__all__ = ["ALPHA", "CLAIMS", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult", "analyze_factors", "base_margins", "compare",
-           "compare_these", "completed", "components",
+__all__ = ["ALPHA", "CLAIMS", "DEFAULT_EQUIVALENCE_RATIO", "DropComparison", "LossDrop", "MEASURES", "OneLossSpread",
+           "Outcome", "PAPER_FIG4A", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult",
+           "analyze_factors", "base_margins", "compare", "compare_drops", "compare_these", "completed", "components",
            "divergence_summary", "expected_max", "expected_max_section", "expected_max_unbiased", "holm", "logit",
-           "scored", "status_counts"]
+           "loss_drop", "scored", "spread_of_one", "status_counts", "uneven_noise"]

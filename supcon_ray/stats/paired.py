@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .inversion import invert
-from .settings import ALPHA
+from .settings import ALPHA, NOISE_CONCENTRATION, NOISE_TO_SPREAD
 from .tolerance import at_least, exact_sum, sign, snap
 from .variance import SettingTable, between_variance
 
@@ -156,6 +156,21 @@ def _common_ratio(v_ce: np.ndarray, v_sc: np.ndarray, scale: np.ndarray) -> floa
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if total(mid) > 0 else (lo, mid)
     return math.sqrt(lo * hi)
+
+
+def uneven_noise(ce: SettingTable, supcon: SettingTable) -> list[str]:
+    """The settings of a block at which one loss's seed noise is too concentrated for the swap test
+    (:data:`~.settings.NOISE_CONCENTRATION`, :data:`~.settings.NOISE_TO_SPREAD`): empty when the test applies."""
+    k = len(ce.settings)
+    total = (float(np.var(ce.mean, ddof=1)) + float(np.var(supcon.mean, ddof=1))) / 2 if k > 1 else 0.0
+    flagged = set()
+    for t in (ce, supcon):
+        n = t.n.astype(float)
+        d = np.where(n > 1, t.ss / np.maximum(n - 1, 1) / n, 0.0)
+        typical = float(np.median(d))
+        hit = (d > NOISE_CONCENTRATION * typical) & (d > NOISE_TO_SPREAD * total) & (d > 0)
+        flagged |= {t.settings[i] for i in np.flatnonzero(hit)}
+    return [s for s in ce.settings if s in flagged]
 
 
 def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,

@@ -20,3 +20,11 @@ EVALUATOR_SEEDS = (0, 1, 2)
 IMPORTANCE_PERMUTATIONS = 39
 #: The largest standard deviation an accuracy in [0, 1] can have over a population of settings.
 MAX_ACCURACY_STD = 0.5
+#: "Beyond these settings" swaps whole settings between the losses, which assumes their seed noise is alike
+#: at each setting. Where a loss's seed noise at a setting (the variance of its mean) exceeds this many times
+#: its own median over the factor's settings *and* this share of the setting means' variance, seeds split
+#: between collapse and success there (a bimodal collapse); no test at such seed counts was calibrated, so
+#: the factor is "cannot tell: seed noise too uneven". Chosen by measurement (``benchmarks.calibration``):
+#: it fires on 94% of bimodal collapses and on none of the normal-noise truths.
+NOISE_CONCENTRATION = 20.0
+NOISE_TO_SPREAD = 0.5

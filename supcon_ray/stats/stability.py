@@ -17,7 +17,12 @@ listed and counted, never compared). Each question has its own Holm family: its 
 its pooled test over every factor of every study in the report. A "beyond" factor whose design
 cannot reach alpha at all is ``insufficient``, decided from the design alone; a "these settings"
 factor is ``insufficient`` with fewer than 2 paired settings or fewer than 2 completed seeds of a
-loss in some paired setting. Two sensitivity views of the "beyond" answer are computed the same way:
+loss in some paired setting. A "beyond" factor whose seed noise is too uneven for the swap
+test (:func:`.paired.uneven_noise`) is ``insufficient`` too, with the settings named, and stays out of
+the pooled test. Beside each question's spread, every entry carries the drop from the base
+(:mod:`.drop_answer`, its own Holm family) and the agreement with the paper (:mod:`.agreement`). A
+factor run by one loss gets that loss's spread and drop, each tested against no effect beyond seed
+noise (claims ``moves`` / ``no_detectable_effect``). Two sensitivity views of the "beyond" answer are computed the same way:
 the logit scale (ceiling effects), and the conservative view, which scores diverged runs at chance
 and subtracts nothing for seed noise.
 """
@@ -32,14 +37,18 @@ import pandas as pd
 
 from . import divergence as div
 from .multiplicity import holm
-from .paired import PairedResult, compare
+from .paired import PairedResult, compare, uneven_noise
 from .scoring import completed, logit, scored, status_counts, divergence_rate
 from .settings import ALPHA, MAX_ACCURACY_STD, MIN_SEEDS_THESE, MIN_SETTINGS_BEYOND, MIN_SETTINGS_THESE
-from .these_settings import TheseSettingsResult, compare_these
+from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, PAPER_POOLED, agreement_entry
+from .drop_answer import DropInput, drop_input, drop_section
+from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
 from .tuning_curve import RANDOM_DESIGNS, curves_with_band
 from .variance import SettingTable, components, setting_means
 
-CLAIMS = ("supcon_less_sensitive", "ce_less_sensitive", "no_difference", "insufficient")
+CLAIMS = ("supcon_less_sensitive", "ce_less_sensitive", "no_difference", "insufficient", "moves", "no_detectable_effect")
+#: The measures of "how sensitive", each answered on its own: the paper's spread, and the drop from the base.
+MEASURES = ("spread", "drop")
 PAIR = ("ce", "supcon")
 #: How each question is named wherever a number is shown.
 QUESTIONS = {"these_settings": "for these settings", "beyond": "beyond these settings"}
@@ -84,6 +93,15 @@ def _view(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bo
         return None, None, paired, unpaired, tables
     block = (tables["ce"].subset(paired), tables["supcon"].subset(paired))
     return compare([block], ALPHA), block, paired, unpaired, tables
+
+
+def _uneven_reason(flagged: list[str], block: tuple[SettingTable, SettingTable]) -> str:
+    seeds = sorted({int(n) for t in block for n in t.n})
+    return (f"Seed noise too uneven at {_name_list(flagged)} for "
+            f"{'/'.join(map(str, seeds))} seeds: there one loss's seeds split (between a collapse and success), so its "
+            "noise is many times its own elsewhere and comparable with the spread across settings. This question swaps "
+            "whole settings between the losses, which needs their seed noise alike at each setting; no test at this "
+            "seed count was calibrated for such noise. More seeds at those settings would let it be measured.")
 
 
 def _result_dict(r: PairedResult | None) -> dict[str, Any]:
@@ -249,31 +267,99 @@ def _these_dict(r: TheseSettingsResult | None, p_adjusted: float, claim: str, se
                        for loss in PAIR}}
 
 
+def _one_dict(loss: str, r: OneLossSpread | None, p_adjusted: float, claim: str, sentence: str) -> dict[str, Any]:
+    """A one-method ``these_settings`` entry: no ratio; the spread's test is of no effect beyond seed noise."""
+    def num(x: float) -> float | None:
+        return None if x is None or math.isnan(x) or math.isinf(x) else float(x)
+    out = {"ratio": None, "ci95": [None, None], "p_value": None, "p_adjusted": None, "claim": claim,
+           "sentence": sentence, "losses": {}}
+    if r is not None:
+        out.update(p_value=num(r.p_value), p_adjusted=num(p_adjusted), n_settings=r.n_settings,
+                   losses={loss: {"spread": r.spread, "spread_ci95": [num(r.ci95[0]) or 0.0, num(r.ci95[1])]}})
+    return out
+
+
+def _one_sentence(scope: str, names: str, loss: str, claim: str, r: OneLossSpread | None, p_adjusted: float,
+                  reason: str) -> str:
+    scope = f"{scope}, for these settings"
+    if r is None:
+        return f"{scope}: cannot tell. {reason}"
+    detail = (f"std of the setting means {r.spread:.3g}, 95% CI {_fmt_ci(r.ci95)}, Holm-adjusted p = {p_adjusted:.3g} "
+              "against no effect beyond seed noise")
+    if claim == "moves":
+        return f"{scope}: {loss}'s mean accuracy moves across {names} ({detail})."
+    return f"{scope}: across {names}, no movement of {loss}'s mean accuracy beyond seed noise is detectable ({detail})."
+
+
+def _one_claim(r: OneLossSpread | None, p_adjusted: float) -> str:
+    if r is None:
+        return "insufficient"
+    return "moves" if p_adjusted < ALPHA else "no_detectable_effect"
+
+
 def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTable, SettingTable] | None],
-                   reasons: list[str], bounded: bool) -> dict[str, Any]:
-    """Per-factor and pooled "these settings" answers, one Holm family; fills ``entries`` in place and
-    returns the pooled entry."""
-    results = [compare_these([b], bounded=bounded) if b is not None else None for b in blocks]
+                   singles: list[tuple[str, SettingTable] | None], reasons: list[str], bounded: bool,
+                   margin: float) -> dict[str, Any]:
+    """Per-factor and pooled "these settings" answers, one Holm family (two-method comparisons and
+    one-method tests of no effect alike); fills ``entries`` in place and returns the pooled entry.
+    Pooled over the two-method factors where there are any, else over the one-method factors of one loss."""
+    results = [compare_these([b], bounded=bounded, equivalence_ratio=margin) if b is not None else None for b in blocks]
+    ones = [spread_of_one([s[1]], bounded=bounded) if s is not None else None for s in singles]
     valid = [b for b in blocks if b is not None]
-    pooled = compare_these(valid, bounded=bounded) if valid else None
-    adjusted, pooled_adj = _holm_family([r.p_value if r else math.nan for r in results],
-                                        pooled.p_value if pooled else math.nan)
-    for entry, r, p_adj, reason in zip(entries, results, adjusted, reasons):
-        claim = _these_claim(r, p_adj)
-        names = _name_list([setting_label(s) for s in sorted(entry["_paired"], key=setting_order)]) if r else ""
-        if r and entry.get("_nuisance"):
+    single_valid = [s for s in singles if s is not None]
+    pooled = compare_these(valid, bounded=bounded, equivalence_ratio=margin) if valid else None
+    pooled_one = None
+    if not valid and single_valid and len({loss for loss, _ in single_valid}) == 1:
+        pooled_one = (single_valid[0][0], spread_of_one([t for _, t in single_valid], bounded=bounded))
+    p = [r.p_value if r else (o.p_value if o else math.nan) for r, o in zip(results, ones)]
+    p_pooled = pooled.p_value if pooled else (pooled_one[1].p_value if pooled_one else math.nan)
+    adjusted, pooled_adj = _holm_family(p, p_pooled)
+    tost_adj, pooled_tost_adj = _holm_family([r.tost_p if r else math.nan for r in results],
+                                             pooled.tost_p if pooled else math.nan)
+    for entry, r, o, single, p_adj, t_adj, reason in zip(entries, results, ones, singles, adjusted, tost_adj, reasons):
+        paired = entry["_paired"] if r else [s for s in (single[1].settings if single else [])]
+        names = _name_list([setting_label(s) for s in sorted(paired, key=setting_order)]) if (r or o) else ""
+        if (r or o) and entry.get("_nuisance"):
             names += " (each with its nuisance hyperparameters re-tuned per setting and loss)"
         scope = f"{entry['study']} / {entry['factor']}"
+        if single is not None:
+            claim = _one_claim(o, p_adj)
+            entry["these_settings"] = _one_dict(single[0], o, p_adj, claim,
+                                                _one_sentence(scope, names, single[0], claim, o, p_adj, reason))
+            continue
+        claim = _these_claim(r, p_adj)
         entry["these_settings"] = _these_dict(r, p_adj, claim, _these_sentence(scope, names, claim, r, p_adj, reason))
+        if r is not None:
+            entry["these_settings"]["agreement"] = agreement_entry(
+                claim, PAPER_FIG4A.get(entry["factor"]), _ci_list(r.ci90), margin, r.tost_p, t_adj)
+    if pooled_one is not None:
+        loss, o = pooled_one
+        claim = _one_claim(o, pooled_adj)
+        names = f"all {o.n_settings} settings of {len(single_valid)} factor(s)"
+        return _one_dict(loss, o, pooled_adj, claim, _one_sentence("All factors pooled", names, loss, claim, o,
+                                                                   pooled_adj, ""))
     claim = _these_claim(pooled, pooled_adj)
     names = (f"all {pooled.n_settings} settings of {len(valid)} factor(s) (each loss's spread pooled as the root mean "
              "square over factors, every factor once)") if pooled else ""
     reason = "No factor has 2 or more paired settings with 2 or more seeds per loss."
-    return _these_dict(pooled, pooled_adj, claim, _these_sentence("All factors pooled", names, claim, pooled, pooled_adj, reason))
+    out = _these_dict(pooled, pooled_adj, claim, _these_sentence("All factors pooled", names, claim, pooled, pooled_adj, reason))
+    if pooled is not None:
+        out["agreement"] = agreement_entry(claim, PAPER_POOLED, _ci_list(pooled.ci90), margin, pooled.tost_p,
+                                           pooled_tost_adj)
+    return out
+
+
+def _ci_list(ci: tuple[float, float]) -> list[float | None]:
+    """An interval for JSON: an open lower end 0, an unbounded upper end ``None``."""
+    low = 0.0 if math.isnan(ci[0]) or ci[0] <= 0 else float(ci[0])
+    if math.isnan(ci[0]):
+        return [None, None]
+    return [low, None if math.isinf(ci[1]) else float(ci[1])]
 
 
 def across_studies(factors: list[dict[str, Any]], beyond_blocks: list[tuple[SettingTable, SettingTable] | None],
-                   these_blocks: list[tuple[SettingTable, SettingTable] | None], bounded: bool) -> list[dict[str, Any]]:
+                   these_blocks: list[tuple[SettingTable, SettingTable] | None], bounded: bool,
+                   margin: float = DEFAULT_EQUIVALENCE_RATIO) -> list[dict[str, Any]]:
     """Each factor name run in two or more studies, pooled over those studies with each study (dataset)
     a block: both questions, each its own Holm family over these pooled factors.
 
@@ -292,11 +378,12 @@ def across_studies(factors: list[dict[str, Any]], beyond_blocks: list[tuple[Sett
         b = [beyond_blocks[i] for i in idx if beyond_blocks[i] is not None]
         t = [these_blocks[i] for i in idx if these_blocks[i] is not None]
         beyond.append(compare(b, ALPHA) if b else None)
-        these.append(compare_these(t, bounded=bounded) if t else None)
+        these.append(compare_these(t, bounded=bounded, equivalence_ratio=margin) if t else None)
     p_beyond = holm([_testable_p(r) for r in beyond])
     p_these = holm([r.p_value if r else math.nan for r in these])
+    p_tost = holm([r.tost_p if r else math.nan for r in these])
     out = []
-    for (name, idx), rb, pb, rt, pt in zip(groups, beyond, p_beyond, these, p_these):
+    for (name, idx), rb, pb, rt, pt, tt in zip(groups, beyond, p_beyond, these, p_these, p_tost):
         studies = [factors[i]["study"] for i in idx]
         scope = f"{name}, across {_name_list(studies)} (each a block)"
         used_these = sum(these_blocks[i] is not None for i in idx)
@@ -311,13 +398,59 @@ def across_studies(factors: list[dict[str, Any]], beyond_blocks: list[tuple[Sett
                     **_result_dict(rb), "p_adjusted": pb, "claim": claim_b, "question": QUESTIONS["beyond"],
                     "sentence": _sentence(scope, claim_b, rb, pb, reason_b),
                     "these_settings": _these_dict(rt, pt, claim_t, _these_sentence(scope, names, claim_t, rt, pt, reason_t))})
+        if rt is not None:
+            out[-1]["these_settings"]["agreement"] = agreement_entry(claim_t, PAPER_FIG4A.get(name), _ci_list(rt.ci90),
+                                                                     margin, rt.tost_p, tt)
     return out
 
 
-def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _single_block(tables: dict[str, SettingTable]) -> tuple[tuple[str, SettingTable] | None, str]:
+    """A one-method factor's ``(loss, table)`` (every setting with at least 2 seeds), or ``None`` and why not."""
+    if len(tables) != 1:
+        return None, ""
+    (loss, table), = tables.items()
+    if len(table.settings) < MIN_SETTINGS_THESE:
+        return None, f"{len(table.settings)} setting(s) have completed runs; at least {MIN_SETTINGS_THESE} are needed."
+    few = [setting_label(s) for s, n in zip(table.settings, table.n) if n < MIN_SEEDS_THESE]
+    if few:
+        return None, (f"every setting needs at least {MIN_SEEDS_THESE} completed seeds to measure seed noise; fewer at "
+                      f"{', '.join(few)}.")
+    return (loss, table), ""
+
+
+def _positions(settings: list[str]) -> dict[str, float] | None:
+    """Numeric positions of a factor's settings (``x0.1`` multiples or values), or ``None`` if any is a name."""
+    keys = {s: setting_order(s) for s in settings}
+    if any(k[0] != 0 for k in keys.values()):
+        return None
+    return {s: k[1] for s, k in keys.items()}
+
+
+def base_setting_of(factor: str, settings: list[str]) -> str | None:
+    """The base setting when nothing else says which it is: the relative setting ``<factor>=x1``."""
+    label = f"{factor}=x1"
+    return label if label in settings else None
+
+
+def _one_method_reason(loss: str, entry: dict[str, Any]) -> str:
+    sigma = entry["losses"].get(loss, {})
+    return (f"Beyond these settings compares two methods' sensitivity to other settings like these; with one method "
+            f"({loss}) there is nothing to compare. Treated as a sample of settings, {loss}'s between-setting std is "
+            f"{sigma.get('setting_std', math.nan):.3g}, 95% CI {_fmt_ci(tuple(sigma.get('setting_std_ci95', [math.nan] * 2)))} "
+            "(seed noise removed).")
+
+
+def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
+                    bases: dict[tuple[str, str], dict[str, str | None]] | None = None,
+                    equivalence_ratio: float = DEFAULT_EQUIVALENCE_RATIO,
+                    primary: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every (study, factor) entry and the pooled ``overall`` entry (see the module docstring).
 
-    ``sensitivity=False`` skips the logit and conservative views (for simulations).
+    ``sensitivity=False`` skips the logit and conservative views (for simulations). ``bases`` names each
+    (study, factor)'s base setting per loss, for the drop from the base (default: the ``x1`` setting of a
+    relative factor, else none). ``equivalence_ratio`` is the margin of "no meaningful difference" in the
+    agreement with the paper; ``primary`` each study's declared primary measure (default ``spread``):
+    an entry's ``agreement`` is its primary measure's.
     """
     if "study" not in trials:
         trials = trials.assign(study="study")
@@ -325,6 +458,10 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
     results: dict[str, list[PairedResult | None]] = {v: [] for v in views}
     blocks: dict[str, list[tuple[SettingTable, SettingTable]]] = {v: [] for v in views}
     these_blocks, these_reasons, main_blocks = [], [], []
+    singles: list[tuple[str, SettingTable] | None] = []
+    pairs: list[tuple[str, str] | None] = []
+    drop_inputs: list[DropInput] = []
+    main_flags: list[tuple[list[str], str]] = []
     factors: list[dict[str, Any]] = []
     bound = _bound(completed(trials, metric), metric)
     for (study, factor), g in trials.groupby(["study", "factor"], sort=True):
@@ -333,30 +470,54 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
             rows = scored(g, metric) if view == "conservative" else done
             r, block, paired, unpaired, tables = _view(rows, metric, logit if view == "logit" else None,
                                                        remove_seed_noise=view != "conservative")
+            flagged = uneven_noise(*block) if block is not None and view != "conservative" else []
+            if flagged:  # the swap test does not apply: no answer, and the block stays out of the pooled test
+                uneven_reason = _uneven_reason(flagged, block)
+                r, block = None, None
             results[view].append(r)
             if block is not None:
                 blocks[view].append(block)
             if view == "main":
                 main_blocks.append(block)
+                main_flags.append((flagged, uneven_reason if flagged else ""))
                 tb, why = _these_block(tables, paired)
+                single, why_single = _single_block(tables) if tb is None else (None, "")
                 these_blocks.append(tb)
-                these_reasons.append(why)
+                singles.append(single)
+                these_reasons.append(why_single or why)
+                pair = PAIR if set(PAIR) <= set(tables) else None
+                pairs.append(pair)
+                drop_settings = paired if pair else (list(next(iter(tables.values())).settings) if len(tables) == 1 else [])
+                given = (bases or {}).get((str(study), str(factor)))
+                loss_bases = given if given is not None else {x: base_setting_of(str(factor), drop_settings) for x in tables}
+                drop_losses = pair or tuple(tables)
+                drop_inputs.append(drop_input(tables, drop_losses, drop_settings, loss_bases, _positions(drop_settings))
+                                   if pair or len(tables) == 1 else DropInput(None, why or "no completed runs."))
                 losses = {str(x): _loss_entry(lg, tables.get(str(x)), paired, bound) for x, lg in g.groupby("loss", sort=True)}
                 design = g["design"].fillna("").astype(str) if "design" in g else pd.Series("", index=g.index)
                 factors.append({"study": str(study), "factor": str(factor), "n_settings": int(g["setting"].nunique()),
                                 "paired_settings": len(paired), "unpaired_settings": unpaired, "losses": losses,
                                 **_result_dict(r), "divergence_fisher_p": div.divergence_summary(g)["fisher_p"],
-                                "_reason": _insufficient_reason(set(losses), paired, r), "_paired": paired,
+                                "_reason": uneven_reason if flagged else _insufficient_reason(set(losses), paired, r),
+                                "_paired": paired,
                                 "_nuisance": bool(design.str.contains("nuisance").any())})
 
-    across = across_studies(factors, main_blocks, these_blocks, bound is not None)
+    across = across_studies(factors, main_blocks, these_blocks, bound is not None, equivalence_ratio)
     pooled = {v: (compare(blocks[v], ALPHA) if blocks[v] else None) for v in views}
     adjusted, pooled_adjusted = _holm_family([_testable_p(r) for r in results["main"]], _testable_p(pooled["main"]))
-    for entry, r, p_adj in zip(factors, results["main"], adjusted):
+    for entry, r, p_adj, single, pair, (flagged, _) in zip(factors, results["main"], adjusted, singles, pairs,
+                                                             main_flags):
         claim = _claim(r, p_adj)
         sig = tuple(entry["losses"].get(x, {}).get("setting_std", math.nan) for x in PAIR)
+        reason = entry.pop("_reason")
+        if flagged:
+            entry["uneven_noise"] = flagged
+        method = single[0] if single else (next(iter(entry["losses"])) if len(entry["losses"]) == 1 else None)
+        if method is not None and pair is None:
+            reason = _one_method_reason(method, entry)
+        entry.update(baseline=PAIR[0] if pair else None, method=PAIR[1] if pair else method)
         entry.update(p_adjusted=p_adj, claim=claim, question=QUESTIONS["beyond"],
-                     sentence=_sentence(f"{entry['study']} / {entry['factor']}", claim, r, p_adj, entry.pop("_reason"), sig))
+                     sentence=_sentence(f"{entry['study']} / {entry['factor']}", claim, r, p_adj, reason, sig))
 
     o = pooled["main"]
     claim = _claim(o, pooled_adjusted)
@@ -366,8 +527,17 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
     overall = {"factors": [f"{e['study']}/{e['factor']}" for e in factors], "n_settings": o.n_settings if o else 0,
                **_result_dict(o), "p_adjusted": pooled_adjusted, "claim": claim, "question": QUESTIONS["beyond"],
                "sentence": _sentence("All factors pooled", claim, o, pooled_adjusted, reason)}
-    overall["these_settings"] = _these_section(factors, these_blocks, these_reasons, bound is not None)
+    overall["these_settings"] = _these_section(factors, these_blocks, singles, these_reasons, bound is not None,
+                                               equivalence_ratio)
+    overall["drop"] = drop_section(factors, drop_inputs, pairs, [PAPER_FIG4A.get(e["factor"]) for e in factors],
+                                   equivalence_ratio, PAPER_POOLED)
     overall["by_factor"] = across
+    studies = sorted({e["study"] for e in factors})
+    chosen = {st: (primary or {}).get(st, "spread") for st in studies}
+    for entry in factors:
+        _set_agreement(entry, chosen[entry["study"]])
+    if len(set(chosen.values())) <= 1:
+        _set_agreement(overall, next(iter(chosen.values()), "spread"))
     for entry in factors:
         entry.pop("_paired")
         entry.pop("_nuisance")
@@ -378,6 +548,14 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True)
             entry[view] = {**_result_dict(r), "p_adjusted": p_adj, "claim": _claim(r, p_adj)}
             entry[view]["changes_conclusion"] = entry[view]["claim"] != entry["claim"]
     return factors, overall
+
+
+def _set_agreement(entry: dict[str, Any], primary: str) -> None:
+    """The entry's headline ``agreement``: its primary measure's (``spread``: ``these_settings``; ``drop``)."""
+    source = entry.get("these_settings" if primary == "spread" else "drop") or {}
+    if source.get("agreement") is not None:
+        entry["agreement"] = {**source["agreement"], "measure": primary}
+    entry["primary"] = primary
 
 
 def expected_max_section(trials: pd.DataFrame, metric: str = "val_top1") -> dict[str, Any]:

@@ -96,6 +96,10 @@ class TheseSettingsResult:
     spreads: dict[str, float]
     spread_ci95: dict[str, tuple[float, float]]
     n_settings: int
+    #: The 90% interval and the TOST p-value of "the ratio lies outside [1/m, m]" (``equivalence_ratio`` m),
+    #: when asked for: both one-sided tests of the same bootstrap at rho = 1/m and rho = m.
+    ci90: tuple[float, float] = (math.nan, math.nan)
+    tost_p: float = math.nan
 
 
 class _Factor:
@@ -175,9 +179,7 @@ class _Loss:
 def _equal_tailed(z_star: np.ndarray, z_obs: np.ndarray) -> np.ndarray:
     """``2 min(P(Z* >= z), P(Z* <= z))``, each tail counted as ``(hits + 1) / (draws + 1)`` so that a
     p-value is never 0 (its floor is ``2 / (draws + 1)``); a draw tied with ``z`` counts in both tails."""
-    b = z_star.shape[1]
-    upper = (at_least(z_star, z_obs[:, None]).sum(axis=1) + 1) / (b + 1)
-    lower = (at_most(z_star, z_obs[:, None]).sum(axis=1) + 1) / (b + 1)
+    upper, lower = _tails(z_star, z_obs)
     return np.minimum(1.0, 2 * np.minimum(upper, lower))
 
 
@@ -188,8 +190,21 @@ def _z(a: np.ndarray, b: np.ndarray, var: np.ndarray) -> np.ndarray:
     return snap(a - b, np.abs(a) + np.abs(b)) / np.sqrt(np.maximum(var, _TINY))
 
 
+def _tails(z_star: np.ndarray, z_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P(Z* >= z), P(Z* <= z))``, each counted as ``(hits + 1) / (draws + 1)``; a tie counts in both."""
+    b = z_star.shape[1]
+    upper = (at_least(z_star, z_obs[:, None]).sum(axis=1) + 1) / (b + 1)
+    lower = (at_most(z_star, z_obs[:, None]).sum(axis=1) + 1) / (b + 1)
+    return upper, lower
+
+
 def _ratio_p(ce: _Loss, sc: _Loss, rho: np.ndarray) -> np.ndarray:
     """p-value of ``R = rho`` for each ``rho``."""
+    return _equal_tailed(*_ratio_z(ce, sc, rho))
+
+
+def _ratio_z(ce: _Loss, sc: _Loss, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap draws ``Z*`` and the observed ``Z`` of ``R = rho`` for each ``rho``."""
     r2 = rho**2
     z_obs = _z(ce.raw / r2, sc.raw, ce.var / r2**2 + sc.var)
     # F * tau^2 under the null: both losses' estimates, precision-weighted (an estimate without noise decides
@@ -203,7 +218,15 @@ def _ratio_p(ce: _Loss, sc: _Loss, rho: np.ndarray) -> np.ndarray:
     e_ce, v_ce = ce.draw(r2 * total_sc)
     e_sc, v_sc = sc.draw(total_sc)
     z_star = _z(e_ce / r2[:, None], e_sc, v_ce / r2[:, None] ** 2 + v_sc)
-    return _equal_tailed(z_star, z_obs)
+    return z_star, z_obs
+
+
+def _tost_p(ce: _Loss, sc: _Loss, margin: float) -> float:
+    """TOST p-value of "R <= 1/m or R >= m": the larger of the upper tail at ``rho = 1/m`` (rejecting
+    ``R <= 1/m``) and the lower tail at ``rho = m`` (rejecting ``R >= m``)."""
+    upper, _ = _tails(*_ratio_z(ce, sc, np.array([1 / margin])))
+    _, lower = _tails(*_ratio_z(ce, sc, np.array([margin])))
+    return float(max(upper[0], lower[0]))
 
 
 def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
@@ -233,13 +256,14 @@ def spread_bound(tables: list[SettingTable]) -> float:
 
 def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
                   draws: int = BOOTSTRAP_DRAWS, bounded: bool = True, interval: bool = True,
-                  spread_intervals: bool = True) -> TheseSettingsResult:
+                  spread_intervals: bool = True, equivalence_ratio: float | None = None) -> TheseSettingsResult:
     """Compare CE with SupCon over the settings tried, on one or more factors (blocks).
 
     Each block is ``(ce_table, supcon_table)`` over the same settings in the same order, with at least
     2 settings and at least 2 seeds in every setting. ``bounded``: the metric lies in [0, 1], so spread
     intervals stop at :func:`spread_bound`. ``interval=False`` skips every interval (the planner);
-    ``spread_intervals=False`` only the per-loss ones (the calibration).
+    ``spread_intervals=False`` only the per-loss ones (the calibration). ``equivalence_ratio`` m adds
+    the 90% interval and the TOST p-value of "the ratio lies outside [1/m, m]" (equivalence).
     """
     for c, s in blocks:
         if c.settings != s.settings:
@@ -261,8 +285,9 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
     spreads = {"ce": ce.spread, "supcon": sc.spread}
     if not interval:
         nan2 = (math.nan, math.nan)
+        tost = _tost_p(ce, sc, equivalence_ratio) if equivalence_ratio is not None else math.nan
         return TheseSettingsResult(ratio, nan2, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads,
-                                   {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks))
+                                   {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks), nan2, tost)
     # the ratio's p-value falls as rho moves away from the estimate on either side
     ci = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
                 estimate=ratio, steps=BISECTION_STEPS)
@@ -271,5 +296,42 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
     else:
         spread_ci = {"ce": (math.nan, math.nan), "supcon": (math.nan, math.nan)}
+    ci90, tost = (math.nan, math.nan), math.nan
+    if equivalence_ratio is not None:
+        ci90 = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, 2 * alpha, log=True, low_open=0.0, high_open=math.inf,
+                      estimate=ratio, steps=BISECTION_STEPS)
+        tost = _tost_p(ce, sc, equivalence_ratio)
     return TheseSettingsResult(ratio, ci, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads, spread_ci,
-                               sum(len(c.settings) for c, _ in blocks))
+                               sum(len(c.settings) for c, _ in blocks), ci90, tost)
+
+
+@dataclass(frozen=True)
+class OneLossSpread:
+    """One loss's spread over the settings tried, its 95% interval, and the p-value of "no effect beyond
+    seed noise" (spread 0), from the same bootstrap-t whose inversion gives the interval."""
+
+    spread: float
+    ci95: tuple[float, float]
+    p_value: float
+    n_settings: int
+
+
+def spread_of_one(tables: list[SettingTable], alpha: float = ALPHA, seed: int = 0, draws: int = BOOTSTRAP_DRAWS,
+                  bounded: bool = True, interval: bool = True) -> OneLossSpread:
+    """One method's spread over one or more factors (root mean square over factors), with the test of
+    ``Theta = 0``: a study of one loss (the paper's Fig. 4b-d, temperature) asks whether its accuracy
+    moves across the settings tried more than seed noise explains. Each table needs at least 2
+    settings with at least 2 seeds each."""
+    for t in tables:
+        if len(t.settings) < 2:
+            raise ValueError("a 'these settings' spread needs at least 2 settings per factor")
+        if t.n.min() < 2:
+            raise ValueError("a 'these settings' spread needs at least 2 seeds in every setting")
+    if not tables:
+        raise ValueError("no factor to analyse")
+    loss = _Loss(tables, np.random.default_rng(seed), draws)
+    p_value = float(_spread_p(loss, np.array([0.0]))[0])
+    ci = (math.nan, math.nan)
+    if interval:
+        ci = _spread_interval(loss, alpha, spread_bound(tables) if bounded else None)
+    return OneLossSpread(loss.spread, ci, p_value, sum(len(t.settings) for t in tables))

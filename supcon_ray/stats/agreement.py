@@ -1,0 +1,69 @@
+"""Agreement with the paper, in a form that can disagree.
+
+The paper (Khosla et al. 2020, Fig. 4a: ImageNet, ResNet-50) states a direction for the factors it
+varied one at a time: SupCon is less sensitive than CE (:data:`PAPER_FIG4A`). A claim can agree with
+it only by being significant in that direction; a claim "no detectable difference" is not evidence
+against it, because an interval that rules out nothing is not a result. So a disagreement has two
+forms, each a test of its own:
+
+* ``disagree: opposite``: significant in the other direction (the question's own test);
+* ``disagree: no meaningful difference``: the ratio CE/SupCon lies inside ``[1/m, m]``, ``m`` the study
+  file's ``equivalence_ratio`` (default :data:`DEFAULT_EQUIVALENCE_RATIO`): two one-sided tests
+  (Schuirmann's TOST) reject both "ratio <= 1/m" and "ratio >= m" at alpha, Holm-adjusted over the
+  question's family. The matching interval is the 90% one (it lies inside ``[1/m, m]`` exactly when
+  both one-sided 5% tests reject, before the adjustment).
+
+Everything else is ``inconclusive``. The calibration measures how often "no meaningful difference" is
+said when the truth is a ratio of ``m`` (``python -m benchmarks.calibration --question agreement``).
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Any
+
+from .settings import ALPHA
+
+#: Fig. 4a's direction of effect by factor name (the keys this project's study files vary).
+PAPER_FIG4A = {
+    "optimizer": "supcon_less_sensitive",
+    "augment": "supcon_less_sensitive",
+    "lr": "supcon_less_sensitive",
+}
+#: The paper's text ("more stable to hyperparameter settings") for every factor pooled.
+PAPER_POOLED = "supcon_less_sensitive"
+#: A ratio within [1/m, m] counts as no meaningful difference.
+DEFAULT_EQUIVALENCE_RATIO = 1.25
+
+
+class Outcome(StrEnum):
+    """How a claim stands against the paper's direction."""
+
+    AGREE = "agree"
+    OPPOSITE = "disagree: opposite"
+    EQUIVALENT = "disagree: no meaningful difference"
+    INCONCLUSIVE = "inconclusive"
+
+
+DIRECTIONS = ("supcon_less_sensitive", "ce_less_sensitive")
+
+
+def outcome(claim: str, paper: str | None, tost_p_adjusted: float | None, alpha: float = ALPHA) -> Outcome | None:
+    """The outcome of one claim (``None`` where the paper states no direction)."""
+    if paper is None:
+        return None
+    if claim in DIRECTIONS:
+        return Outcome.AGREE if claim == paper else Outcome.OPPOSITE
+    if tost_p_adjusted is not None and not math.isnan(tost_p_adjusted) and tost_p_adjusted < alpha:
+        return Outcome.EQUIVALENT
+    return Outcome.INCONCLUSIVE
+
+
+def agreement_entry(claim: str, paper: str | None, ci90: tuple[float, float], margin: float,
+                    tost_p: float, tost_p_adjusted: float, alpha: float = ALPHA) -> dict[str, Any]:
+    """The ``agreement`` object of the report's JSON: ``outcome`` (``None`` without a paper direction),
+    the ratio's 90% interval, the margin ``m``, the TOST p-value and its Holm adjustment."""
+    result = outcome(claim, paper, tost_p_adjusted, alpha)
+    return {"outcome": None if result is None else str(result), "paper": paper, "ci90": list(ci90), "margin": margin,
+            "tost_p": tost_p, "tost_p_adjusted": tost_p_adjusted}

@@ -1,0 +1,227 @@
+"""The report's ``drop`` entries: the drop from the base (:mod:`.drop`) per factor and pooled, with the
+claims of its own Holm family, the agreement with the paper, and plain sentences.
+
+Every (study, factor) entry gets a ``drop`` object beside ``these_settings``::
+
+    {"measure": "drop from the base", "ratio", "ci95", "difference": {"estimate", "ci95"},
+     "p_value", "p_adjusted", "claim", "sentence", "reason"?, "n_settings",
+     "losses": {loss: {"drop", "ci95", "p_value", "base_setting", "worst", "worst_setting", "width_decades"}},
+     "agreement": {...}}
+
+Two methods: ``ratio`` = drop_CE / drop_SupCon (``null`` unless both drops are positive) with its
+Fieller interval, ``difference`` = drop_CE - drop_SupCon with its t-interval, and ``p_value`` tests a
+difference of 0. One method: ``ratio``, ``ci95`` and ``difference`` are null and ``p_value`` tests a
+drop of 0 (claims ``moves`` / ``no_detectable_effect``). ``drop`` is null, with the reason, where the
+base value is not among the factor's settings or a setting has fewer than 2 seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .agreement import agreement_entry
+from .drop import DropComparison, LossDrop, compare_drops, equivalence_p, loss_drop
+from .multiplicity import holm
+from .settings import ALPHA, MIN_SEEDS_THESE
+from .variance import SettingTable
+
+MEASURE = "drop from the base"
+NAMES = {"ce": "CE", "supcon": "SupCon", "simclr": "SimCLR"}
+
+
+def _name(loss: str) -> str:
+    return NAMES.get(loss, loss)
+
+
+@dataclass
+class DropInput:
+    """What one (study, factor) entry contributes: each analysed loss's ``(table, base setting)`` over the
+    settings compared (``None`` and ``reason`` where the drop cannot be computed) and numeric positions."""
+
+    tables: dict[str, tuple[SettingTable, str]] | None
+    reason: str = ""
+    positions: dict[str, float] | None = None
+
+
+def drop_input(tables: dict[str, SettingTable], losses: tuple[str, ...], settings: list[str],
+               bases: dict[str, str | None], positions: dict[str, float] | None) -> DropInput:
+    """Each loss's table over ``settings`` with its base setting, or why the drop cannot be computed."""
+    out = {}
+    for loss in losses:
+        base = bases.get(loss)
+        if base is None:
+            return DropInput(None, f"{loss}'s base value is not among this factor's settings (or is not known for "
+                                   "this folder), so there is no base to drop from.")
+        if base not in settings:
+            return DropInput(None, f"{loss}'s base setting {base} has no completed runs to compare.")
+        if len(settings) < 2:
+            return DropInput(None, "at least 2 settings are needed: the base and another.")
+        table = tables[loss].subset(settings)
+        few = [s for s, n in zip(table.settings, table.n) if n < MIN_SEEDS_THESE]
+        if few:
+            return DropInput(None, f"every setting needs at least {MIN_SEEDS_THESE} completed seeds to measure seed "
+                                   f"noise; fewer for {loss} at {', '.join(few)}.")
+        out[loss] = (table, base)
+    return DropInput(out, positions=positions)
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) or math.isinf(x) else float(x)
+
+
+def _ci(ci: tuple[float, float]) -> list[float | None]:
+    return [_num(ci[0]), None if math.isinf(ci[1]) else _num(ci[1])]
+
+
+def _loss_dict(d: LossDrop, base: str | None) -> dict[str, Any]:
+    return {"drop": d.drop, "ci95": _ci(d.ci95), "p_value": d.p_value, "base_setting": base, "worst": d.worst,
+            "worst_setting": d.worst_setting, "width_decades": d.width_decades}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _interval(ci: tuple[float, float]) -> str:
+    hi = "inf" if math.isinf(ci[1]) else _fmt(ci[1])
+    return f"[{_fmt(ci[0])}, {hi}]"
+
+
+def _claim_two(c: DropComparison | None, p_adjusted: float) -> str:
+    if c is None:
+        return "insufficient"
+    if p_adjusted < ALPHA and c.direction != 0:
+        return "supcon_less_sensitive" if c.direction > 0 else "ce_less_sensitive"
+    return "no_difference"
+
+
+def _claim_one(d: LossDrop | None, p_adjusted: float) -> str:
+    if d is None:
+        return "insufficient"
+    return "moves" if p_adjusted < ALPHA else "no_detectable_effect"
+
+
+@dataclass
+class _Answer:
+    """One comparison of the family: two methods (``comparison``) or one (``single``)."""
+
+    losses: dict[str, LossDrop]
+    bases: dict[str, str]
+    comparison: DropComparison | None = None
+    tost: float = math.nan
+
+    @property
+    def p_value(self) -> float:
+        if self.comparison is not None:
+            return self.comparison.p_value
+        return next(iter(self.losses.values())).p_value
+
+
+def _answer(inputs: list[DropInput], pair: tuple[str, str] | None, margin: float) -> _Answer | None:
+    """The answer over one or more entries' inputs (pooled: the mean drop over factors)."""
+    usable = [i for i in inputs if i.tables is not None]
+    if not usable:
+        return None
+    losses = list(usable[0].tables)
+    one = len(usable) == 1
+    drops = {loss: loss_drop([i.tables[loss] for i in usable], positions=usable[0].positions if one else None)
+             for loss in losses}
+    bases = {loss: usable[0].tables[loss][1] for loss in losses} if one else {}
+    if pair is None:
+        return _Answer(drops, bases)
+    ce, sc = drops[pair[0]], drops[pair[1]]
+    return _Answer(drops, bases, compare_drops(ce, sc), equivalence_p(ce, sc, margin))
+
+
+def _sentence(scope: str, claim: str, a: _Answer | None, p_adjusted: float, reason: str, pair: tuple[str, str] | None) -> str:
+    scope = f"{scope}, drop from the base"
+    if a is None:
+        return f"{scope}: cannot tell. {reason}"
+    parts = "; ".join(f"{_name(loss)} {_fmt(d.drop)} {_interval(d.ci95)}" for loss, d in a.losses.items())
+    if pair is None:
+        (loss, d), = a.losses.items()
+        loss = _name(loss)
+        detail = f"drop {_fmt(d.drop)}, 95% CI {_interval(d.ci95)}, Holm-adjusted p = {p_adjusted:.3g}"
+        if claim == "moves":
+            return (f"{scope}: {loss}'s mean accuracy away from its base is lower by {_fmt(d.drop)} on average "
+                    f"({detail}); the drop is more than seed noise explains." if d.drop > 0 else
+                    f"{scope}: {loss}'s mean accuracy away from its base differs from the base's by {_fmt(-d.drop)} "
+                    f"on average, higher away from it ({detail}).")
+        return f"{scope}: no drop beyond seed noise is detectable for {loss} ({detail})."
+    c = a.comparison
+    detail = (f"mean drop {parts}; difference CE - SupCon {_fmt(c.difference)}, 95% CI {_interval(c.difference_ci95)}, "
+              f"Holm-adjusted p = {p_adjusted:.3g}")
+    if claim == "supcon_less_sensitive":
+        return f"{scope}: away from its tuned base, SupCon loses less accuracy than CE ({detail})."
+    if claim == "ce_less_sensitive":
+        return f"{scope}: away from its tuned base, CE loses less accuracy than SupCon ({detail})."
+    return f"{scope}: no difference in how much the two losses lose away from their bases is detectable ({detail})."
+
+
+def _entry(a: _Answer | None, p_adjusted: float, claim: str, sentence: str, reason: str, pair: tuple[str, str] | None,
+           paper: str | None, margin: float, tost_adjusted: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"measure": MEASURE, "ratio": None, "ci95": [None, None], "difference": None,
+                           "p_value": None, "p_adjusted": None, "claim": claim, "sentence": sentence, "losses": {}}
+    if a is None:
+        out["reason"] = reason
+        return out
+    out.update(p_value=a.p_value, p_adjusted=_num(p_adjusted),
+               losses={loss: _loss_dict(d, a.bases.get(loss)) for loss, d in a.losses.items()})
+    if pair is not None:
+        c = a.comparison
+        out.update(ratio=_num(c.ratio), ci95=_ci(c.ratio_ci95) if not math.isnan(c.ratio) else [None, None],
+                   difference={"estimate": c.difference, "ci95": _ci(c.difference_ci95)})
+        ci90 = _ci(_fieller90(a, pair)) if not math.isnan(c.ratio) else [None, None]
+        out["agreement"] = agreement_entry(claim, paper, ci90, margin, _num(a.tost), _num(tost_adjusted))
+    return out
+
+
+def _fieller90(a: _Answer, pair: tuple[str, str]) -> tuple[float, float]:
+    from .drop import fieller
+
+    return fieller(a.losses[pair[0]].contrast, a.losses[pair[1]].contrast, 2 * ALPHA)
+
+
+def _holm(p: list[float], pooled: float) -> tuple[list[float], float]:
+    if len(p) == 1:
+        adj = holm(p)
+        return adj, adj[0]
+    adj = holm(list(p) + [pooled])
+    return adj[:-1], adj[-1]
+
+
+def drop_section(entries: list[dict[str, Any]], inputs: list[DropInput], pairs: list[tuple[str, str] | None],
+                 papers: list[str | None], margin: float, pooled_paper: str | None) -> dict[str, Any]:
+    """Fill every entry's ``drop`` (one Holm family: the factors and the pooled answer) and return the
+    pooled entry. Pooled over the two-method factors where there are any, else over the one-method
+    factors of a single loss."""
+    answers = [_answer([i], pair, margin) for i, pair in zip(inputs, pairs)]
+    two = [i for i, (inp, pair) in enumerate(zip(inputs, pairs)) if pair is not None and inp.tables is not None]
+    one = [i for i, (inp, pair) in enumerate(zip(inputs, pairs)) if pair is None and inp.tables is not None]
+    pooled_pair = None
+    if two:
+        pooled_pair = pairs[two[0]]
+        pooled = _answer([inputs[i] for i in two], pooled_pair, margin) if len({pairs[i] for i in two}) == 1 else None
+    elif one and len({next(iter(inputs[i].tables)) for i in one}) == 1:
+        pooled = _answer([inputs[i] for i in one], None, margin)
+    else:
+        pooled = None
+    adjusted, pooled_adj = _holm([a.p_value if a else math.nan for a in answers], pooled.p_value if pooled else math.nan)
+    tost_adj, pooled_tost_adj = _holm([a.tost if a else math.nan for a in answers], pooled.tost if pooled else math.nan)
+    for entry, a, p_adj, t_adj, inp, pair, paper in zip(entries, answers, adjusted, tost_adj, inputs, pairs, papers):
+        claim = _claim_two(a.comparison if a else None, p_adj) if pair else _claim_one(
+            next(iter(a.losses.values())) if a else None, p_adj)
+        scope = f"{entry['study']} / {entry['factor']}"
+        sentence = _sentence(scope, claim, a, p_adj, inp.reason, pair)
+        entry["drop"] = _entry(a, p_adj, claim, sentence, inp.reason, pair, paper, margin, t_adj)
+        entry["drop"]["n_settings"] = len(inp.tables[next(iter(inp.tables))][0].settings) if inp.tables else 0
+    claim = (_claim_two(pooled.comparison, pooled_adj) if pooled_pair else
+             _claim_one(next(iter(pooled.losses.values())), pooled_adj)) if pooled else "insufficient"
+    reason = "No factor has its base among 2 or more settings with 2 or more seeds each."
+    sentence = _sentence("All factors pooled", claim, pooled, pooled_adj, reason, pooled_pair if pooled else None)
+    out = _entry(pooled, pooled_adj, claim, sentence, reason, pooled_pair if pooled else None, pooled_paper, margin,
+                 pooled_tost_adj)
+    out["n_settings"] = sum(len(inputs[i].tables[next(iter(inputs[i].tables))][0].settings) for i in (two or one)) if pooled else 0
+    return out
