@@ -311,6 +311,16 @@ def _bases_html(bases: dict[str, Any]) -> str:
             + _table(["study", "loss", "tuned base", "where it came from", "lead over the runner-up"], rows, left=5))
 
 
+def _widths(per_loss: dict[str, Any]) -> str:
+    """Each loss's width (decades) of the numeric settings within 1 and 5 accuracy points of its best."""
+    parts = []
+    for loss, v in per_loss.items():
+        w = v.get("width_decades")
+        if w:
+            parts.append(f"{loss} {_num(w['within_1_points'], 2)} / {_num(w['within_5_points'], 2)}")
+    return "; ".join(parts) or "–"
+
+
 def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dict[str, Any],
            metas: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
     """The HTML page and its figure ids."""
@@ -388,9 +398,10 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
                       f"{_num(diff.get('estimate'), 3)} {_ci(diff.get('ci95', [None, None]))}" if diff else "",
                       _p(d.get("p_adjusted")), CLAIM_TEXT[d["claim"]],
                       f"{_num(d['ratio'], 2)} {_ci(d['ci95'], 2)}" if d.get("ratio") is not None else "–",
-                      (d.get("agreement") or {}).get("outcome") or "–"])
+                      (d.get("agreement") or {}).get("outcome") or "–", _widths(per)])
     page.add(_table(["study / factor", "drop CE [95% CI]", "drop SupCon [95% CI]", "difference CE − SupCon [95% CI]",
-                     "p (Holm)", "claim", "ratio [95% CI]", "agreement"], drops))
+                     "p (Holm)", "claim", "ratio [95% CI]", "agreement",
+                     "decades within 1 / 5 points of the best"], drops))
     across = o.get("by_factor") or []
     if across:
         page.add("<h3>Each factor pooled over the studies that ran it</h3><p>Each study (dataset) is a block; for these "
