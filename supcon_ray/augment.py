@@ -34,11 +34,14 @@ from typing import Any, Literal
 import torch
 from torchvision.transforms import v2
 
+from . import registry
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 #: images at most this side are treated as CIFAR scale by the per-dataset defaults
 SMALL_IMAGE = 64
-#: the policy names (:func:`policy_steps` gives each one's steps)
-POLICIES = ("none", "basic", "simaugment", "autoaugment", "randaugment", "stacked_randaugment")
+#: the policy names (:func:`policy_steps` gives each one's steps), registered in :mod:`supcon_ray.registry`
+#: (readable without torch); each is built here.
+POLICIES = registry.POLICIES.names()
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def _randaugment(magnitude: int, options: PolicyOptions) -> Step:
 def policy_steps(name: str, size: int, dataset: str = "", options: PolicyOptions = PolicyOptions()) -> list[Step]:
     """The random steps of policy ``name`` for ``size`` x ``size`` crops of ``dataset``, in order."""
     if name not in POLICIES:
-        raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(POLICIES)}")
+        raise ValueError(f"unknown augmentation {name!r}; must be one of: {', '.join(POLICIES)}")
     if name == "none":
         return []
     if name == "basic":

@@ -8,28 +8,29 @@ names the key and what is allowed, and every command line turns it into exit sta
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .augment import POLICIES, PolicyOptions
-from .data import absolute_dataset_name, validate_dataset_name
-from .losses import AUTHORS_BASE_TEMPERATURE, LOSSES
-from .models import MODELS
-from .optim import OPTIMIZERS, SCHEDULES
+from .dataset_names import absolute_dataset_name, validate_dataset_name
+from .registry import LOSSES, MODELS, OPTIMIZERS, POLICIES, SCHEDULES
+
+if TYPE_CHECKING:
+    from .augment import PolicyOptions
 
 EXIT_USAGE = 2
+#: ``tau_b`` of the authors' TensorFlow code (``scale_by_temperature``): the loss is multiplied by
+#: ``tau / tau_b``, so with ``tau_b = 1`` it is scaled by ``tau`` (:mod:`supcon_ray.losses`).
+AUTHORS_BASE_TEMPERATURE = 1.0
 
 
 class ConfigError(ValueError):
     """Bad user input: unknown names, impossible numbers, unreadable files or resources."""
 
 
-def _one_of(kind: str, valid: tuple[str, ...] | list[str]):
+def _one_of(registry):
     def check(value: str) -> str:
-        if value not in valid:
-            raise ValueError(f"unknown {kind} {value!r}; valid: {', '.join(valid)}")
-        return value
+        return registry.check(value)
 
     return check
 
@@ -111,11 +112,11 @@ class TrainConfig(BaseModel):
     deterministic: bool = True  # on CUDA: deterministic cuDNN / cuBLAS kernels, no cuDNN autotuning
     channels_last: bool | None = None  # None: on when training on a GPU
 
-    _names = field_validator("loss")(_one_of("loss", LOSSES))
-    _models = field_validator("model")(_one_of("model", MODELS))
-    _optims = field_validator("optimizer", "linear_optimizer")(_one_of("optimizer", OPTIMIZERS))
-    _scheds = field_validator("schedule")(_one_of("schedule", SCHEDULES))
-    _augs = field_validator("augment")(_one_of("augmentation", POLICIES))
+    _names = field_validator("loss")(_one_of(LOSSES))
+    _models = field_validator("model")(_one_of(MODELS))
+    _optims = field_validator("optimizer", "linear_optimizer")(_one_of(OPTIMIZERS))
+    _scheds = field_validator("schedule")(_one_of(SCHEDULES))
+    _augs = field_validator("augment")(_one_of(POLICIES))
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -135,6 +136,8 @@ class TrainConfig(BaseModel):
     @property
     def policy_options(self) -> PolicyOptions:
         """The augmentation departures this run asks for."""
+        from .augment import PolicyOptions  # torch: only where a run builds its augmentation
+
         return PolicyOptions(crop=self.augment_crop, blur=self.augment_blur, warp=self.augment_warp,
                              rotation=self.augment_rotation, randaugment_scale=self.randaugment_scale)
 

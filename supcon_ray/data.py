@@ -42,35 +42,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-DATASETS = ("digits", "cifar10", "cifar100", "parquet:DIR", "imagefolder:DIR")
+from .dataset_names import validate_dataset_name
+
 DIGITS_SIZE = 16  # 8x8 upsampled 2x: enough room for crops, cheap enough for CPU studies
 ROW_GROUP_CACHE = 2  # parquet row groups of encoded image bytes cached per process (see ParquetImages)
 
 
 class DataError(ValueError):
     """A dataset that cannot be found or read; the message says where to put the files."""
-
-
-def validate_dataset_name(name: str) -> str:
-    """Return ``name`` if it is a valid dataset name, else raise ``ValueError`` listing them."""
-    if name in ("digits", "cifar10", "cifar100"):
-        return name
-    for prefix in ("parquet:", "imagefolder:"):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            return name
-    raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
-
-
-def absolute_dataset_name(name: str, folder: str | None = None) -> str:
-    """``name`` with a relative ``parquet:DIR`` / ``imagefolder:DIR`` made absolute against ``folder``
-    (default: the current directory), so a trial that runs in another working directory finds the
-    same files. A study resolves against its study file's folder, where files are opened."""
-    for prefix in ("parquet:", "imagefolder:"):
-        if name.startswith(prefix):
-            directory = name[len(prefix):]
-            if "://" not in directory and not os.path.isabs(directory):
-                return prefix + os.path.abspath(os.path.join(folder or os.getcwd(), directory))
-    return name
 
 
 @dataclass
@@ -353,7 +332,7 @@ def load_dataset(
     test_size: int | None = None,
     image_size: int | None = None,
 ) -> Splits:
-    """Load the dataset ``name`` (see :data:`DATASETS`) with its fixed splits.
+    """Load the dataset ``name`` (see :data:`supcon_ray.dataset_names.DATASETS`) with its fixed splits.
 
     ``train_size`` / ``test_size``: keep that many images of the training pool / test split,
     stratified by class; ``image_size``: resize every image to ``image_size`` x ``image_size``.

@@ -48,15 +48,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("supcon", "simclr", "ce")
+from .config import AUTHORS_BASE_TEMPERATURE
+
 
 #: ``method="auto"`` uses the dense form while anchors x contrast stays within this many entries.
 #: From ``python -m benchmarks.loss`` on the project's 2-core CPU (README, Performance): dense is
 #: faster only at batch 32 (1.8 vs 2.0 ms); blockwise wins from batch 128 (2.7 vs 3.4 ms) upwards.
 AUTO_DENSE_MAX_ENTRIES = 64 * 64
-#: ``tau_b`` of the authors' TensorFlow code (``scale_by_temperature``): the loss is multiplied by
-#: ``tau``, which takes the ``1 / tau`` out of the gradient's scale (``TrainConfig.temperature_scaling``).
-AUTHORS_BASE_TEMPERATURE = 1.0
 #: ``tau_b`` of the PyTorch re-implementation (HobbitLong/SupContrast): the loss x ``tau / 0.07``.
 REFERENCE_BASE_TEMPERATURE = 0.07
 DEFAULT_BLOCK_ROWS = 256

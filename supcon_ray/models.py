@@ -118,7 +118,7 @@ class Network(nn.Module):
         super().__init__()
         self.normalize_representation = normalize_representation
         if model not in ENCODERS:
-            raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
+            raise ValueError(f"unknown model {model!r}; must be one of: {', '.join(MODELS)}")
         self.encoder = ResNetEncoder(ENCODERS[model], in_channels)
         self.head = ProjectionHead(self.encoder.out_dim, proj_dim)
         self.classifier = nn.Linear(self.encoder.out_dim, num_classes)

@@ -18,8 +18,11 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-OPTIMIZERS = ("sgd", "lars", "rmsprop", "adamw")
-SCHEDULES = ("cosine", "step", "exponential")
+from . import registry
+
+#: The names are registered in :mod:`supcon_ray.registry` (readable without torch); each is built here.
+OPTIMIZERS = registry.OPTIMIZERS.names()
+SCHEDULES = registry.SCHEDULES.names()
 
 
 class LARS(torch.optim.Optimizer):
@@ -85,7 +88,7 @@ def build_optimizer(
     ``sqrt(v + 1)`` and ``sqrt(v) + 1``, differ by at most a factor sqrt(2).)
     """
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+        raise ValueError(f"unknown optimizer {name!r}; must be one of: {', '.join(OPTIMIZERS)}")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
     params = list(params)
@@ -110,7 +113,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
     ``steps_per_epoch`` iterations (counted from the end of warm-up).
     """
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+        raise ValueError(f"unknown schedule {name!r}; must be one of: {', '.join(SCHEDULES)}")
     total_steps, warmup_steps = max(1, total_steps), max(0, min(warmup_steps, total_steps - 1))
 
     def factor(step: int) -> float:

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import grids
 from .config import ConfigError, TrainConfig, format_validation_error
-from .data import absolute_dataset_name, validate_dataset_name
+from .dataset_names import absolute_dataset_name, validate_dataset_name
 
 CONTRASTIVE_ONLY = {"temperature", "base_temperature", "temperature_scaling", "variant", "loss_method",
                     "normalize_representation", "linear_stage", "linear_epochs", "linear_optimizer", "linear_lr",

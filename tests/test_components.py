@@ -7,7 +7,8 @@ import torch
 from torchvision.transforms import v2
 
 from supcon_ray.augment import POLICIES, MultiView, PolicyOptions, autoaugment_policy, build_transform
-from supcon_ray.data import DataError, load_dataset, validate_dataset_name
+from supcon_ray.data import DataError, load_dataset
+from supcon_ray.dataset_names import validate_dataset_name
 from supcon_ray.losses import SupConLoss
 from supcon_ray.models import MODELS, build_network
 from supcon_ray.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
@@ -40,7 +41,7 @@ def test_resnet_mini_widths():
 
 
 def test_unknown_model():
-    with pytest.raises(ValueError, match="valid: resnet-mini, resnet-micro, resnet18"):
+    with pytest.raises(ValueError, match="must be one of: resnet-mini, resnet-micro, resnet18"):
         build_network("vgg", 3, 10)
 
 
@@ -61,7 +62,7 @@ def test_augmentation_runs(name, channels, size):
 
 
 def test_unknown_augmentation():
-    with pytest.raises(ValueError, match="valid: none, basic, simaugment"):
+    with pytest.raises(ValueError, match="must be one of: none, basic, simaugment"):
         build_transform("mixup", 32, [0.5], [0.5])
 
 
@@ -104,7 +105,7 @@ def test_warmup_cosine_shape():
     assert lrs[-1] < 0.01 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
 
-@pytest.mark.parametrize("bad", [("adam", "valid: sgd, lars"), ])
+@pytest.mark.parametrize("bad", [("adam", "must be one of: sgd, lars"), ])
 def test_unknown_optimizer(bad):
     with pytest.raises(ValueError, match=bad[1]):
         build_optimizer(bad[0], [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
@@ -182,7 +183,7 @@ def test_subset_sizes_that_cannot_be_met(tmp_path, kwargs, message):
 
 def test_relative_dataset_paths_are_made_absolute(tmp_path, monkeypatch):
     from supcon_ray.config import TrainConfig
-    from supcon_ray.data import absolute_dataset_name
+    from supcon_ray.dataset_names import absolute_dataset_name
 
     monkeypatch.chdir(tmp_path)
     assert TrainConfig(dataset="parquet:data/c10").dataset == f"parquet:{tmp_path}/data/c10"
@@ -232,7 +233,7 @@ def test_missing_parquet_dir(tmp_path):
 
 
 def test_unknown_dataset_name():
-    with pytest.raises(ValueError, match="valid: digits, cifar10"):
+    with pytest.raises(ValueError, match="must be one of: digits, cifar10"):
         validate_dataset_name("mnist")
 
 

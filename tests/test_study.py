@@ -95,8 +95,8 @@ def test_grid_generators_write_many_settings_in_one_line(tmp_path):
 
 BAD = [
     ("vary:\n  optimizer: [sgd, lars, {optimizer: rmsprop, lr: -0.01}]", "vary.optimizer[2].lr: Input should be greater than 0"),
-    ("vary:\n  optimizer: [sgd, adam]", "vary.optimizer[1].optimizer: unknown optimizer 'adam'; valid: sgd, lars, rmsprop, adamw"),
-    ("vary:\n  augment: [simaugment, mixup]", "unknown augmentation 'mixup'; valid: none, basic, simaugment"),
+    ("vary:\n  optimizer: [sgd, adam]", "vary.optimizer[1].optimizer: unknown optimizer 'adam'; must be one of: sgd, lars, rmsprop, adamw"),
+    ("vary:\n  augment: [simaugment, mixup]", "unknown augmentation 'mixup'; must be one of: none, basic, simaugment"),
     ("vary:\n  optimizer: []", "vary: factor 'optimizer' is empty"),
     # grid generators
     ("vary:\n  lr: {x_logspace: [0, 30, 9]}", "vary: lr: x_logspace: start must be > 0"),
@@ -109,7 +109,7 @@ BAD = [
     ("vary:\n  optimizer: [sgd]\nbogus: 1", "bogus: unknown key"),
     ("vary:\n  optimizer: [sgd]\nseeds: [0, -1]", "seeds: seeds must be >= 0"),
     ("vary:\n  optimizer: [sgd]\nseeds: zero", "seeds: Input should be a valid list"),
-    ("vary:\n  optimizer: [sgd]\ndataset: mnist", "unknown dataset 'mnist'; valid: digits, cifar10"),
+    ("vary:\n  optimizer: [sgd]\ndataset: mnist", "unknown dataset 'mnist'; must be one of: digits, cifar10"),
     ("vary:\n  optimizer: [sgd]\nbase: {common: {epochs: -3}}", "base.common.epochs: Input should be greater than or equal to 1"),
     ("vary:\n  optimizer: [sgd]\nbase: {ce: {lr: fast}}", "base.ce.lr: Input should be a valid number"),
     ("vary:\n  optimizer: [sgd]\nbase: {common: {colour: red}}", "base.common.colour: unknown key"),

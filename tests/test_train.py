@@ -143,11 +143,11 @@ def test_cli_json_and_output(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["--dataset", "mnist"], "valid: digits, cifar10"),
-    (["--model", "vgg"], "valid: resnet-mini"),
-    (["--optimizer", "adam"], "valid: sgd, lars, rmsprop, adamw"),
-    (["--augment", "mixup"], "valid: none, basic, simaugment"),
-    (["--loss", "triplet"], "valid: supcon, simclr, ce"),
+    (["--dataset", "mnist"], "must be one of: digits, cifar10"),
+    (["--model", "vgg"], "must be one of: resnet-mini"),
+    (["--optimizer", "adam"], "must be one of: sgd, lars, rmsprop, adamw"),
+    (["--augment", "mixup"], "must be one of: none, basic, simaugment"),
+    (["--loss", "triplet"], "must be one of: supcon, simclr, ce"),
     (["--lr", "0"], "lr: Input should be greater than 0"),
     (["--batch-size", "-4"], "batch_size"),
     (["--temperature", "-1"], "temperature"),
