@@ -39,7 +39,7 @@ from .precision import amp_context, amp_dtype, cuda_determinism
 from .probe import fit_probe
 from .run_state import RunState, weights_digest
 from .session import Session
-from .stages import STAGES, RunContext, build_stage, features_needed, features_top1, images_top1
+from .stages import RunContext, stages_of, build_stage, features_needed, features_top1, images_top1
 
 __all__ = ["Session", "Trainer", "train"]
 
@@ -137,7 +137,7 @@ class Trainer:
         """Train every stage (resuming where the session's checkpoint left off); return the final result."""
         cfg, session = self.cfg, self.session
         t0 = time.perf_counter()
-        stages = STAGES[cfg.loss]
+        stages = stages_of(cfg.loss)
         resume = session.resume_state
         done_before = 0
         if resume is not None:

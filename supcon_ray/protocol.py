@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import registry
 from .config import ConfigError
 from .stats.base_margin import base_margins
 from .study import (CONTRASTIVE_ONLY, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
@@ -174,7 +175,7 @@ def _factor_settings(study: Study, factor: str) -> list[tuple[dict[str, Any], st
 
 
 def _skips(loss: str, values: dict[str, Any]) -> bool:
-    return loss == "ce" and set(values) <= CONTRASTIVE_ONLY
+    return registry.LOSSES.meta(loss, "kind") != "contrastive" and set(values) <= CONTRASTIVE_ONLY
 
 
 def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:

@@ -1,6 +1,6 @@
 """What each stage of a run trains: built from the run's context, without side effects.
 
-A run is a list of stages (:data:`STAGES`): ``supcon`` / ``simclr`` pre-train the encoder and
+A run is a list of stages (:func:`stages_of`): ``supcon`` / ``simclr`` pre-train the encoder and
 projection head with the contrastive loss on two views, then fit a linear classifier on the frozen
 encoder (``pretrain`` -> ``linear``); ``ce`` trains encoder and classifier end to end (``ce``).
 :func:`build_stage` describes one as a :class:`Stage` (module, data, objective, optimizer settings,
@@ -29,8 +29,15 @@ from .evaluation import Cached, gather, top1
 from .loader import SeededItems
 from .losses import SupConLoss, cross_entropy_loss
 from .models import Network
+from . import registry
 
-STAGES = {"supcon": ("pretrain", "linear"), "simclr": ("pretrain", "linear"), "ce": ("ce",)}
+#: The stages of a run by the loss's registered kind (:data:`supcon_ray.registry.LOSSES`).
+STAGES_BY_KIND = {"contrastive": ("pretrain", "linear"), "classifier": ("ce",)}
+
+
+def stages_of(loss: str) -> tuple[str, ...]:
+    """The stages a run of ``loss`` trains, from the kind it is registered with."""
+    return STAGES_BY_KIND[registry.LOSSES.meta(loss, "kind")]
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -141,7 +148,7 @@ def build_stage(name: str, ctx: RunContext, features: dict[str, Cached]) -> Stag
     cfg = ctx.cfg
     if name == "pretrain":
         supcon = contrastive_loss(cfg)
-        use_labels = cfg.loss == "supcon"
+        use_labels = bool(registry.LOSSES.meta(cfg.loss, "labels"))
 
         def contrastive(module, x, y):
             b, v = x.shape[:2]

@@ -43,12 +43,12 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import grids
+from . import grids, registry
 from .config import ConfigError, TrainConfig, format_validation_error
 from .dataset_names import absolute_dataset_name, validate_dataset_name
 
@@ -195,7 +195,7 @@ class Study(_Strict):
     description: str = ""
     dataset: str = "digits"
     model: str = "resnet-mini"
-    losses: list[Literal["supcon", "simclr", "ce"]] = Field(min_length=1)
+    losses: list[Annotated[str, AfterValidator(registry.LOSSES.check)]] = Field(min_length=1)  # registered losses
     seeds: list[int] = Field(min_length=1)
     base: Base = Base()
     vary: dict[str, list[Union[Scalar, dict[str, Any]]]] = {}
@@ -214,6 +214,13 @@ class Study(_Strict):
     #: Set by :func:`load_study`, never written in a study file: the study file's folder, against which
     #: relative dataset paths resolve when files are opened. Not part of any trial id or the fingerprint.
     folder: str | None = None
+
+    @field_validator("losses")
+    @classmethod
+    def _losses(cls, losses):
+        if len(set(losses)) != len(losses):
+            raise ValueError("losses must be distinct")
+        return losses
 
     @field_validator("seeds")
     @classmethod
@@ -544,9 +551,14 @@ def _check_equal_budgets(study: Study, block, path: str, source: str) -> None:
                           f"configurations: use ranges, or a budget the smallest space can fill")
 
 
+def _contrastive(loss: str) -> bool:
+    """Whether ``loss`` pre-trains on two views (its registered kind): only those use the contrastive keys."""
+    return registry.LOSSES.meta(loss, "kind") == "contrastive"
+
+
 def space_for(space: dict[str, Distribution], loss: str) -> dict[str, Distribution]:
     """The part of a tuning space that ``loss`` uses (CE has no temperature or linear stage)."""
-    return {k: d for k, d in space.items() if not (loss == "ce" and k in CONTRASTIVE_ONLY)}
+    return {k: d for k, d in space.items() if _contrastive(loss) or k not in CONTRASTIVE_ONLY}
 
 
 def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -729,7 +741,7 @@ def plan_trials(study: Study, tuned: dict[str, dict[str, Any]] | None = None,
         all_values = [setting_values(factor, setting) for setting in settings]
         for values, label in zip(all_values, distinct_labels(all_values)):
             for loss in study.losses:
-                if loss == "ce" and set(values) <= CONTRASTIVE_ONLY:
+                if not _contrastive(loss) and set(values) <= CONTRASTIVE_ONLY:
                     continue
                 for seed in study.seeds:
                     specs.append(make_spec(study, loss, factor, values, seed, "one_factor", tuned=tuned.get(loss),

@@ -114,7 +114,7 @@ BAD = [
     ("vary:\n  optimizer: [sgd]\nbase: {ce: {lr: fast}}", "base.ce.lr: Input should be a valid number"),
     ("vary:\n  optimizer: [sgd]\nbase: {common: {colour: red}}", "base.common.colour: unknown key"),
     ("vary:\n  optimizer: [sgd]\nresources: {workers_per_trial: 0}", "resources.workers_per_trial: Input should be greater than or equal to 1"),
-    ("vary:\n  optimizer: [sgd]\nlosses: [supcon, triplet]", "losses[1]: Input should be 'supcon', 'simclr' or 'ce'"),
+    ("vary:\n  optimizer: [sgd]\nlosses: [supcon, triplet]", "losses[1]: unknown loss 'triplet'; must be one of: supcon, simclr, ce"),
     ("search: {sampler: annealing, num_samples: 2, space: {lr: {uniform: [0.1, 1]}}}", "search.sampler: Input should be 'grid', 'random', 'qmc' or 'tpe'"),
     ("search: {sampler: random, num_samples: 2, space: {lr: {loguniform: [0, 1]}}}", "loguniform needs low > 0"),
     ("search: {sampler: random, num_samples: 2, space: {speed: {uniform: [0, 1]}}}", "unknown hyperparameter 'speed'"),
