@@ -97,7 +97,10 @@ class ParquetImages(Dataset):
         self.path, self.cache_size = str(path), cache_size
         self._file, self._pid = None, None
         self._cache: OrderedDict[int, object] = OrderedDict()
-        file = self._open()
+        try:
+            file = self._open()
+        except (OSError, ValueError) as err:  # pyarrow: an empty or corrupt file
+            raise DataError(f"parquet dataset: {self.path} cannot be read: {err}") from None
         sizes = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
         self.starts = [0, *np.cumsum(sizes, dtype=np.int64).tolist()]  # row group g: rows starts[g]..starts[g+1]-1
         self.labels = file.read(columns=["label"]).column("label").to_numpy().astype(np.int64)

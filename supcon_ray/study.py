@@ -578,6 +578,25 @@ def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) ->
 
 
 
+def at_own_size(study: Study) -> tuple[Study, str]:
+    """The study with ``base.common.image_size`` set to its dataset's images' own size, where that is
+    one size for every image of a whole ``parquet:`` / ``imagefolder:`` dataset and the study says
+    nothing of sizes (no ``crop_size``, ``image_size``, ``train_size`` or ``test_size`` in its base);
+    and a sentence saying which size trials use and why (empty for the built-in datasets). The size
+    is then part of what every trial computes (its id and the study's fingerprint), so a folder that
+    ran at the 224 px crop before refuses to resume instead of mixing sizes."""
+    from .dataset_names import SIZE_KEYS, own_size
+
+    blocks = [study.base.common, *(getattr(study.base, loss, {}) or {} for loss in study.losses)]
+    if any(key in block for block in blocks for key in SIZE_KEYS):
+        return study, ""
+    side, note = own_size(absolute_dataset_name(study.dataset, study.folder))
+    if side is None:
+        return study, note
+    base = study.base.model_copy(update={"common": {**study.base.common, "image_size": side}})
+    return study.model_copy(update={"base": base}), note
+
+
 def base_settings(study: Study, tuned: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, str | None]]:
     """Each factor's base setting per loss: the setting whose values equal the loss's (tuned) base
     configuration (``lr: x1``; the base augmentation; the base optimizer, whose runs are its re-tuned

@@ -64,10 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     args = build_parser().parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
+    values = at_own_size(values)
     try:
         return TrainConfig(**values), args
     except ValidationError as err:
         raise ConfigError(format_validation_error(err).replace("\n", "; ")) from None
+
+
+def at_own_size(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``image_size`` set to the dataset's images' own size where every image of a whole
+    ``parquet:`` / ``imagefolder:`` dataset has one size and no size flag was given (printing which size
+    and why); a missing or empty dataset folder is a :class:`ConfigError` naming ``--dataset``."""
+    from .dataset_names import SIZE_KEYS, absolute_dataset_name, missing_files, own_size, validate_dataset_name
+
+    name = values.get("dataset")
+    if name is None:
+        return values
+    try:
+        name = absolute_dataset_name(validate_dataset_name(name))
+    except ValueError:
+        return values  # TrainConfig names the bad value
+    problem = missing_files(name)
+    if problem:
+        raise ConfigError(f"--dataset {values['dataset']}: {problem}")
+    if any(values.get(key) is not None for key in SIZE_KEYS):
+        return values
+    side, note = own_size(name)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return values if side is None else {**values, "image_size": side}
 
 
 def _local_reporter(output: Path | None, quiet: bool):

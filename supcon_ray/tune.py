@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import EXIT_USAGE, ConfigError, TrainConfig, make_train_config
-from .study import Study, base_config, load_study
+from .study import Study, at_own_size, base_config, load_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true",
                    help="also show Ray's status tables, checkpoint lines and log deduplication notices")
     return p
+
+
+def check_dataset_files(study: Study, source: str) -> None:
+    """Refuse (exit 2, naming ``dataset``) a ``parquet:`` / ``imagefolder:`` dataset whose files are not
+    on this machine, before Ray starts: otherwise every trial would start, then fail on the missing files."""
+    from .dataset_names import absolute_dataset_name, missing_files
+
+    problem = missing_files(absolute_dataset_name(study.dataset, study.folder))
+    if problem:
+        raise ConfigError(f"{source}: dataset: {study.dataset!r}: {problem}. Paths relative to the study file's "
+                          "folder are read from there; a cluster's driver needs the files where it runs.")
 
 
 def print_plan(study: Study, out=None) -> None:
@@ -231,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         from .protocol import planned_trial_count
 
         study = load_study(args.space, quick=args.quick)
+        check_dataset_files(study, args.space)
+        study, size_note = at_own_size(study)
+        if size_note:
+            print(f"note: {size_note}", flush=True)
         total = planned_trial_count(study)  # plans (and so checks) every stage before anything starts
         if args.max_concurrent_trials is not None and args.max_concurrent_trials < 1:
             raise ConfigError("--max-concurrent-trials must be >= 1")

@@ -7,7 +7,7 @@ import pytest
 
 from supcon_ray.config import ConfigError
 from supcon_ray.study import load_study, plan_trials, sample_design
-from supcon_ray.tune import main
+from supcon_ray.tune import main, print_plan
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 GOOD = """
@@ -213,7 +213,15 @@ def test_gpu_bodies_set_their_loader_and_checkpoints_and_dry_run_prints_them(cap
             continue
         assert 0 < full.base.common["num_workers"] < full.resources.cpus_per_worker, path
         assert full.base.common["checkpoint_every"] > 1, path
-        assert main(["--space", str(path), "--dry-run"]) == 0
+        from supcon_ray.dataset_names import absolute_dataset_name, missing_files
+
+        if missing_files(absolute_dataset_name(full.dataset, full.folder)):  # ImageNet's folder is not on this machine
+            assert main(["--space", str(path), "--dry-run"]) == 2
+            assert "dataset: 'imagefolder:/mnt/imagenet'" in capsys.readouterr().err
+            full = full.model_copy(update={"dataset": "digits"})
+            print_plan(full)
+        else:
+            assert main(["--space", str(path), "--dry-run"]) == 0
         out = capsys.readouterr().out
         line = f"num_workers={full.base.common['num_workers']} (set, per worker on cuda), augmentation batched, " \
                f"checkpoint every {full.base.common['checkpoint_every']} epoch(s)"
@@ -248,3 +256,35 @@ def test_dry_run_counts_nuisance_searches(tmp_path, capsys):
     assert "nuisance optimizer/ce: lr re-tuned per setting: 3 configurations x selection seeds [1000]" in out
     assert "stage 3 (replicates): 6 trials" in out  # 3 settings x 2 losses x 1 study seed
     assert "total: 44 trials" in out
+
+
+def test_dataset_files_missing_on_this_machine_exit_2_before_ray_starts(tmp_path, capsys):
+    """A ``parquet:`` or ``imagefolder:`` path that does not exist, or holds no images, is refused with
+    exit status 2 naming ``dataset`` in --dry-run too (before: --dry-run passed, then every trial failed)."""
+    head = "study: d\nlosses: [ce]\nseeds: [0]\nvary: {optimizer: [sgd]}\n"
+    cases = [("parquet:absent", "absent does not exist"),
+             ("imagefolder:empty", "empty/train has no class folders")]
+    cases.append(("parquet:partial", "partial/train.parquet does not exist"))
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "folder" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "folder" / "test" / "cat").mkdir(parents=True)
+    (tmp_path / "folder" / "train" / "cat" / "a.png").write_bytes(b"")
+    cases.append(("imagefolder:folder", "folder/test holds no images"))
+    for dataset, needle in cases:
+        path = tmp_path / "s.yaml"
+        path.write_text(head + f"dataset: '{dataset}'\n")
+        assert main(["--space", str(path), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"dataset: '{dataset}'" in err and needle in err, err
+    (tmp_path / "folder" / "test" / "cat" / "b.png").write_bytes(b"")
+    path.write_text(head + "dataset: 'imagefolder:folder'\n")
+    assert main(["--space", str(path), "--dry-run"]) == 0
+
+
+def test_an_unreadable_parquet_file_names_its_path(tmp_path):
+    from supcon_ray.data import DataError, ParquetImages
+
+    (tmp_path / "train.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match=f"{tmp_path}/train.parquet cannot be read"):
+        ParquetImages(tmp_path / "train.parquet")

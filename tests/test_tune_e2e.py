@@ -176,7 +176,11 @@ def test_two_worker_trials_go_through_ray_train(ray_session, tmp_path):
 def test_trials_that_fail_before_reporting_are_recorded_as_failed(ray_session, tmp_path, capsys):
     """No trial ever reports (its Tune result has no config): each is recorded ``failed`` with its
     error from the plan, the summary is printed, and the exit status is 1, without a traceback."""
-    text = TINY.replace("dataset: digits", f"dataset: 'parquet:{tmp_path / 'absent'}'").replace("losses: [supcon, ce]", "losses: [ce]")
+    broken = tmp_path / "absent"  # files that exist (so the study starts) but cannot be read
+    broken.mkdir()
+    for split in ("train", "test"):
+        (broken / f"{split}.parquet").write_bytes(b"not parquet")
+    text = TINY.replace("dataset: digits", f"dataset: 'parquet:{broken}'").replace("losses: [supcon, ce]", "losses: [ce]")
     storage = tmp_path / "results"
     assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 1
     captured = capsys.readouterr()
