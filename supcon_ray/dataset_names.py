@@ -110,12 +110,17 @@ def image_sizes(name: str) -> ImageSizes | None:
     import pyarrow.parquet as pq
 
     for split in ("train", "test"):
-        file = pq.ParquetFile(os.path.join(directory, f"{split}.parquet"))
-        for batch in file.iter_batches(columns=["image"], batch_size=1024):
-            for blob in batch.column(0).to_pylist():
-                with Image.open(io.BytesIO(blob)) as im:
-                    if add(im.size):
-                        return ImageSizes(tuple(seen), read, False)
+        path = os.path.join(directory, f"{split}.parquet")
+        try:
+            file = pq.ParquetFile(path)
+            for batch in file.iter_batches(columns=["image"], batch_size=1024):
+                for blob in batch.column(0).to_pylist():
+                    with Image.open(io.BytesIO(blob)) as im:
+                        if add(im.size):
+                            return ImageSizes(tuple(seen), read, False)
+        except (OSError, ValueError, KeyError, TypeError) as err:  # pyarrow's and PIL's errors for unreadable data
+            raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); a parquet dataset needs an "
+                             "encoded 'image' column and an integer 'label'") from None
     return ImageSizes(tuple(seen), read, True)
 
 

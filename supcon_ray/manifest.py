@@ -176,8 +176,15 @@ def open_manifest(store, study, resume: bool) -> Manifest:
 def analysis_edits(manifest: Manifest, study_or_file: Any) -> list[str]:
     """One line per analysis key (``primary``, ``equivalence_ratio``) whose value in ``study_or_file`` (a
     Study, or the study file's dict) differs from the one recorded on the first run; the recorded one stands."""
-    recorded = manifest.analysis or {}
     get = study_or_file.get if isinstance(study_or_file, dict) else lambda k, d=None: getattr(study_or_file, k, d)
+    if manifest.analysis is None:  # a folder started before the analysis was recorded
+        declared = {k: get(k, None) for k in sorted(ANALYSIS_KEYS)}
+        if declared.get("primary") not in (None, "spread"):
+            return [f"primary is {declared['primary']!r} in the study file, but this folder was started before the "
+                    "primary measure was recorded: its data came first, so the report keeps the spread as primary and "
+                    "labels the drop as added afterwards."]
+        return []
+    recorded = manifest.analysis
     out = []
     for key in sorted(ANALYSIS_KEYS):
         now = get(key, None)

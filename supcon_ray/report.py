@@ -28,11 +28,11 @@ spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says 
                            "p_adjusted", "claim", "sentence", "n_settings", "reason"?,
                            "losses": {loss: {"drop", "ci95", "p_value", "base_setting", "worst", "worst_setting",
                                              "width_decades"}}, "agreement"?: {...}},
-                  "primary": "spread" | "drop", "agreement"?: {"outcome", "paper", "ci90", "margin", "tost_p",
-                                                                "tost_p_adjusted", "measure"}}],
+                  "primary": "spread" | "drop", "primary_agreement"?: {"outcome", "paper", "ci90", "margin",
+                                                                        "tost_p", "tost_p_adjusted", "measure"}}],
      "overall": {"factors", "n_settings", "ratio", "ci95", "p_value", "p_adjusted", "claim", "sentence",
                  "question", "logit": {...}, "conservative": {...}, "these_settings": {...}, "drop": {...},
-                 "primary"?, "agreement"?},
+                 "primary"?, "primary_agreement"?},
      "analysis": {study: {"primary", "equivalence_ratio", "declared"}},
      "divergence": {"per_loss": {loss: {completed, diverged, failed, divergence_rate}}, "fisher_p", "odds_ratio"},
      "expected_max": {"metric", "available", "reason"?, "n_configs", "curves": {loss: {k, mean, low, high}}},
@@ -48,7 +48,7 @@ loss (``baseline`` null, ``method`` that loss) has no ratio: its ``these_setting
 effect beyond seed noise" (claims ``moves`` / ``no_detectable_effect``) and keep the estimates under
 ``losses``. ``drop`` is the drop from the base (:mod:`supcon_ray.stats.drop_answer`), ``agreement`` the
 outcome against the paper's direction (:mod:`supcon_ray.stats.agreement`), computed for each measure
-and, at the entry's top level, for its study's primary measure (``analysis``: as recorded in the
+and, as ``primary_agreement`` at the entry's top level, for its study's primary measure (``analysis``: as recorded in the
 manifest on the first run; ``declared`` false for folders from before). ``uneven_noise`` names the
 settings whose seed noise made the "beyond" swap test inapplicable (claim ``insufficient``).
 
@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
@@ -222,7 +223,7 @@ def base_settings_of(metas: dict[str, dict[str, Any]]) -> dict[tuple[str, str], 
         data = {k: v for k, v in meta.items() if k in Study.model_fields and k != "folder"}
         try:
             parsed = Study.model_validate(data)
-        except Exception:  # no study file, or one from another version: fall back to the x1 rule
+        except ValidationError:  # no study file, or one from another version: fall back to the x1 rule
             continue
         tuned = {loss: rec.get("values") or {} for loss, rec in (meta.get("bases") or {}).items()}
         for factor, per_loss in base_settings(parsed, tuned).items():

@@ -590,7 +590,10 @@ def at_own_size(study: Study) -> tuple[Study, str]:
     blocks = [study.base.common, *(getattr(study.base, loss, {}) or {} for loss in study.losses)]
     if any(key in block for block in blocks for key in SIZE_KEYS):
         return study, ""
-    side, note = own_size(absolute_dataset_name(study.dataset, study.folder))
+    try:
+        side, note = own_size(absolute_dataset_name(study.dataset, study.folder))
+    except ValueError as err:
+        raise ConfigError(f"dataset: {study.dataset!r}: {err}") from None
     if side is None:
         return study, note
     base = study.base.model_copy(update={"common": {**study.base.common, "image_size": side}})

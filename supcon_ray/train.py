@@ -89,7 +89,10 @@ def at_own_size(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"--dataset {values['dataset']}: {problem}")
     if any(values.get(key) is not None for key in SIZE_KEYS):
         return values
-    side, note = own_size(name)
+    try:
+        side, note = own_size(name)
+    except ValueError as err:
+        raise ConfigError(f"--dataset {values['dataset']}: {err}") from None
     if note:
         print(f"note: {note}", file=sys.stderr)
     return values if side is None else {**values, "image_size": side}

@@ -35,6 +35,7 @@ decades of the settings whose mean lies within 1 and within 5 accuracy points of
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,21 +94,36 @@ def _quantile(alpha: float, df: float) -> float:
     return float(sps.norm.ppf(1 - alpha / 2) if math.isinf(df) else sps.t.ppf(1 - alpha / 2, df))
 
 
-def drop_contrast(table: SettingTable, base: str) -> Contrast:
-    """``m_base - mean of the other settings' means`` with each setting's own seed noise."""
+Cell = tuple[float, float, float, float]  # (coefficient, mean, D = s2 / n, n) of one cell of runs
+
+
+def drop_cells(table: SettingTable, base: str, keys: list[Hashable] | None = None) -> dict[Hashable, Cell]:
+    """The drop of one factor as a linear contrast over its cells of runs: ``+1`` for the base setting,
+    ``-1 / (K - 1)`` for each other one; keyed by ``keys`` (one per setting; default the setting names)."""
     k = len(table.settings)
     if base not in table.settings or k < 2:
         raise ValueError("the drop needs the base setting and at least one other setting")
     n = table.n.astype(float)
     if (n < 2).any():
         raise ValueError("the drop needs at least 2 seeds in every setting")
-    c = np.full(k, -1.0 / (k - 1))
-    c[table.settings.index(base)] = 1.0
     d = table.ss / (n - 1) / n  # D_s
-    estimate = exact_sum(c * table.mean)
-    estimate = float(snap(estimate, np.abs(table.mean).max()))  # equal means: exactly 0
+    keys = list(table.settings) if keys is None else keys
+    return {key: (1.0 if s == base else -1.0 / (k - 1), float(m), float(ds), float(ns))
+            for key, s, m, ds, ns in zip(keys, table.settings, table.mean, d, n)}
+
+
+def contrast_of(cells: dict[Hashable, Cell]) -> Contrast:
+    """A linear contrast from its cells, each cell's own seed noise counted once."""
+    c = np.array([cell[0] for cell in cells.values()])
+    mean, d, n = (np.array([cell[i] for cell in cells.values()]) for i in (1, 2, 3))
+    estimate = float(snap(exact_sum(c * mean), np.abs(mean).max()))  # equal means: exactly 0
     terms = c * c * d
     return Contrast(estimate, exact_sum(terms), exact_sum(terms**2 / (n - 1)))
+
+
+def drop_contrast(table: SettingTable, base: str) -> Contrast:
+    """``m_base - mean of the other settings' means`` with each setting's own seed noise."""
+    return contrast_of(drop_cells(table, base))
 
 
 @dataclass(frozen=True)
@@ -137,13 +153,19 @@ def _width(table: SettingTable, positions: dict[str, float] | None) -> dict[str,
 
 
 def loss_drop(tables: list[tuple[SettingTable, str]], alpha: float = ALPHA,
-              positions: dict[str, float] | None = None) -> LossDrop:
-    """One loss's drop over one factor (one ``(table, base setting)``) or pooled over several (the mean)."""
-    parts = [drop_contrast(t, b) for t, b in tables]
-    total = parts[0]
-    for p in parts[1:]:
-        total = total + p
-    mean = total.scaled(1 / len(parts))
+              positions: dict[str, float] | None = None, keys: list[list[Hashable]] | None = None) -> LossDrop:
+    """One loss's drop over one factor (one ``(table, base setting)``) or pooled over several (the mean
+    over factors). ``keys`` names each factor's cells of runs (one key per setting): a cell that stands
+    in several factors (the base, run once and analysed in every factor whose base value it has) is
+    one set of runs, so its coefficients add and its seed noise counts once. Without keys every
+    factor's cells are distinct."""
+    pooled: dict[Hashable, Cell] = {}
+    for i, (table, base) in enumerate(tables):
+        factor_keys = keys[i] if keys is not None else [(i, s) for s in table.settings]
+        for key, (c, m, d, n) in drop_cells(table, base, factor_keys).items():
+            c0 = pooled[key][0] if key in pooled else 0.0
+            pooled[key] = (c0 + c / len(tables), m, d, n)
+    mean = contrast_of(pooled)
     worst = worst_setting = width = None
     if len(tables) == 1:
         table, base = tables[0]

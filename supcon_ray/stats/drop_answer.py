@@ -18,6 +18,7 @@ base value is not among the factor's settings or a setting has fewer than 2 seed
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +44,13 @@ class DropInput:
     tables: dict[str, tuple[SettingTable, str]] | None
     reason: str = ""
     positions: dict[str, float] | None = None
+    #: per loss, each setting's cell of runs (a base run analysed in several factors has one key in all)
+    keys: dict[str, dict[str, Hashable]] | None = None
 
 
 def drop_input(tables: dict[str, SettingTable], losses: tuple[str, ...], settings: list[str],
-               bases: dict[str, str | None], positions: dict[str, float] | None) -> DropInput:
+               bases: dict[str, str | None], positions: dict[str, float] | None,
+               keys: dict[str, dict[str, Hashable]] | None = None) -> DropInput:
     """Each loss's table over ``settings`` with its base setting, or why the drop cannot be computed."""
     out = {}
     for loss in losses:
@@ -64,7 +68,7 @@ def drop_input(tables: dict[str, SettingTable], losses: tuple[str, ...], setting
             return DropInput(None, f"every setting needs at least {MIN_SEEDS_THESE} completed seeds to measure seed "
                                    f"noise; fewer for {loss} at {', '.join(few)}.")
         out[loss] = (table, base)
-    return DropInput(out, positions=positions)
+    return DropInput(out, positions=positions, keys=keys)
 
 
 def _num(x: float | None) -> float | None:
@@ -89,8 +93,21 @@ def _interval(ci: tuple[float, float]) -> str:
     return f"[{_fmt(ci[0])}, {hi}]"
 
 
-def _claim_two(c: DropComparison | None, p_adjusted: float) -> str:
-    if c is None:
+def _base_not_best(a: "_Answer | None") -> str:
+    """Why the drop cannot rank two losses: a loss whose tuned base is clearly below its other settings
+    (its drop's interval below 0) gains away from its base, so its drop says nothing of its sensitivity."""
+    if a is None:
+        return ""
+    below = [f"{_name(loss)}'s tuned base is below the mean of its other settings (drop {_fmt(d.drop)} "
+             f"{_interval(d.ci95)})" for loss, d in a.losses.items() if d.ci95[1] < 0]
+    if not below:
+        return ""
+    return (f"{'; '.join(below)}: the base was not the best setting here, so the drop from it does not measure "
+            "sensitivity, and the two losses cannot be ranked by it.")
+
+
+def _claim_two(c: DropComparison | None, p_adjusted: float, a: "_Answer | None" = None) -> str:
+    if c is None or _base_not_best(a):
         return "insufficient"
     if p_adjusted < ALPHA and c.direction != 0:
         return "supcon_less_sensitive" if c.direction > 0 else "ce_less_sensitive"
@@ -126,8 +143,13 @@ def _answer(inputs: list[DropInput], pair: tuple[str, str] | None, margin: float
         return None
     losses = list(usable[0].tables)
     one = len(usable) == 1
-    drops = {loss: loss_drop([i.tables[loss] for i in usable], positions=usable[0].positions if one else None)
-             for loss in losses}
+    def keys(loss: str) -> list[list[Hashable]] | None:
+        if any(i.keys is None for i in usable):
+            return None
+        return [[i.keys[loss][s] for s in i.tables[loss][0].settings] for i in usable]
+
+    drops = {loss: loss_drop([i.tables[loss] for i in usable], positions=usable[0].positions if one else None,
+                             keys=keys(loss)) for loss in losses}
     bases = {loss: usable[0].tables[loss][1] for loss in losses} if one else {}
     if pair is None:
         return _Answer(drops, bases)
@@ -139,6 +161,8 @@ def _sentence(scope: str, claim: str, a: _Answer | None, p_adjusted: float, reas
     scope = f"{scope}, drop from the base"
     if a is None:
         return f"{scope}: cannot tell. {reason}"
+    if pair is not None and claim == "insufficient":
+        return f"{scope}: cannot tell. {_base_not_best(a)}"
     parts = "; ".join(f"{_name(loss)} {_fmt(d.drop)} {_interval(d.ci95)}" for loss, d in a.losses.items())
     if pair is None:
         (loss, d), = a.losses.items()
@@ -167,6 +191,8 @@ def _entry(a: _Answer | None, p_adjusted: float, claim: str, sentence: str, reas
     if a is None:
         out["reason"] = reason
         return out
+    if pair is not None and _base_not_best(a):
+        out["reason"] = _base_not_best(a)
     out.update(p_value=a.p_value, p_adjusted=_num(p_adjusted),
                losses={loss: _loss_dict(d, a.bases.get(loss)) for loss, d in a.losses.items()})
     if pair is not None:
@@ -211,13 +237,13 @@ def drop_section(entries: list[dict[str, Any]], inputs: list[DropInput], pairs: 
     adjusted, pooled_adj = _holm([a.p_value if a else math.nan for a in answers], pooled.p_value if pooled else math.nan)
     tost_adj, pooled_tost_adj = _holm([a.tost if a else math.nan for a in answers], pooled.tost if pooled else math.nan)
     for entry, a, p_adj, t_adj, inp, pair, paper in zip(entries, answers, adjusted, tost_adj, inputs, pairs, papers):
-        claim = _claim_two(a.comparison if a else None, p_adj) if pair else _claim_one(
+        claim = _claim_two(a.comparison if a else None, p_adj, a) if pair else _claim_one(
             next(iter(a.losses.values())) if a else None, p_adj)
         scope = f"{entry['study']} / {entry['factor']}"
         sentence = _sentence(scope, claim, a, p_adj, inp.reason, pair)
         entry["drop"] = _entry(a, p_adj, claim, sentence, inp.reason, pair, paper, margin, t_adj)
         entry["drop"]["n_settings"] = len(inp.tables[next(iter(inp.tables))][0].settings) if inp.tables else 0
-    claim = (_claim_two(pooled.comparison, pooled_adj) if pooled_pair else
+    claim = (_claim_two(pooled.comparison, pooled_adj, pooled) if pooled_pair else
              _claim_one(next(iter(pooled.losses.values())), pooled_adj)) if pooled else "insufficient"
     reason = "No factor has its base among 2 or more settings with 2 or more seeds each."
     sentence = _sentence("All factors pooled", claim, pooled, pooled_adj, reason, pooled_pair if pooled else None)

@@ -210,7 +210,7 @@ def _name_list(names: list[str]) -> str:
 def _these_block(tables: dict[str, SettingTable], paired: list[str]) -> tuple[tuple[SettingTable, SettingTable] | None, str]:
     """The block a "these settings" comparison uses, or ``None`` and why not."""
     if not set(PAIR) <= set(tables):
-        return None, f"SupCon and CE are both needed; missing: {', '.join(x for x in PAIR if x not in tables)}."
+        return None, f"SupCon and CE are both needed; no completed runs of: {', '.join(x for x in PAIR if x not in tables)}."
     if len(paired) < MIN_SETTINGS_THESE:
         return None, (f"{len(paired)} setting(s) have completed runs for both losses; at least {MIN_SETTINGS_THESE} "
                       "paired settings are needed.")
@@ -426,6 +426,16 @@ def _positions(settings: list[str]) -> dict[str, float] | None:
     return {s: k[1] for s, k in keys.items()}
 
 
+def _cell_keys(rows: pd.DataFrame, study: str, factor: str) -> dict[str, dict[str, Any]]:
+    """Per loss and setting, what identifies its runs: the set of trial ids (a base run analysed in several
+    factors is one cell of runs in all of them), or the (study, factor, setting) without ids."""
+    out: dict[str, dict[str, Any]] = {}
+    for (loss, setting), g in rows.groupby(["loss", "setting"], sort=True):
+        key = frozenset(g["trial_id"].astype(str)) if "trial_id" in g else (study, factor, str(setting))
+        out.setdefault(str(loss), {})[str(setting)] = key
+    return out
+
+
 def base_setting_of(factor: str, settings: list[str]) -> str | None:
     """The base setting when nothing else says which it is: the relative setting ``<factor>=x1``."""
     label = f"{factor}=x1"
@@ -481,18 +491,21 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
                 main_blocks.append(block)
                 main_flags.append((flagged, uneven_reason if flagged else ""))
                 tb, why = _these_block(tables, paired)
-                single, why_single = _single_block(tables) if tb is None else (None, "")
+                present = set(g["loss"].astype(str))  # planned losses, whatever their runs' status
+                single, why_single = _single_block(tables) if tb is None and len(present) == 1 else (None, "")
                 these_blocks.append(tb)
                 singles.append(single)
                 these_reasons.append(why_single or why)
                 pair = PAIR if set(PAIR) <= set(tables) else None
                 pairs.append(pair)
-                drop_settings = paired if pair else (list(next(iter(tables.values())).settings) if len(tables) == 1 else [])
+                one_method = len(present) == 1 and len(tables) == 1
+                drop_settings = paired if pair else (list(next(iter(tables.values())).settings) if one_method else [])
                 given = (bases or {}).get((str(study), str(factor)))
                 loss_bases = given if given is not None else {x: base_setting_of(str(factor), drop_settings) for x in tables}
                 drop_losses = pair or tuple(tables)
-                drop_inputs.append(drop_input(tables, drop_losses, drop_settings, loss_bases, _positions(drop_settings))
-                                   if pair or len(tables) == 1 else DropInput(None, why or "no completed runs."))
+                drop_inputs.append(drop_input(tables, drop_losses, drop_settings, loss_bases, _positions(drop_settings),
+                                              _cell_keys(done, str(study), str(factor)))
+                                   if pair or one_method else DropInput(None, why or "no completed runs."))
                 losses = {str(x): _loss_entry(lg, tables.get(str(x)), paired, bound) for x, lg in g.groupby("loss", sort=True)}
                 design = g["design"].fillna("").astype(str) if "design" in g else pd.Series("", index=g.index)
                 factors.append({"study": str(study), "factor": str(factor), "n_settings": int(g["setting"].nunique()),
@@ -512,10 +525,11 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
         reason = entry.pop("_reason")
         if flagged:
             entry["uneven_noise"] = flagged
+        both = set(PAIR) <= set(entry["losses"])  # planned for both, whether or not their runs completed
         method = single[0] if single else (next(iter(entry["losses"])) if len(entry["losses"]) == 1 else None)
-        if method is not None and pair is None:
+        if method is not None and not both:
             reason = _one_method_reason(method, entry)
-        entry.update(baseline=PAIR[0] if pair else None, method=PAIR[1] if pair else method)
+        entry.update(baseline=PAIR[0] if both else None, method=PAIR[1] if both else method)
         entry.update(p_adjusted=p_adj, claim=claim, question=QUESTIONS["beyond"],
                      sentence=_sentence(f"{entry['study']} / {entry['factor']}", claim, r, p_adj, reason, sig))
 
@@ -551,10 +565,11 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
 
 
 def _set_agreement(entry: dict[str, Any], primary: str) -> None:
-    """The entry's headline ``agreement``: its primary measure's (``spread``: ``these_settings``; ``drop``)."""
+    """The entry's headline ``primary_agreement``: its primary measure's agreement (``spread``: the one in
+    ``these_settings``; ``drop``: the one in ``drop``), named apart from the entry's top-level "beyond" keys."""
     source = entry.get("these_settings" if primary == "spread" else "drop") or {}
     if source.get("agreement") is not None:
-        entry["agreement"] = {**source["agreement"], "measure": primary}
+        entry["primary_agreement"] = {**source["agreement"], "measure": primary}
     entry["primary"] = primary
 
 
