@@ -288,3 +288,30 @@ def test_an_unreadable_parquet_file_names_its_path(tmp_path):
     (tmp_path / "train.parquet").write_bytes(b"not parquet")
     with pytest.raises(DataError, match=f"{tmp_path}/train.parquet cannot be read"):
         ParquetImages(tmp_path / "train.parquet")
+
+
+def test_the_published_studies_replan_to_their_recorded_trial_ids():
+    """Every committed folder re-plans, stage by stage from its recorded decisions, to exactly the trial
+    ids and analysed entries in its manifest: new study keys and config fields left at their defaults
+    (primary, equivalence_ratio, the registries, the own-size rule) change no id, so the folder resumes."""
+    import json
+
+    import yaml
+
+    from supcon_ray.manifest import read_manifest
+    from supcon_ray.protocol import STAGES, plan
+    from supcon_ray.study import Study, at_own_size
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results"
+    folders = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
+    assert folders, "no published study folders"
+    for folder in folders:
+        manifest = read_manifest(str(folder))
+        study = Study.model_validate(yaml.safe_load((folder / "study.yaml").read_text()))
+        assert at_own_size(study)[0] == study  # sizes come from train_size / the built-in datasets
+        analysed = []
+        for stage in STAGES:
+            planned = plan(study, stage, manifest.decisions)
+            assert [s.trial_id for s in planned.specs] == manifest.stages[stage][:len(planned.specs)], (folder, stage)
+            analysed += planned.analysed
+        assert json.dumps(analysed, sort_keys=True) == json.dumps(manifest.analysed, sort_keys=True), folder
