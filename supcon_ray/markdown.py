@@ -14,18 +14,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .stats.claims import Claim
 from .stats.agreement import PAPER_FIG4A
 from .stats.base_margin import margin_sentence
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 
 
 CLAIM_WORDS = {
-    "supcon_less_sensitive": "SupCon less sensitive",
-    "ce_less_sensitive": "CE less sensitive",
-    "no_difference": "no detectable difference",
-    "insufficient": "cannot tell",
-    "moves": "moves",
-    "no_detectable_effect": "no detectable effect",
+    Claim.SUPCON_LESS: "SupCon less sensitive",
+    Claim.CE_LESS: "CE less sensitive",
+    Claim.NO_DIFFERENCE: "no detectable difference",
+    Claim.INSUFFICIENT: "cannot tell",
+    Claim.MOVES: Claim.MOVES,
+    Claim.NO_EFFECT: "no detectable effect",
 }
 
 #: What an interval covers next to a Holm-adjusted p-value (said wherever both are shown).
@@ -37,7 +38,7 @@ def agreement(claim: str, paper: str | None) -> str:
     """``agree`` / ``disagree`` when the claim names a direction, else ``cannot tell``."""
     if paper is None:
         return "n/a"
-    if claim in ("supcon_less_sensitive", "ce_less_sensitive"):
+    if claim in (Claim.SUPCON_LESS, Claim.CE_LESS):
         return "agree" if claim == paper else "disagree"
     return "cannot tell"
 
@@ -134,7 +135,7 @@ def _base_accuracy(factor: dict[str, Any], loss: str) -> dict[str, Any] | None:
 def _cell(entry: dict[str, Any], paper: str | None, these: bool = False) -> str:
     """One answer in a side-by-side cell: the claim (bold when it names a direction), ratio, interval, agreement."""
     claim = CLAIM_WORDS[entry["claim"]]
-    if entry["claim"] in ("supcon_less_sensitive", "ce_less_sensitive"):
+    if entry["claim"] in (Claim.SUPCON_LESS, Claim.CE_LESS):
         claim = f"**{claim}**"
     verdict = outcome(entry) if these else agreement(entry["claim"], paper)
     agree = f" ({verdict})" if paper and verdict not in ("n/a", "cannot tell", "inconclusive") else ""
@@ -182,7 +183,7 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
             row += [_cell(a["these_settings"], paper, True), _cell(a, paper)] if a else ["one study", "one study"]
         out.append("| " + " | ".join(row) + " |")
     o, own = numbers["overall"], numbers.get("overall_per_study") or {}
-    paper = "supcon_less_sensitive"
+    paper = Claim.SUPCON_LESS
     row = ["**all pooled**", CLAIM_WORDS[paper]]
     for st in studies:
         p = own.get(st, o)  # one study: the report's own pooled answer

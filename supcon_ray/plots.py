@@ -16,6 +16,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .stats.claims import Claim
+
 LOSS_COLORS = {"supcon": "#1f77b4", "ce": "#d62728", "simclr": "#2ca02c"}
 STATUS_SYMBOLS = {"completed": "circle-open", "diverged": "x", "failed": "triangle-down"}
 
@@ -63,9 +65,9 @@ def short_label(setting: str) -> str:
     return SHORT_SETTINGS.get(value, value)
 
 
-SHORT_CLAIMS = {"supcon_less_sensitive": "SupCon less", "ce_less_sensitive": "CE less",
-                "no_difference": "no difference", "insufficient": "cannot tell", "moves": "moves",
-                "no_detectable_effect": "no effect"}
+SHORT_CLAIMS = {Claim.SUPCON_LESS: "SupCon less", Claim.CE_LESS: "CE less",
+                Claim.NO_DIFFERENCE: "no difference", Claim.INSUFFICIENT: "cannot tell", Claim.MOVES: Claim.MOVES,
+                Claim.NO_EFFECT: "no effect"}
 
 
 def panel_title(f: dict[str, Any]) -> str:

@@ -69,6 +69,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from .stats.claims import Claim
 from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
 from .manifest import MANIFEST_FILE, analysed_rows, read_manifest
@@ -88,9 +89,9 @@ th{background:#f4f4f4} td.l,th.l{text-align:left} .verdict{font-size:1.05em;back
 .overall{font-size:1.15em;background:#eef6ee;border-left:5px solid #2a8a2a;padding:.6em 1em}
 .note{color:#8a5a00;background:#fff8e6;border-left:4px solid #e0a800;padding:.4em 1em}
 """
-CLAIM_TEXT = {"supcon_less_sensitive": "SupCon less sensitive", "ce_less_sensitive": "CE less sensitive",
-              "no_difference": "no detectable difference", "insufficient": "cannot tell", "moves": "moves",
-              "no_detectable_effect": "no detectable effect"}
+CLAIM_TEXT = {Claim.SUPCON_LESS: "SupCon less sensitive", Claim.CE_LESS: "CE less sensitive",
+              Claim.NO_DIFFERENCE: "no detectable difference", Claim.INSUFFICIENT: "cannot tell", Claim.MOVES: Claim.MOVES,
+              Claim.NO_EFFECT: "no detectable effect"}
 
 
 def _num(x: Any, digits: int = 4) -> str:

@@ -9,6 +9,7 @@
   inverted interval (settings as a sample), and the check that seed noise is even enough for it.
 * :mod:`.drop`: the second measure, the drop from the base (each loss's, their difference and ratio).
 * :mod:`.drop_answer`: the report's ``drop`` entries (per factor and pooled, own Holm family).
+* :mod:`.claims`: the claim names (one string enum).
 * :mod:`.agreement`: agreement with the paper that can disagree (equivalence by two one-sided tests).
 * :mod:`.multiplicity`: Holm's adjustment.
 * :mod:`.divergence`: divergence counts and Fisher's exact test.
@@ -23,6 +24,7 @@
 
 from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, Outcome
 from .base_margin import base_margins
+from .claims import Claim
 from .drop import DropComparison, LossDrop, compare_drops, loss_drop
 from .divergence import divergence_summary
 from .multiplicity import holm
@@ -34,7 +36,7 @@ from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, s
 from .tuning_curve import expected_max, expected_max_unbiased
 from .variance import SettingTable, components
 
-__all__ = ["ALPHA", "CLAIMS", "DEFAULT_EQUIVALENCE_RATIO", "DropComparison", "LossDrop", "MEASURES", "OneLossSpread",
+__all__ = ["ALPHA", "CLAIMS", "Claim", "DEFAULT_EQUIVALENCE_RATIO", "DropComparison", "LossDrop", "MEASURES", "OneLossSpread",
            "Outcome", "PAPER_FIG4A", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult",
            "analyze_factors", "base_margins", "compare", "compare_drops", "compare_these", "completed", "components",
            "divergence_summary", "expected_max", "expected_max_section", "expected_max_unbiased", "holm", "logit",

@@ -25,16 +25,17 @@ import math
 from enum import StrEnum
 from typing import Any
 
+from .claims import DIRECTIONS, Claim
 from .settings import ALPHA
 
 #: Fig. 4a's direction of effect by factor name (the keys this project's study files vary).
 PAPER_FIG4A = {
-    "optimizer": "supcon_less_sensitive",
-    "augment": "supcon_less_sensitive",
-    "lr": "supcon_less_sensitive",
+    "optimizer": Claim.SUPCON_LESS,
+    "augment": Claim.SUPCON_LESS,
+    "lr": Claim.SUPCON_LESS,
 }
 #: The paper's text ("more stable to hyperparameter settings") for every factor pooled.
-PAPER_POOLED = "supcon_less_sensitive"
+PAPER_POOLED = Claim.SUPCON_LESS
 #: A ratio within [1/m, m] counts as no meaningful difference.
 DEFAULT_EQUIVALENCE_RATIO = 1.25
 
@@ -48,7 +49,6 @@ class Outcome(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
-DIRECTIONS = ("supcon_less_sensitive", "ce_less_sensitive")
 
 
 def outcome(claim: str, paper: str | None, tost_p_adjusted: float | None, alpha: float = ALPHA) -> Outcome | None:

@@ -22,6 +22,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from .claims import Claim
 from .agreement import agreement_entry
 from .drop import DropComparison, LossDrop, compare_drops, equivalence_p, loss_drop
 from .multiplicity import holm
@@ -108,16 +109,16 @@ def _base_not_best(a: "_Answer | None") -> str:
 
 def _claim_two(c: DropComparison | None, p_adjusted: float, a: "_Answer | None" = None) -> str:
     if c is None or _base_not_best(a):
-        return "insufficient"
+        return Claim.INSUFFICIENT
     if p_adjusted < ALPHA and c.direction != 0:
-        return "supcon_less_sensitive" if c.direction > 0 else "ce_less_sensitive"
-    return "no_difference"
+        return Claim.SUPCON_LESS if c.direction > 0 else Claim.CE_LESS
+    return Claim.NO_DIFFERENCE
 
 
 def _claim_one(d: LossDrop | None, p_adjusted: float) -> str:
     if d is None:
-        return "insufficient"
-    return "moves" if p_adjusted < ALPHA else "no_detectable_effect"
+        return Claim.INSUFFICIENT
+    return Claim.MOVES if p_adjusted < ALPHA else Claim.NO_EFFECT
 
 
 @dataclass
@@ -161,14 +162,14 @@ def _sentence(scope: str, claim: str, a: _Answer | None, p_adjusted: float, reas
     scope = f"{scope}, drop from the base"
     if a is None:
         return f"{scope}: cannot tell. {reason}"
-    if pair is not None and claim == "insufficient":
+    if pair is not None and claim == Claim.INSUFFICIENT:
         return f"{scope}: cannot tell. {_base_not_best(a)}"
     parts = "; ".join(f"{_name(loss)} {_fmt(d.drop)} {_interval(d.ci95)}" for loss, d in a.losses.items())
     if pair is None:
         (loss, d), = a.losses.items()
         loss = _name(loss)
         detail = f"drop {_fmt(d.drop)}, 95% CI {_interval(d.ci95)}, Holm-adjusted p = {p_adjusted:.3g}"
-        if claim == "moves":
+        if claim == Claim.MOVES:
             return (f"{scope}: {loss}'s mean accuracy away from its base is lower by {_fmt(d.drop)} on average "
                     f"({detail}); the drop is more than seed noise explains." if d.drop > 0 else
                     f"{scope}: {loss}'s mean accuracy away from its base differs from the base's by {_fmt(-d.drop)} "
@@ -177,9 +178,9 @@ def _sentence(scope: str, claim: str, a: _Answer | None, p_adjusted: float, reas
     c = a.comparison
     detail = (f"mean drop {parts}; difference CE - SupCon {_fmt(c.difference)}, 95% CI {_interval(c.difference_ci95)}, "
               f"Holm-adjusted p = {p_adjusted:.3g}")
-    if claim == "supcon_less_sensitive":
+    if claim == Claim.SUPCON_LESS:
         return f"{scope}: away from its tuned base, SupCon loses less accuracy than CE ({detail})."
-    if claim == "ce_less_sensitive":
+    if claim == Claim.CE_LESS:
         return f"{scope}: away from its tuned base, CE loses less accuracy than SupCon ({detail})."
     return f"{scope}: no difference in how much the two losses lose away from their bases is detectable ({detail})."
 
@@ -244,7 +245,7 @@ def drop_section(entries: list[dict[str, Any]], inputs: list[DropInput], pairs: 
         entry["drop"] = _entry(a, p_adj, claim, sentence, inp.reason, pair, paper, margin, t_adj)
         entry["drop"]["n_settings"] = len(inp.tables[next(iter(inp.tables))][0].settings) if inp.tables else 0
     claim = (_claim_two(pooled.comparison, pooled_adj, pooled) if pooled_pair else
-             _claim_one(next(iter(pooled.losses.values())), pooled_adj)) if pooled else "insufficient"
+             _claim_one(next(iter(pooled.losses.values())), pooled_adj)) if pooled else Claim.INSUFFICIENT
     reason = "No factor has its base among 2 or more settings with 2 or more seeds each."
     sentence = _sentence("All factors pooled", claim, pooled, pooled_adj, reason, pooled_pair if pooled else None)
     out = _entry(pooled, pooled_adj, claim, sentence, reason, pooled_pair if pooled else None, pooled_paper, margin,

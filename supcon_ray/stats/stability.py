@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .claims import Claim
 from . import divergence as div
 from .multiplicity import holm
 from .paired import PairedResult, compare, uneven_noise
@@ -46,7 +47,7 @@ from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, s
 from .tuning_curve import RANDOM_DESIGNS, curves_with_band
 from .variance import SettingTable, components, setting_means
 
-CLAIMS = ("supcon_less_sensitive", "ce_less_sensitive", "no_difference", "insufficient", "moves", "no_detectable_effect")
+CLAIMS = tuple(Claim)
 #: The measures of "how sensitive", each answered on its own: the paper's spread, and the drop from the base.
 MEASURES = ("spread", "drop")
 PAIR = ("ce", "supcon")
@@ -113,24 +114,24 @@ def _result_dict(r: PairedResult | None) -> dict[str, Any]:
 
 def _claim(r: PairedResult | None, p_adjusted: float) -> str:
     if r is None or r.min_p > ALPHA:
-        return "insufficient"
+        return Claim.INSUFFICIENT
     if p_adjusted < ALPHA:
-        return "supcon_less_sensitive" if r.direction > 0 else "ce_less_sensitive"
-    return "no_difference"
+        return Claim.SUPCON_LESS if r.direction > 0 else Claim.CE_LESS
+    return Claim.NO_DIFFERENCE
 
 
 def _sentence(scope: str, claim: str, r: PairedResult | None, p_adjusted: float, reason: str,
               sigmas: tuple[float, float] = (math.nan, math.nan)) -> str:
     scope = f"{scope}, beyond these settings"
-    if claim == "insufficient":
+    if claim == Claim.INSUFFICIENT:
         return f"{scope}: cannot tell. {reason}"
     detail = (f"ratio of between-setting std CE/SupCon {r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, "
               f"Holm-adjusted p = {p_adjusted:.3g}")
     if not any(math.isnan(s) for s in sigmas):
         detail = f"std across settings CE {sigmas[0]:.3g}, SupCon {sigmas[1]:.3g}; " + detail
-    if claim == "supcon_less_sensitive":
+    if claim == Claim.SUPCON_LESS:
         return f"{scope}: SupCon's accuracy would move less than CE's across other settings like these ({detail})."
-    if claim == "ce_less_sensitive":
+    if claim == Claim.CE_LESS:
         return f"{scope}: CE's accuracy would move less than SupCon's across other settings like these ({detail})."
     return (f"{scope}: no difference in sensitivity to other settings like these is detectable ({detail}). The "
             f"interval still allows ratios from {_fmt_ci(r.ci95)[1:-1].replace(', ', ' to ')}, so a difference of that size "
@@ -225,27 +226,27 @@ def _these_block(tables: dict[str, SettingTable], paired: list[str]) -> tuple[tu
 
 def _these_claim(r: TheseSettingsResult | None, p_adjusted: float) -> str:
     if r is None:
-        return "insufficient"
+        return Claim.INSUFFICIENT
     if math.isnan(r.ratio):  # both spreads estimated at zero
-        return "no_difference"
+        return Claim.NO_DIFFERENCE
     if p_adjusted < ALPHA:
-        return "supcon_less_sensitive" if r.direction > 0 else "ce_less_sensitive"
-    return "no_difference"
+        return Claim.SUPCON_LESS if r.direction > 0 else Claim.CE_LESS
+    return Claim.NO_DIFFERENCE
 
 
 def _these_sentence(scope: str, names: str, claim: str, r: TheseSettingsResult | None, p_adjusted: float,
                     reason: str) -> str:
     scope = f"{scope}, for these settings"
-    if claim == "insufficient":
+    if claim == Claim.INSUFFICIENT:
         return f"{scope}: cannot tell. {reason}"
     sp = r.spreads
     detail = (f"std of the setting means CE {sp['ce']:.3g}, SupCon {sp['supcon']:.3g}; ratio CE/SupCon "
               f"{r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, Holm-adjusted p = {p_adjusted:.3g}")
     where = f"across {names}"
-    if claim == "supcon_less_sensitive":
+    if claim == Claim.SUPCON_LESS:
         return (f"{scope}: {where}, SupCon's mean accuracy moves less than CE's ({detail}). This is about the settings "
                 "tried, not about other settings.")
-    if claim == "ce_less_sensitive":
+    if claim == Claim.CE_LESS:
         return (f"{scope}: {where}, CE's mean accuracy moves less than SupCon's ({detail}). This is about the settings "
                 "tried, not about other settings.")
     return f"{scope}: {where}, no difference in how much the two losses' mean accuracy moves is detectable ({detail})."
@@ -286,15 +287,15 @@ def _one_sentence(scope: str, names: str, loss: str, claim: str, r: OneLossSprea
         return f"{scope}: cannot tell. {reason}"
     detail = (f"std of the setting means {r.spread:.3g}, 95% CI {_fmt_ci(r.ci95)}, Holm-adjusted p = {p_adjusted:.3g} "
               "against no effect beyond seed noise")
-    if claim == "moves":
+    if claim == Claim.MOVES:
         return f"{scope}: {loss}'s mean accuracy moves across {names} ({detail})."
     return f"{scope}: across {names}, no movement of {loss}'s mean accuracy beyond seed noise is detectable ({detail})."
 
 
 def _one_claim(r: OneLossSpread | None, p_adjusted: float) -> str:
     if r is None:
-        return "insufficient"
-    return "moves" if p_adjusted < ALPHA else "no_detectable_effect"
+        return Claim.INSUFFICIENT
+    return Claim.MOVES if p_adjusted < ALPHA else Claim.NO_EFFECT
 
 
 def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTable, SettingTable] | None],
