@@ -85,8 +85,3 @@ POLICIES = Registry("augmentation", "supcon_ray.augment", {
 })
 #: Every registry, by kind.
 REGISTRIES = {r.kind: r for r in (LOSSES, MODELS, OPTIMIZERS, SCHEDULES, POLICIES)}
-
-
-def contrastive_losses() -> tuple[str, ...]:
-    """The losses trained in two stages (pre-training on two views, then the linear stage)."""
-    return LOSSES.where("kind", "contrastive")

@@ -58,5 +58,5 @@ def test_unknown_names_are_refused_with_the_registered_ones():
             reg.check("nope")
     with pytest.raises(Exception, match="must be one of: supcon, simclr, ce"):
         TrainConfig(loss="triplet")
-    assert registry.contrastive_losses() == ("supcon", "simclr")
+    assert registry.LOSSES.where("kind", "contrastive") == ("supcon", "simclr")
     assert not issubclass(ConfigError, KeyError)

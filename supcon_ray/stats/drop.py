@@ -121,11 +121,6 @@ def contrast_of(cells: dict[Hashable, Cell]) -> Contrast:
     return Contrast(estimate, exact_sum(terms), exact_sum(terms**2 / (n - 1)))
 
 
-def drop_contrast(table: SettingTable, base: str) -> Contrast:
-    """``m_base - mean of the other settings' means`` with each setting's own seed noise."""
-    return contrast_of(drop_cells(table, base))
-
-
 @dataclass(frozen=True)
 class LossDrop:
     """One loss's drop (pooled: mean over factors) with its interval and the test of no drop, plus the

@@ -24,7 +24,7 @@ from typing import Any
 
 from .claims import Claim
 from .agreement import agreement_entry
-from .drop import DropComparison, LossDrop, compare_drops, equivalence_p, loss_drop
+from .drop import DropComparison, LossDrop, compare_drops, equivalence_p, fieller, loss_drop
 from .multiplicity import holm
 from .settings import ALPHA, MIN_SEEDS_THESE
 from .variance import SettingTable
@@ -206,8 +206,6 @@ def _entry(a: _Answer | None, p_adjusted: float, claim: str, sentence: str, reas
 
 
 def _fieller90(a: _Answer, pair: tuple[str, str]) -> tuple[float, float]:
-    from .drop import fieller
-
     return fieller(a.losses[pair[0]].contrast, a.losses[pair[1]].contrast, 2 * ALPHA)
 
 
