@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .dataset_names import absolute_dataset_name, validate_dataset_name
-from .registry import LOSSES, MODELS, OPTIMIZERS, POLICIES, SCHEDULES
+from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, POLICIES, SCHEDULES
 
 if TYPE_CHECKING:
     from .augment import PolicyOptions
@@ -111,6 +113,10 @@ class TrainConfig(BaseModel):
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     deterministic: bool = True  # on CUDA: deterministic cuDNN / cuBLAS kernels, no cuDNN autotuning
     channels_last: bool | None = None  # None: on when training on a GPU
+    # the plugins' own hyperparameters (each declared, with its default, by the run's loss, model or
+    # dataset registration: supcon_ray.plugins); empty for the built-in names. Left out of trial ids
+    # while empty, so adding it changed no recorded id.
+    options: dict[str, Union[bool, int, float, str]] = {}
 
     _names = field_validator("loss")(_one_of(LOSSES))
     _models = field_validator("model")(_one_of(MODELS))
@@ -129,9 +135,42 @@ class TrainConfig(BaseModel):
     def _dataset(cls, value: str) -> str:
         return absolute_dataset_name(validate_dataset_name(value))
 
+    @model_validator(mode="after")
+    def _options(self):
+        declared = self.declared_options()
+        for key, value in self.options.items():
+            if key not in declared:
+                owners = f"{self.loss!r}, model {self.model!r} and dataset {self.dataset!r}"
+                raise ValueError(f"options.{key}: not an option of loss {owners}; their options: "
+                                 f"{', '.join(declared) or '(none)'}")
+            default = declared[key]
+            if isinstance(default, bool) != isinstance(value, bool) or not isinstance(
+                    value, (int, float) if isinstance(default, (int, float)) and not isinstance(default, bool)
+                    else type(default)):
+                raise ValueError(f"options.{key}: {value!r} is not a {type(default).__name__} (its default is "
+                                 f"{default!r})")
+        return self
+
+    def declared_options(self) -> dict[str, Any]:
+        """Every option the run's loss, model and dataset registrations declare, with its default."""
+        out: dict[str, Any] = {}
+        for reg, name in ((LOSSES, self.loss), (MODELS, self.model), (DATASETS, self.dataset)):
+            if name in reg:
+                out.update(reg.meta(name, "options") or {})
+        return out
+
+    def option(self, key: str) -> Any:
+        """A plugin option's value for this run: as set in ``options``, else its registered default."""
+        declared = self.declared_options()
+        if key not in declared:
+            raise KeyError(f"{key!r} is not an option of loss {self.loss!r}, model {self.model!r} or dataset "
+                           f"{self.dataset!r}; their options: {', '.join(declared) or '(none)'}")
+        return self.options.get(key, declared[key])
+
     @property
     def contrastive(self) -> bool:
-        return self.loss in ("supcon", "simclr")
+        """Whether the run pre-trains on two views, then fits the linear stage (its loss's registered kind)."""
+        return LOSSES.meta(self.loss, "kind") == "contrastive"
 
     @property
     def policy_options(self) -> PolicyOptions:

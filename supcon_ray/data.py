@@ -319,6 +319,30 @@ def _imagefolder(directory: str) -> tuple[Dataset, Dataset]:
     return out[0], out[1]
 
 
+def _plugin_dataset(name: str, cfg) -> tuple[Dataset, Dataset]:
+    """A plugin's dataset (:func:`supcon_ray.plugins.register_dataset`), held in memory and checked
+    against its contract: two sequences of ``(uint8 image [C, H, W], int label)``, every image one size."""
+    from . import registry
+    from .plugins import PluginError
+
+    module, builder = registry.DATASETS.meta(name, "module"), registry.DATASETS.meta(name, "builder")
+    if builder is None:
+        raise DataError(f"dataset {name!r} has no loader in {__name__}")
+    parts = builder(cfg)
+    out = []
+    for split, items in zip(("train", "test"), parts if isinstance(parts, (tuple, list)) and len(parts) == 2 else ()):
+        images, labels = zip(*[(x, int(y)) for x, y in items]) if len(items) else ((), ())
+        shapes = {tuple(x.shape) for x in images} if all(isinstance(x, torch.Tensor) for x in images) else set()
+        if not images or len(shapes) != 1 or next(iter(shapes)).__len__() != 3 or images[0].dtype != torch.uint8:
+            raise PluginError(f"plugin module {module!r}: dataset {name!r}: its {split} split must be a non-empty "
+                              f"sequence of (uint8 tensor [channels, H, W], int label), every image one size; got "
+                              f"shapes {sorted(shapes)[:3]}")
+        out.append(TensorImages(torch.stack(images), np.asarray(labels)))
+    if len(out) != 2:
+        raise PluginError(f"plugin module {module!r}: dataset {name!r}: its builder must return (train, test)")
+    return out[0], out[1]
+
+
 _KNOWN_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -334,11 +358,13 @@ def load_dataset(
     train_size: int | None = None,
     test_size: int | None = None,
     image_size: int | None = None,
+    cfg=None,
 ) -> Splits:
     """Load the dataset ``name`` (see :data:`supcon_ray.dataset_names.DATASETS`) with its fixed splits.
 
     ``train_size`` / ``test_size``: keep that many images of the training pool / test split,
-    stratified by class; ``image_size``: resize every image to ``image_size`` x ``image_size``.
+    stratified by class; ``image_size``: resize every image to ``image_size`` x ``image_size``; ``cfg``:
+    the run's TrainConfig, which a plugin's dataset is built from.
     """
     validate_dataset_name(name)
     if not 0.0 < val_fraction < 1.0:
@@ -349,8 +375,10 @@ def load_dataset(
         train_full, test = _cifar(name, data_dir, download)
     elif name.startswith("parquet:"):
         train_full, test = _parquet(name.split(":", 1)[1])
-    else:
+    elif name.startswith("imagefolder:"):
         train_full, test = _imagefolder(name.split(":", 1)[1])
+    else:
+        train_full, test = _plugin_dataset(name, cfg)
     if train_size is not None:
         train_full = _stratified_subset(train_full, train_size, split_seed, "train_size")
     if test_size is not None:

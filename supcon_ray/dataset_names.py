@@ -6,17 +6,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DATASETS = ("digits", "cifar10", "cifar100", "parquet:DIR", "imagefolder:DIR")
+from . import registry
+
+#: The dataset forms beside the registered names (:data:`supcon_ray.registry.DATASETS`).
+FORMS = ("parquet:DIR", "imagefolder:DIR")
+DATASETS = (*registry.DATASETS.names(), *FORMS)
 
 
 def validate_dataset_name(name: str) -> str:
-    """Return ``name`` if it is a valid dataset name, else raise ``ValueError`` listing them."""
-    if name in ("digits", "cifar10", "cifar100"):
+    """Return ``name`` if it is a valid dataset name (a registered one, plugins' included, or a
+    ``parquet:DIR`` / ``imagefolder:DIR`` form), else raise ``ValueError`` listing them."""
+    if name in registry.DATASETS:
         return name
     for prefix in ("parquet:", "imagefolder:"):
         if name.startswith(prefix) and len(name) > len(prefix):
             return name
-    raise ValueError(f"unknown dataset {name!r}; must be one of: {', '.join(DATASETS)}")
+    raise ValueError(f"unknown dataset {name!r}; must be one of: {', '.join((*registry.DATASETS.names(), *FORMS))}")
 
 
 def absolute_dataset_name(name: str, folder: str | None = None) -> str:

@@ -38,6 +38,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     from ray.train import Checkpoint
 
+    if config.get("plugins"):  # loaded in every worker before its config is read (supcon_ray.plugins)
+        from .plugins import activate
+
+        activate(config["plugins"])
     cfg = TrainConfig(**config["train"])
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
@@ -77,6 +81,7 @@ def fit_distributed(
     callbacks: list | None = None,
     max_failures: int = 0,
     reserved_cpus: float = 0.0,
+    plugins: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Run ``cfg`` on ``cfg.workers`` Ray Train workers; return the final result dict.
 
@@ -92,7 +97,7 @@ def fit_distributed(
         resources["GPU"] = cfg.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg.model_dump()},
+        train_loop_config={"train": cfg.model_dump(), **({"plugins": plugins} if plugins else {})},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(

@@ -54,14 +54,15 @@ class Trainer:
         self.first_batch_unix: float | None = None
         self.last_batch_unix: float | None = None
         splits = splits or load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_fraction,
-                                        train_size=cfg.train_size, test_size=cfg.test_size, image_size=cfg.image_size)
+                                        train_size=cfg.train_size, test_size=cfg.test_size, image_size=cfg.image_size,
+                                        cfg=cfg)
         if cfg.batch_size % session.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the number of workers ({session.world_size})")
         if session.device.type == "cuda":
             cuda_determinism(cfg.deterministic)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         net = build_network(cfg.model, splits.in_channels, splits.num_classes,
-                            normalize_representation=cfg.normalize_representation).to(session.device)
+                            normalize_representation=cfg.normalize_representation, cfg=cfg).to(session.device)
         channels_last = cfg.channels_last if cfg.channels_last is not None else session.device.type == "cuda"
         if channels_last:
             net = net.to(memory_format=torch.channels_last)

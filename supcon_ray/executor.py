@@ -51,13 +51,14 @@ class Executor:
     """Runs a study's trials on Ray Tune, recording each in ``store``; counts failed and unfinished ones."""
 
     def __init__(self, study: Study, store: ResultStore, console, resume: bool, address: str | None = None,
-                 max_concurrent: int | None = None, verbose: bool = False) -> None:
+                 max_concurrent: int | None = None, verbose: bool = False, plugins: list[dict] | None = None) -> None:
         from .progress import quiet_ray_loggers
         from .ray_runtime import check_fits, init_ray
         from .runner import default_concurrency, trial_resources, uses_ray_train
 
         self.study, self.store, self.console, self.resume, self.verbose = study, store, console, resume, verbose
         self.failed = self.unfinished = 0
+        self.plugins = plugins or []  # the plugins' sources: every trial process loads them before its config
         r = study.resources
         probe = TrainConfig(workers=r.workers_per_trial, cpus_per_worker=r.cpus_per_worker,
                             gpus_per_worker=r.gpus_per_worker)
@@ -103,7 +104,7 @@ class Executor:
 
         r = self.study.resources
         fn = tune.with_parameters(run_trial, storage=self.store.root, study=self.study.study, launcher=r.launcher,
-                                  max_failures=r.max_failures, tpe=tpe_args)
+                                  max_failures=r.max_failures, tpe=tpe_args, plugins=self.plugins)
         return tune.with_resources(fn, self.per_trial)
 
     def _run_config(self, name: str, tpe_args: tuple | None = None):

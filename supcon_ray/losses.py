@@ -41,6 +41,7 @@ Two implementations give the same values and gradients:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -415,3 +416,28 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> nn.CrossEntropyLoss:
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+def plugin_objective(name: str, cfg) -> Callable[..., torch.Tensor]:
+    """A plugin loss's function for run ``cfg``: its registered builder's result, checked against the
+    contract (:func:`supcon_ray.plugins.register_loss`): the builder must return a callable, and each call
+    a scalar tensor; either failure raises :class:`~supcon_ray.plugins.PluginError` naming the module and
+    the loss, which fails the trial with that message."""
+    from . import registry
+    from .plugins import PluginError
+
+    module, builder = registry.LOSSES.meta(name, "module"), registry.LOSSES.meta(name, "builder")
+    fn = builder(cfg)
+    if not callable(fn):
+        raise PluginError(f"plugin module {module!r}: loss {name!r}: its builder returned {type(fn).__name__}, "
+                          "not a callable loss(inputs, labels)")
+
+    def checked(*args: torch.Tensor) -> torch.Tensor:
+        out = fn(*args)
+        if not isinstance(out, torch.Tensor) or out.dim() != 0:
+            shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise PluginError(f"plugin module {module!r}: loss {name!r} returned {shape}, not a scalar tensor "
+                              "(reduce it to one number, e.g. with .mean())")
+        return out
+
+    return checked

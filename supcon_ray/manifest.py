@@ -68,11 +68,19 @@ class Manifest:
         return self.decisions.get("bases") or {}
 
 
-def fingerprint(study) -> dict[str, Any]:
+def fingerprint(study, plugin_digests: dict[str, str] | None = None) -> dict[str, Any]:
     """What a study's trials compute: the validated study without description, resources, quick block,
-    the folder it was read from, the analysis keys (``study.ANALYSIS_KEYS``), or the base's execution settings (``study.EXECUTION_KEYS``); none of
-    them changes a trial's result."""
+    the folder it was read from, the analysis keys (``study.ANALYSIS_KEYS``), or the base's execution settings
+    (``study.EXECUTION_KEYS``); none of them changes a trial's result. Its plugins enter as ``{entry: SHA-256 of
+    the module's bytes}`` (``plugin_digests``, else read now); a study without plugins has no ``plugins`` key."""
     dumped = study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder", *ANALYSIS_KEYS})
+    entries = dumped.pop("plugins", None) or []
+    if entries:
+        if plugin_digests is None:
+            from .plugins import digests
+
+            plugin_digests = digests(entries, study.folder)
+        dumped["plugins"] = dict(plugin_digests)
     for part, values in (dumped.get("base") or {}).items():
         if isinstance(values, dict):
             dumped["base"][part] = {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
@@ -141,7 +149,7 @@ def _legacy_analysed(trials: pd.DataFrame, manifest: Manifest | None) -> pd.Data
     return trials[keep | trials["trial_id"].isin(chosen)]
 
 
-def open_manifest(store, study, resume: bool) -> Manifest:
+def open_manifest(store, study, resume: bool, plugin_digests: dict[str, str] | None = None) -> Manifest:
     """The manifest a run continues (``resume``) or starts, checked before anything runs.
 
     Raises ConfigError (exit 2): a storage that already holds this study without ``resume``; a
@@ -151,7 +159,7 @@ def open_manifest(store, study, resume: bool) -> Manifest:
 
     recorded = read_manifest(store.uri)
     done = store.finished_ids()
-    now = fingerprint(study)
+    now = fingerprint(study, plugin_digests)
     if not resume:
         if done:
             raise ConfigError(f"--storage: {store.uri} already holds {len(done)} finished trial(s) of study "
@@ -165,6 +173,12 @@ def open_manifest(store, study, resume: bool) -> Manifest:
         raise ConfigError(f"--resume: {store.uri} was written before studies kept a manifest, so its runs cannot be "
                           "matched to this study file safely. Run the study into another --storage.")
     changed = changed_keys(recorded.fingerprint, now)
+    edited = [k.split(".", 1)[1] for k in changed if k.startswith("plugins.") and k.split(".", 1)[1] in
+              (recorded.fingerprint.get("plugins") or {}) and k.split(".", 1)[1] in (now.get("plugins") or {})]
+    if edited:
+        raise ConfigError(f"--resume: plugin module {edited[0]!r} was edited since this storage was started (its bytes "
+                          f"differ from the recorded ones), so its trials would compute something else. Restore its "
+                          f"recorded version, or run the edited plugin into another --storage; nothing was added.")
     if changed:
         shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
         raise ConfigError(f"--resume: the study file changes what its trials compute since this storage was started: "
@@ -176,7 +190,10 @@ def open_manifest(store, study, resume: bool) -> Manifest:
 def analysis_edits(manifest: Manifest, study_or_file: Any) -> list[str]:
     """One line per analysis key (``primary``, ``equivalence_ratio``) whose value in ``study_or_file`` (a
     Study, or the study file's dict) differs from the one recorded on the first run; the recorded one stands."""
-    get = study_or_file.get if isinstance(study_or_file, dict) else lambda k, d=None: getattr(study_or_file, k, d)
+    def get(key: str, default: Any = None) -> Any:
+        value = study_or_file.get(key, default) if isinstance(study_or_file, dict) else getattr(study_or_file, key, default)
+        return value.model_dump() if hasattr(value, "model_dump") else value
+
     if manifest.analysis is None:  # a folder started before the analysis was recorded
         declared = {k: get(k, None) for k in sorted(ANALYSIS_KEYS)}
         if declared.get("primary") not in (None, "spread"):
@@ -188,7 +205,7 @@ def analysis_edits(manifest: Manifest, study_or_file: Any) -> list[str]:
     out = []
     for key in sorted(ANALYSIS_KEYS):
         now = get(key, None)
-        if key in recorded and now is not None and now != recorded[key]:
+        if (key in recorded or key == "compare") and now is not None and now != recorded.get(key):
             out.append(f"{key} was declared {recorded[key]!r} on this study's first run, before any data; the study "
                        f"file now says {now!r}. The report keeps {recorded[key]!r}, so no measure is chosen after "
                        "seeing the results (start a new study to change it).")

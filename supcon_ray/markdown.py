@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .stats.claims import Claim
+from .stats.claims import Claim, display, less_sensitive_loss
 from .stats.agreement import PAPER_FIG4A
 from .stats.base_margin import margin_sentence
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
@@ -28,6 +28,49 @@ CLAIM_WORDS = {
     Claim.MOVES: Claim.MOVES,
     Claim.NO_EFFECT: "no detectable effect",
 }
+#: The paper's pair, (baseline, method).
+PAPER_PAIR = ("ce", "supcon")
+
+
+def claim_words(claim: str) -> str:
+    """A claim in words: ``<Loss> less sensitive`` for any loss, else the fixed wording."""
+    loss = less_sensitive_loss(claim)
+    return f"{display(loss)} less sensitive" if loss is not None else CLAIM_WORDS.get(claim, str(claim))
+
+
+def pair_of(entry: dict[str, Any]) -> tuple[str, str] | None:
+    """An entry's compared ``(baseline, method)``, or ``None`` for a one-method entry."""
+    return (entry["baseline"], entry["method"]) if entry.get("baseline") and entry.get("method") else None
+
+
+def columns(numbers: dict[str, Any]) -> tuple[tuple[str, str], bool]:
+    """The ``(baseline, method)`` the tables' per-loss columns hold, and whether entries compare several pairs
+    (then a row says which it compares and the columns read "method" and "baseline")."""
+    pairs = list(dict.fromkeys(p for p in map(pair_of, numbers["factors"]) if p is not None))
+    if len(pairs) == 1:
+        return pairs[0], False
+    if not pairs:
+        losses = {f["method"] for f in numbers["factors"] if f.get("method")}
+        return (("ce", "supcon") if losses <= {"ce", "supcon"} else ("ce", sorted(losses)[0])), False
+    return PAPER_PAIR, True
+
+
+def slots(entry: dict[str, Any], cols: tuple[str, str]) -> tuple[str | None, str | None]:
+    """The losses an entry shows in the ``(method, baseline)`` columns."""
+    pair = pair_of(entry)
+    if pair is not None:
+        return pair[1], pair[0]
+    method = entry.get("method")
+    return (None, method) if method == cols[0] else (method, None)
+
+
+def _label(name: str, entry: dict[str, Any], several: bool) -> str:
+    pair = pair_of(entry)
+    return f"{name} ({display(pair[1])} vs {display(pair[0])})" if several and pair else name
+
+
+def _paper(entry: dict[str, Any]) -> str | None:
+    return PAPER_FIG4A.get(entry["factor"]) if pair_of(entry) == PAPER_PAIR else None
 
 #: What an interval covers next to a Holm-adjusted p-value (said wherever both are shown).
 INTERVAL_NOTE = (f"{1 - ALPHA:.0%} intervals are for each comparison on its own; p-values and claims are "
@@ -38,7 +81,7 @@ def agreement(claim: str, paper: str | None) -> str:
     """``agree`` / ``disagree`` when the claim names a direction, else ``cannot tell``."""
     if paper is None:
         return "n/a"
-    if claim in (Claim.SUPCON_LESS, Claim.CE_LESS):
+    if less_sensitive_loss(claim) is not None:
         return "agree" if claim == paper else "disagree"
     return "cannot tell"
 
@@ -65,34 +108,47 @@ AGREEMENT_NOTE = ('Agreement: "agree" is significant in the paper\'s direction, 
 def drop_table(numbers: dict[str, Any]) -> list[str]:
     """The drop from the base per factor and pooled (its own Holm family), with the agreement outcome."""
     several = len(numbers.get("studies", [])) > 1
+    (b, m), pairs = columns(numbers)
+    B, M = ("baseline", "method") if pairs else (display(b), display(m))
     primary = {s: a.get("primary", "spread") for s, a in (numbers.get("analysis") or {}).items()}
     declared = ", ".join(f"{s}: {p}" + ("" if (numbers.get("analysis") or {})[s].get("declared") else
                                         " (not declared before the data: the drop was added afterwards)")
                          for s, p in primary.items())
     out = ["", "**Drop from the base** (accuracy points: the base setting's mean minus the mean of the other settings' "
-           "means; each setting's own seed noise; Welch-Satterthwaite t-intervals). The difference CE - SupCon is its "
-           "own Holm family; the ratio CE/SupCon (Fieller interval) only where both drops are positive."
+           f"means; each setting's own seed noise; Welch-Satterthwaite t-intervals). The difference {B} - {M} is its "
+           f"own Holm family; the ratio {B}/{M} (Fieller interval) only where both drops are positive."
            + (f" Primary measure: {declared}." if declared else ""), "",
-           "| factor | base | SupCon drop [95% CI] | CE drop [95% CI] | difference CE - SupCon [95% CI] | p (Holm) "
-           "| claim | ratio CE/SupCon [95% CI] | worst drop SupCon / CE | agreement |",
+           f"| factor | base | {M} drop [95% CI] | {B} drop [95% CI] | difference {B} - {M} [95% CI] | p (Holm) "
+           f"| claim | ratio {B}/{M} [95% CI] | worst drop {M} / {B} | agreement |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    rows = [(f"{f['study']} / {f['factor']}" if several else f["factor"], f.get("drop") or {}) for f in numbers["factors"]]
-    rows.append(("**all pooled**", numbers["overall"].get("drop") or {}))
-    for name, d in rows:
+    rows = [(_label(f"{f['study']} / {f['factor']}" if several else f["factor"], f, pairs), f.get("drop") or {},
+             slots(f, (b, m))) for f in numbers["factors"]]
+    for key, o in _pooled(numbers):
+        rows.append((f"**all pooled**{key}", o.get("drop") or {}, slots(o, (b, m))))
+    for name, d, (mm, bb) in rows:
         if not d:
             continue
         losses = d.get("losses", {})
         base = "; ".join(sorted({str(v["base_setting"]).split("=", 1)[-1] for v in losses.values()
                                  if v.get("base_setting")}))
         diff = d.get("difference") or {}
-        worst = " / ".join(_n(losses.get(x, {}).get("worst")) for x in ("supcon", "ce")) if len(losses) == 2 else "n/a"
+        worst = " / ".join(_n(losses.get(x, {}).get("worst")) for x in (mm, bb)) if len(losses) == 2 else "n/a"
         ratio = f"{_n(d['ratio'], 2)} {_interval(d['ci95'], 2)}" if d.get("ratio") is not None else "n/a"
         difference = f"{_n(diff.get('estimate'))} {_interval(diff.get('ci95', [None, None]))}" if diff else "n/a"
-        out.append(f"| {name} | {base} | {_drop_cell(losses.get('supcon'))} | {_drop_cell(losses.get('ce'))} "
-                   f"| {difference} | {_p(d.get('p_adjusted'))} | {CLAIM_WORDS.get(d['claim'], d['claim'])} | {ratio} "
+        out.append(f"| {name} | {base} | {_drop_cell(losses.get(mm))} | {_drop_cell(losses.get(bb))} "
+                   f"| {difference} | {_p(d.get('p_adjusted'))} | {claim_words(d['claim'])} | {ratio} "
                    f"| {worst} | {outcome(d)} |")
     out += ["", AGREEMENT_NOTE]
     return out
+
+
+def _pooled(numbers: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The pooled rows: ``overall``, or one per compared method (``overall_by_method``) where there are several."""
+    by = numbers.get("overall_by_method") or {}
+    if len(by) <= 1:
+        return [("", numbers["overall"])]
+    return [(f" ({display(o['method'])} vs {display(o['baseline'])})" if o.get("baseline") else f" ({display(k)})", o)
+            for k, o in by.items()]
 
 
 def _n(x: Any, digits: int = 3) -> str:
@@ -134,8 +190,8 @@ def _base_accuracy(factor: dict[str, Any], loss: str) -> dict[str, Any] | None:
 
 def _cell(entry: dict[str, Any], paper: str | None, these: bool = False) -> str:
     """One answer in a side-by-side cell: the claim (bold when it names a direction), ratio, interval, agreement."""
-    claim = CLAIM_WORDS[entry["claim"]]
-    if entry["claim"] in (Claim.SUPCON_LESS, Claim.CE_LESS):
+    claim = claim_words(entry["claim"])
+    if less_sensitive_loss(entry["claim"]) is not None:
         claim = f"**{claim}**"
     verdict = outcome(entry) if these else agreement(entry["claim"], paper)
     agree = f" ({verdict})" if paper and verdict not in ("n/a", "cannot tell", "inconclusive") else ""
@@ -155,16 +211,23 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
                 "| beyond: ratio [95% CI] | p (Holm) | claim | agreement |",
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in across:
-            paper, t = PAPER_FIG4A.get(a["factor"]), a["these_settings"]
-            out.append(f"| {a['factor']} | {', '.join(a['studies'])} | {a['n_settings']} "
-                       f"| {_spread(t['losses'].get('supcon'))} | {_spread(t['losses'].get('ce'))} "
-                       f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {CLAIM_WORDS[t['claim']]} "
+            paper, t = _paper(a), a["these_settings"]
+            mm, bb = slots(a, PAPER_PAIR)
+            out.append(f"| {_label(a['factor'], a, len({pair_of(x) for x in across}) > 1)} | {', '.join(a['studies'])} "
+                       f"| {a['n_settings']} | {_spread(t['losses'].get(mm))} | {_spread(t['losses'].get(bb))} "
+                       f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {claim_words(t['claim'])} "
                        f"| {outcome(t)} | {_n(a['ratio'], 2)} {_interval(a['ci95'], 2)} "
-                       f"| {_p(a['p_adjusted'])} | {CLAIM_WORDS[a['claim']]} | {agreement(a['claim'], paper)} |")
+                       f"| {_p(a['p_adjusted'])} | {claim_words(a['claim'])} | {agreement(a['claim'], paper)} |")
     studies = numbers.get("studies", [])
-    by = {(f["study"], f["factor"]): f for f in numbers["factors"]}
+    # beside the paper: its own pair where the studies compare it, else every entry
+    paper_entries = [f for f in numbers["factors"] if pair_of(f) == PAPER_PAIR] or numbers["factors"]
+    if any(pair_of(f) for f in paper_entries) and not any(pair_of(f) == PAPER_PAIR for f in paper_entries):
+        return out  # the paper's directions are of SupCon against CE, which these studies do not compare
+    by = {}
+    for f in paper_entries:
+        by.setdefault((f["study"], f["factor"]), f)
     pooled = {a["factor"]: a for a in across}
-    names = sorted({f["factor"] for f in numbers["factors"]})
+    names = sorted({f["factor"] for f in paper_entries})
     head = ["factor", "paper, Fig. 4a (ImageNet, ResNet-50)"]
     for st in studies:
         head += [f"{st}: these settings", f"{st}: beyond"]
@@ -208,42 +271,51 @@ def results_markdown(numbers: dict[str, Any]) -> str:
                                                    for k, v in rec.get("values", {}).items())
                           + (f" ({margin_sentence(rec['margin'])})" if rec.get("margin") else "")
                           for loss, rec in per_loss.items())
-        out.append(f"Tuned bases ({study}, stage 1, picked on validation): {tuned}.")
+        if any(rec.get("values") for rec in per_loss.values()):
+            out.append(f"Tuned bases ({study}, stage 1, picked on validation): {tuned}.")
+    (b, m), pairs = columns(numbers)
+    B, M = ("baseline", "method") if pairs else (display(b), display(m))
     for f in numbers["factors"]:
-        at_base = {loss: _base_accuracy(f, loss) for loss in ("supcon", "ce")}
-        if all(at_base.values()):
+        at_base = {loss: _base_accuracy(f, loss) for loss in slots(f, (b, m)) if loss is not None}
+        if len(at_base) == 2 and all(at_base.values()):
             text = ", ".join(f"{loss} {_n(s['mean'])} [{_n(s['ci95'][0])}, {_n(s['ci95'][1])}] over {s['n']} seeds"
                              for loss, s in at_base.items())
             extra = f" (chance {_n(numbers['chance'])})" if numbers.get("chance") else ""
             where = f"{f['study']}, " if len(numbers.get("studies", [])) > 1 else ""
             out.append(f"{metric} at the tuned base ({where}the {f['factor']} factor's x1 setting){extra}: {text}.")
     out.append("")
-    out.append("Two questions per factor. **For these settings** (the paper's Fig. 4a question): across the settings "
-               "tried, does CE's mean accuracy move more than SupCon's? Spread = std of the setting means with seed noise "
+    what = ("each method's mean accuracy move less than its baseline's" if pairs else
+            f"{B}'s mean accuracy move more than {M}'s")
+    out.append(f"Two questions per factor. **For these settings** (the paper's Fig. 4a question): across the settings "
+               f"tried, does {what}? Spread = std of the setting means with seed noise "
                "removed; nothing is said about other settings. **Beyond these settings**: would it hold for other "
                f"settings like these? That treats the settings as a sample and needs at least {MIN_SETTINGS_BEYOND} of them.")
     out.append("")
-    out.append("| factor | settings | SupCon spread [95% CI] | CE spread [95% CI] | these settings: ratio CE/SupCon [95% CI] "
+    out.append(f"| factor | settings | {M} spread [95% CI] | {B} spread [95% CI] | these settings: ratio {B}/{M} [95% CI] "
                "| p (Holm) | claim | agreement | beyond: ratio [95% CI] | p (Holm) | claim | agreement "
-               "| diverged SupCon / CE |")
+               f"| diverged {M} / {B} |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     several = len(numbers.get("studies", [])) > 1
     for f in numbers["factors"]:
-        paper = PAPER_FIG4A.get(f["factor"])
+        paper = _paper(f)
         losses, t = f["losses"], f["these_settings"]
-        name = f"{f['study']} / {f['factor']}" if several else f["factor"]
+        mm, bb = slots(f, (b, m))
+        name = _label(f"{f['study']} / {f['factor']}" if several else f["factor"], f, pairs)
         out.append(
-            f"| {name} | {f['paired_settings']} | {_spread(t['losses'].get('supcon'))} | {_spread(t['losses'].get('ce'))} "
-            f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {CLAIM_WORDS[t['claim']]} "
+            f"| {name} | {f['paired_settings']} | {_spread(t['losses'].get(mm))} | {_spread(t['losses'].get(bb))} "
+            f"| {_n(t['ratio'], 2)} {_interval(t['ci95'], 2)} | {_p(t['p_adjusted'])} | {claim_words(t['claim'])} "
             f"| {outcome(t)} "
-            f"| {_n(f['ratio'], 2)} {_interval(f['ci95'], 2)} | {_p(f['p_adjusted'])} | {CLAIM_WORDS[f['claim']]} "
-            f"| {agreement(f['claim'], paper)} | {_diverged(losses.get('supcon'))} / {_diverged(losses.get('ce'))} |")
+            f"| {_n(f['ratio'], 2)} {_interval(f['ci95'], 2)} | {_p(f['p_adjusted'])} | {claim_words(f['claim'])} "
+            f"| {agreement(f['claim'], paper)} | {_diverged(losses.get(mm))} / {_diverged(losses.get(bb))} |")
+    for key, o in _pooled(numbers):
+        ot = o["these_settings"]
+        paper = "supcon_less_sensitive" if pair_of(o) in (PAPER_PAIR, None) else None
+        out.append(f"| **all pooled**{key} | {o['n_settings']} | | | {_n(ot['ratio'], 2)} {_interval(ot['ci95'], 2)} "
+                   f"| {_p(ot['p_adjusted'])} | {claim_words(ot['claim'])} | {outcome(ot)} "
+                   f"| {_n(o['ratio'], 2)} {_interval(o['ci95'], 2)} | {_p(o['p_adjusted'])} | {claim_words(o['claim'])} "
+                   f"| {agreement(o['claim'], paper)} | |")
     o = numbers["overall"]
     ot = o["these_settings"]
-    out.append(f"| **all pooled** | {o['n_settings']} | | | {_n(ot['ratio'], 2)} {_interval(ot['ci95'], 2)} "
-               f"| {_p(ot['p_adjusted'])} | {CLAIM_WORDS[ot['claim']]} | {outcome(ot)} "
-               f"| {_n(o['ratio'], 2)} {_interval(o['ci95'], 2)} | {_p(o['p_adjusted'])} | {CLAIM_WORDS[o['claim']]} "
-               f"| {agreement(o['claim'], 'supcon_less_sensitive')} | |")
     out.append("")
     out.append("The paper's Fig. 4a direction is \"SupCon less sensitive\" for every factor. Each question is one Holm "
                "family over the factors and the pooled test" + (" of every study in this table. " if several else ". ")

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from . import registry
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -114,12 +116,11 @@ class Network(nn.Module):
     """
 
     def __init__(self, model: str, in_channels: int, num_classes: int, proj_dim: int = 128,
-                 normalize_representation: bool = True) -> None:
+                 normalize_representation: bool = True, cfg=None) -> None:
         super().__init__()
         self.normalize_representation = normalize_representation
-        if model not in ENCODERS:
-            raise ValueError(f"unknown model {model!r}; must be one of: {', '.join(MODELS)}")
-        self.encoder = ResNetEncoder(ENCODERS[model], in_channels)
+        self.encoder = ResNetEncoder(ENCODERS[model], in_channels) if model in ENCODERS else \
+            plugin_encoder(model, in_channels, cfg)
         self.head = ProjectionHead(self.encoder.out_dim, proj_dim)
         self.classifier = nn.Linear(self.encoder.out_dim, num_classes)
 
@@ -140,7 +141,26 @@ class Network(nn.Module):
         return nn.Sequential(self.encoder, self.classifier)
 
 
+def plugin_encoder(model: str, in_channels: int, cfg=None) -> nn.Module:
+    """A plugin's encoder (:func:`supcon_ray.plugins.register_encoder`), checked against its contract:
+    an ``nn.Module`` with a positive integer ``out_dim``."""
+    from .plugins import PluginError
+
+    registry.MODELS.check(model)
+    module, builder = registry.MODELS.meta(model, "module"), registry.MODELS.meta(model, "builder")
+    if builder is None:
+        raise ValueError(f"model {model!r} has no encoder in {__name__}")
+    encoder = builder(cfg, in_channels)
+    dim = getattr(encoder, "out_dim", None)
+    if not isinstance(encoder, nn.Module) or not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise PluginError(f"plugin module {module!r}: encoder {model!r}: its builder must return an nn.Module with a "
+                          f"positive int attribute out_dim (the feature width); got {type(encoder).__name__} with "
+                          f"out_dim={dim!r}")
+    return encoder
+
+
 def build_network(model: str, in_channels: int, num_classes: int, proj_dim: int = 128,
-                  normalize_representation: bool = True) -> Network:
-    """Build the network for ``model`` (one of :data:`MODELS`)."""
-    return Network(model, in_channels, num_classes, proj_dim, normalize_representation)
+                  normalize_representation: bool = True, cfg=None) -> Network:
+    """Build the network for ``model`` (a registered encoder: :data:`MODELS`, or a plugin's, which is
+    built from the run's ``cfg``)."""
+    return Network(model, in_channels, num_classes, proj_dim, normalize_representation, cfg)

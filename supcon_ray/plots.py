@@ -16,9 +16,19 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .stats.claims import Claim
+from .stats.claims import Claim, display, less_sensitive_loss
 
 LOSS_COLORS = {"supcon": "#1f77b4", "ce": "#d62728", "simclr": "#2ca02c"}
+#: Colours of other losses (plugins), in order of their names.
+EXTRA_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def color_of(loss: str, losses: list[str] | None = None) -> str:
+    """A loss's colour: fixed for the built-in ones, else one of :data:`EXTRA_COLORS` by its rank among ``losses``."""
+    if loss in LOSS_COLORS:
+        return LOSS_COLORS[loss]
+    others = sorted(x for x in (losses or [loss]) if x not in LOSS_COLORS)
+    return EXTRA_COLORS[others.index(loss) % len(EXTRA_COLORS)] if loss in others else EXTRA_COLORS[0]
 STATUS_SYMBOLS = {"completed": "circle-open", "diverged": "x", "failed": "triangle-down"}
 
 
@@ -70,22 +80,51 @@ SHORT_CLAIMS = {Claim.SUPCON_LESS: "SupCon less", Claim.CE_LESS: "CE less",
                 Claim.NO_EFFECT: "no effect"}
 
 
+def short_claim(claim: str | None) -> str:
+    """A claim in a few words (``<Loss> less`` for any loss)."""
+    loss = less_sensitive_loss(claim) if claim else None
+    return f"{display(loss)} less" if loss is not None else SHORT_CLAIMS.get(claim, "–")
+
+
 def panel_title(f: dict[str, Any]) -> str:
     """A factor's panel title with both answers: for these settings, and beyond them."""
     t = f.get("these_settings", {})
-    these = SHORT_CLAIMS.get(t.get("claim"), "–")
+    these = short_claim(t.get("claim"))
     ratio = t.get("ratio")
     if isinstance(ratio, (int, float)) and math.isfinite(ratio):
         these += f" (ratio {ratio:.2f})"
     if f.get("baseline") is None and f.get("method"):  # one method: its own answers, no comparison "beyond"
-        drop = SHORT_CLAIMS.get((f.get("drop") or {}).get("claim"), "–")
+        drop = short_claim((f.get("drop") or {}).get("claim"))
         return f"{f['study']} / {f['factor']} ({f['method']})<br>these settings: {these}; drop: {drop}"
-    return f"{f['study']} / {f['factor']}<br>these settings: {these}; beyond: {SHORT_CLAIMS.get(f.get('claim'), '–')}"
+    if f.get("_methods", 1) > 1:  # a panel of several compared methods: the paper pair's (or the first) answers
+        return (f"{f['study']} / {f['factor']} ({display(f['method'])} vs {display(f['baseline'])})<br>these settings: "
+                f"{these}; beyond: {short_claim(f.get('claim'))}")
+    return f"{f['study']} / {f['factor']}<br>these settings: {these}; beyond: {short_claim(f.get('claim'))}"
+
+
+def panels(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One panel per (study, factor): the entry of SupCon against CE (else the first compared method), with the
+    losses of every entry of that factor, so a factor compared for several methods is drawn once."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in factors:
+        key = (f["study"], f["factor"])
+        if key not in out:
+            out[key] = {**f, "losses": dict(f["losses"]), "_methods": 1}
+            continue
+        panel = out[key]
+        panel["_methods"] += 1
+        if (f.get("baseline"), f.get("method")) == ("ce", "supcon"):
+            out[key] = {**f, "losses": {**panel["losses"], **f["losses"]}, "_methods": panel["_methods"]}
+        else:
+            panel["losses"].update({k: v for k, v in f["losses"].items() if k not in panel["losses"]})
+    return list(out.values())
 
 
 def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> go.Figure:
     """The paper's Fig. 4a view, every factor side by side: each loss's mean per setting with 95% seed
     intervals, and every run as a marker (diverged at chance, failed at the bottom of the axis)."""
+    factors = panels(factors)
+    every_loss = sorted({loss for f in factors for loss in f["losses"]})
     n = max(len(factors), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -102,7 +141,7 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
         order = sorted(sub["setting"].astype(str).unique(), key=lambda s: (positions or {}).get(s, 0.0))
         x_of = (lambda s: positions[s]) if positions else (lambda s: s)
         for k, (loss, le) in enumerate(f["losses"].items()):
-            color = LOSS_COLORS.get(loss)
+            color = color_of(loss, every_loss)
             settings = [s for s in order if s in le["settings"]]
             means = [le["settings"][s]["mean"] for s in settings]
             half = [le["settings"][s]["ci95"][1] - le["settings"][s]["mean"] for s in settings]
@@ -148,7 +187,10 @@ def sensitivity_intervals(factors: list[dict[str, Any]]) -> go.Figure:
     sigma_a of settings like these (open markers). An unbounded end is drawn to the plot's top."""
     fig = go.Figure()
     names = [f"{f['study']} / {f['factor']}" for f in factors]
-    for loss in sorted({loss for f in factors for loss in f["losses"]}):
+    if len(set(names)) < len(names):  # a factor compared for several methods: name each entry's method
+        names = [f"{n} ({f['method']})" for n, f in zip(names, factors)]
+    every_loss = sorted({loss for f in factors for loss in f["losses"]})
+    for loss in every_loss:
         for question, symbol in (("these settings", "circle"), ("beyond", "circle-open")):
             y, lo, hi = [], [], []
             for f in factors:
@@ -163,7 +205,7 @@ def sensitivity_intervals(factors: list[dict[str, Any]]) -> go.Figure:
                 lo.append(s - low if np.isfinite(s) and np.isfinite(low) else 0)
                 hi.append(high - s if np.isfinite(s) and np.isfinite(high) else 0)
             fig.add_trace(go.Scatter(x=names, y=y, mode="markers", name=f"{loss}, {question}",
-                                     marker={"size": 11, "color": LOSS_COLORS.get(loss), "symbol": symbol},
+                                     marker={"size": 11, "color": color_of(loss, every_loss), "symbol": symbol},
                                      error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
     fig.update_layout(title="Sensitivity: std of the metric across settings, seed noise removed (95% intervals); "
                       "filled: these settings, open: settings like these",
@@ -175,7 +217,7 @@ def expected_max_band(section: dict[str, Any]) -> go.Figure:
     """Expected best validation accuracy versus k random configurations, with a bootstrap band."""
     fig = go.Figure()
     for loss, c in section["curves"].items():
-        color = LOSS_COLORS.get(loss)
+        color = color_of(loss, list(section["curves"]))
         band_k = c["k"][:len(c["low"])]
         fig.add_trace(go.Scatter(x=band_k + band_k[::-1], y=c["high"] + c["low"][::-1], fill="toself", opacity=0.2,
                                  line={"width": 0}, fillcolor=color, name=f"{loss} 95% band", hoverinfo="skip"))
@@ -192,7 +234,7 @@ def importance_bars(importances: dict[str, dict[str, dict[str, float]]]) -> go.F
     for loss, imp in importances.items():
         keys = list(imp)
         fig.add_trace(go.Bar(x=[f"{loss}: {k}" for k in keys], y=[imp[k]["mean"] for k in keys], name=f"{loss}",
-                             marker_color=LOSS_COLORS.get(loss), error_y={"type": "data", "array": [imp[k]["sd"] for k in keys]}))
+                             marker_color=color_of(loss, list(importances)), error_y={"type": "data", "array": [imp[k]["sd"] for k in keys]}))
         fig.add_trace(go.Bar(x=[f"{loss}: {k}" for k in keys], y=[imp[k]["noise_mean"] for k in keys],
                              name=f"{loss} noise baseline", marker_color="#999999",
                              error_y={"type": "data", "array": [imp[k]["noise_sd"] for k in keys]}))
@@ -205,7 +247,8 @@ def learning_curves(epochs: pd.DataFrame) -> go.Figure:
     """Training loss per epoch of every trial's main stage (pre-training for SupCon, CE training for CE)."""
     main = epochs[epochs["stage"] != "linear"].sort_values(["trial_id", "epoch"])
     fig = px.line(main, x="epoch", y="train_loss", color="loss", line_group="trial_id", facet_col="loss",
-                  color_discrete_map=LOSS_COLORS, hover_data=["setting", "seed"],
+                  color_discrete_map={x: color_of(x, sorted(epochs["loss"].unique())) for x in epochs["loss"].unique()},
+                  hover_data=["setting", "seed"],
                   title="Learning curves: training loss per epoch, one line per trial")
     fig.update_yaxes(matches=None)
     fig.update_traces(opacity=0.6)

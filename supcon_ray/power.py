@@ -25,44 +25,55 @@ from .report import load, stats_rows
 from .stats import completed, compare_these
 from .stats.power import RATIOS, SEEDS, SETTINGS, Measured, plan
 from .stats.settings import MIN_SETTINGS_BEYOND
-from .stats.stability import PAIR, setting_tables
+from .stats.claims import display
+from .stats.stability import default_baseline, setting_tables
 from .stats.variance import components
 
 
-def measured(rows: pd.DataFrame, metric: str) -> dict[str, Measured | str]:
-    """Per ``study / factor``: what it measured, or why it cannot be planned from."""
+def measured(rows: pd.DataFrame, metric: str, baselines: dict[str, str] | None = None) -> dict[str, Measured | str]:
+    """Per ``study / factor`` (and compared method, where a factor compares several with the baseline): what it
+    measured, or why it cannot be planned from. ``baselines``: each study's baseline (default: ``ce``)."""
     out: dict[str, Measured | str] = {}
     for (study, factor), g in rows.groupby(["study", "factor"], sort=True):
         done = completed(g, metric)
         tables = setting_tables(done, metric)
-        if not set(PAIR) <= set(tables):
-            out[f"{study} / {factor}"] = "needs completed runs of both SupCon and CE"
-            continue
-        seed = {loss: components(tables[loss]).seed_std for loss in PAIR}
-        if any(math.isnan(s) for s in seed.values()):  # no replicates
-            out[f"{study} / {factor}"] = "needs 2 or more seeds per setting to measure seed noise"
-            continue
-        paired = sorted(set(tables["ce"].settings) & set(tables["supcon"].settings))
-        if len(paired) < 2:
-            out[f"{study} / {factor}"] = "needs 2 or more settings run for both losses"
-            continue
-        blocks = [(tables["ce"].subset(paired), tables["supcon"].subset(paired))]
-        spread = compare_these(blocks, interval=False).spreads["supcon"] if min(b.n.min() for b in blocks[0]) >= 2 else 0.0
-        # a spread measured at 0 gives no signal to scale: plan for one equal to SupCon's seed noise
-        note = "" if spread > 0 else " (measured 0: planned for a spread equal to SupCon's seed std)"
-        per_setting = {loss: tuple(float(np.sqrt(ss / (n - 1))) for n, ss in zip(tables[loss].n, tables[loss].ss) if n > 1)
-                       for loss in PAIR}
-        out[f"{study} / {factor}"] = Measured(seed["ce"], seed["supcon"], spread if spread > 0 else seed["supcon"], note,
-                                              per_setting["ce"], per_setting["supcon"])
+        study_rows = rows[rows["study"] == study] if "study" in rows else rows
+        base = (baselines or {}).get(str(study)) or default_baseline(list(study_rows["loss"].astype(str)))
+        methods = [x for x in sorted(set(g["loss"].astype(str))) if x != base]
+        for method in methods or [None]:
+            name = f"{study} / {factor}" + (f" ({method} vs {base})" if len(methods) > 1 else "")
+            pair = (base, method)
+            if method is None or not set(pair) <= set(tables):
+                out[name] = f"needs completed runs of both {display(method or 'a second method')} and {display(base)}"
+                continue
+            out[name] = _measured_pair(tables, pair)
     return out
+
+
+def _measured_pair(tables: dict, pair: tuple[str, str]) -> Measured | str:
+    b, m = pair
+    seed = {loss: components(tables[loss]).seed_std for loss in pair}
+    if any(math.isnan(s) for s in seed.values()):  # no replicates
+        return "needs 2 or more seeds per setting to measure seed noise"
+    paired = sorted(set(tables[b].settings) & set(tables[m].settings))
+    if len(paired) < 2:
+        return "needs 2 or more settings run for both losses"
+    blocks = [(tables[b].subset(paired), tables[m].subset(paired))]
+    spread = compare_these(blocks, interval=False, names=pair).spreads[m] if min(t.n.min() for t in blocks[0]) >= 2 else 0.0
+    # a spread measured at 0 gives no signal to scale: plan for one equal to the method's seed noise
+    note = "" if spread > 0 else f" (measured 0: planned for a spread equal to {display(m)}'s seed std)"
+    per_setting = {loss: tuple(float(np.sqrt(ss / (n - 1))) for n, ss in zip(tables[loss].n, tables[loss].ss) if n > 1)
+                   for loss in pair}
+    return Measured(seed[b], seed[m], spread if spread > 0 else seed[m], note, per_setting[b], per_setting[m], pair)
 
 
 def _print_plan(name: str, m: Measured, result: dict[str, Any]) -> None:
     print(f"\n## {name}")
+    b, s = display(m.names[0]), display(m.names[1])
     uneven = "".join(f"; {loss}'s largest at one setting {max(stds):.3g}" for loss, stds in
-                     (("CE", m.seed_stds_ce), ("SupCon", m.seed_stds_supcon)) if stds)
-    print(f"Measured: seed std CE {m.seed_std_ce:.3g}, SupCon {m.seed_std_supcon:.3g} (pooled{uneven}; each simulated "
-          f"setting draws its seed std from the measured settings'); SupCon's spread across settings "
+                     ((b, m.seed_stds_ce), (s, m.seed_stds_supcon)) if stds)
+    print(f"Measured: seed std {b} {m.seed_std_ce:.3g}, {s} {m.seed_std_supcon:.3g} (pooled{uneven}; each simulated "
+          f"setting draws its seed std from the measured settings'); {s}'s spread across settings "
           f"{m.spread_supcon:.3g}{m.note}. {result['sims']} simulated studies per cell (standard error about "
           f"{result['se_at_0.8']:.2f} near 0.8).")
     heads = " | ".join(f"these, ratio {r:g}" for r in RATIOS) + " | " + " | ".join(f"beyond, ratio {r:g}" for r in RATIOS)
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --sims: at least 10 simulated studies are needed", file=sys.stderr)
         return EXIT_USAGE
     try:
-        trials, _, _ = load(args.results_dirs)
+        trials, _, metas = load(args.results_dirs)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -103,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --metric: no column {args.metric!r} in the trials", file=sys.stderr)
         return EXIT_USAGE
     out = {}
-    for name, m in measured(stats_rows(trials), args.metric).items():
+    from .report import analysis_of
+
+    baselines = {s: a["baseline"] for s, a in analysis_of(metas).items() if a.get("baseline")}
+    for name, m in measured(stats_rows(trials), args.metric, baselines).items():
         if isinstance(m, str):
             print(f"\n## {name}\nCannot plan from this factor: it {m}.")
             out[name] = {"error": m}

@@ -36,10 +36,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import registry
 from .config import ConfigError
 from .stats.base_margin import base_margins
-from .study import (CONTRASTIVE_ONLY, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
+from .study import (applies_to, base_config, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
                     plan_trials, setting_label, setting_values, space_for)
 
 STAGES = ("tune_base", "study", "replicates")
@@ -174,8 +173,8 @@ def _factor_settings(study: Study, factor: str) -> list[tuple[dict[str, Any], st
     return list(zip(values, distinct_labels(values)))
 
 
-def _skips(loss: str, values: dict[str, Any]) -> bool:
-    return registry.LOSSES.meta(loss, "kind") != "contrastive" and set(values) <= CONTRASTIVE_ONLY
+def _skips(study: Study, loss: str, values: dict[str, Any]) -> bool:
+    return not applies_to(base_config(study, loss), values)
 
 
 def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
@@ -187,7 +186,7 @@ def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
     for factor, nz in study.nuisance.items():
         for values, label in _factor_settings(study, factor):
             for loss in study.losses:
-                if _skips(loss, values):
+                if _skips(study, loss, values):
                     continue
                 design = designs.get((factor, loss))
                 if design is None:  # nothing this loss uses is re-tuned: ordinary trials
@@ -421,7 +420,7 @@ def planned_trial_count(study: Study) -> int:
 def _replicate_count(study: Study) -> int:
     designs = nuisance_designs(study)
     return sum(len(study.seeds) for factor in study.nuisance for values, _ in _factor_settings(study, factor)
-               for loss in study.losses if not _skips(loss, values) and (factor, loss) in designs)
+               for loss in study.losses if not _skips(study, loss, values) and (factor, loss) in designs)
 
 
 def print_protocol(study: Study, out) -> int:

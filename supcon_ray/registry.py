@@ -9,6 +9,11 @@ modules build each name (:attr:`Registry.home` says which module) and
 ``tests/test_registry.py`` checks that every registered name builds there and nothing else does,
 so a name cannot exist without its code. An unknown name fails with "must be one of", listing
 what is registered.
+
+Plugins (:mod:`supcon_ray.plugins`) add names at run time through :meth:`Registry.add`; their entries
+carry the ``builder`` and the ``module`` that registered them. A plugin name exists only in the processes
+that loaded the plugin (the driver of a study, its trial processes and Ray Train workers), never in the
+report, planner or analysis, which read what they need from the recorded data.
 """
 
 from __future__ import annotations
@@ -28,8 +33,29 @@ class Registry:
     entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        frozen = {name: MappingProxyType(dict(meta)) for name, meta in self.entries.items()}
-        object.__setattr__(self, "entries", MappingProxyType(frozen))
+        own = {name: MappingProxyType(dict(meta)) for name, meta in self.entries.items()}
+        object.__setattr__(self, "_own", own)
+        object.__setattr__(self, "entries", MappingProxyType(own))
+
+    def add(self, name: str, meta: Mapping[str, Any]) -> None:
+        """Register a plugin's ``name`` (``meta`` holds its ``module`` and ``builder``). The same module
+        registering the same name again (a re-import, a new version of its source) replaces its entry;
+        any other owner raises ``ValueError`` naming both."""
+        old = self._own.get(name)  # type: ignore[attr-defined]
+        if old is not None and old.get("module") != meta.get("module"):
+            where = f"plugin module {old['module']!r}" if old.get("module") else f"built into {self.home}"
+            raise ValueError(f"{self.kind} {name!r} is already registered ({where}); "
+                             f"plugin module {meta.get('module')!r} cannot register it again: choose another name")
+        self._own[name] = MappingProxyType(dict(meta))  # type: ignore[attr-defined]
+
+    def forget_plugins(self) -> None:
+        """Drop every name a plugin added (a notebook or a test that loads plugins afresh)."""
+        for name in [n for n, meta in self._own.items() if meta.get("module") is not None]:  # type: ignore[attr-defined]
+            del self._own[name]  # type: ignore[attr-defined]
+
+    def built_in(self, name: str) -> bool:
+        """Whether ``name`` is built in (not added by a plugin)."""
+        return self.check(name) in self.entries and self.entries[name].get("module") is None
 
     def names(self) -> tuple[str, ...]:
         """Every registered name, in registration order."""
@@ -83,5 +109,14 @@ SCHEDULES = Registry("schedule", "supcon_ray.optim", {"cosine": {}, "step": {}, 
 POLICIES = Registry("augmentation", "supcon_ray.augment", {
     "none": {}, "basic": {}, "simaugment": {}, "autoaugment": {}, "randaugment": {}, "stacked_randaugment": {},
 })
+#: Datasets by name besides the ``parquet:DIR`` / ``imagefolder:DIR`` forms (:mod:`supcon_ray.dataset_names`),
+#: loaded by :mod:`supcon_ray.data`.
+DATASETS = Registry("dataset", "supcon_ray.data", {"digits": {}, "cifar10": {}, "cifar100": {}})
 #: Every registry, by kind.
-REGISTRIES = {r.kind: r for r in (LOSSES, MODELS, OPTIMIZERS, SCHEDULES, POLICIES)}
+REGISTRIES = {r.kind: r for r in (LOSSES, MODELS, OPTIMIZERS, SCHEDULES, POLICIES, DATASETS)}
+
+
+def forget_plugins() -> None:
+    """Drop every plugin's names from every registry (the built-in ones stay)."""
+    for reg in REGISTRIES.values():
+        reg.forget_plugins()

@@ -69,7 +69,6 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from .stats.claims import Claim
 from . import plots, stats
 from .config import EXIT_USAGE, ConfigError
 from .manifest import MANIFEST_FILE, analysed_rows, read_manifest
@@ -78,7 +77,8 @@ from .stats.agreement import DEFAULT_EQUIVALENCE_RATIO
 from .stats.base_margin import base_margins, margin_sentence
 from .stats.importance import importance, sampled
 from .stats.settings import ALPHA, MIN_SETTINGS_BEYOND
-from .markdown import INTERVAL_NOTE, results_markdown
+from .markdown import INTERVAL_NOTE, claim_words, columns, results_markdown, slots
+from .stats.claims import display
 from .storage import HYPERPARAMETER_FIELDS, read_results, read_text
 
 CSS = """
@@ -89,9 +89,14 @@ th{background:#f4f4f4} td.l,th.l{text-align:left} .verdict{font-size:1.05em;back
 .overall{font-size:1.15em;background:#eef6ee;border-left:5px solid #2a8a2a;padding:.6em 1em}
 .note{color:#8a5a00;background:#fff8e6;border-left:4px solid #e0a800;padding:.4em 1em}
 """
-CLAIM_TEXT = {Claim.SUPCON_LESS: "SupCon less sensitive", Claim.CE_LESS: "CE less sensitive",
-              Claim.NO_DIFFERENCE: "no detectable difference", Claim.INSUFFICIENT: "cannot tell", Claim.MOVES: Claim.MOVES,
-              Claim.NO_EFFECT: "no detectable effect"}
+class _ClaimText(dict):
+    """A claim in words, for any ``<loss>_less_sensitive`` too."""
+
+    def __missing__(self, claim: str) -> str:
+        return claim_words(claim)
+
+
+CLAIM_TEXT = _ClaimText()
 
 
 def _num(x: Any, digits: int = 4) -> str:
@@ -209,6 +214,10 @@ def analysis_of(metas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for study, meta in metas.items():
         recorded = meta.get("analysis")
         settings = {"primary": "spread", "equivalence_ratio": DEFAULT_EQUIVALENCE_RATIO, **(recorded or {})}
+        # the baseline as recorded on the first run; the study file's only for folders from before records
+        compare = settings.pop("compare", None) or ({} if recorded is not None else meta.get("compare")) or {}
+        if isinstance(compare, dict) and compare.get("baseline"):
+            settings["baseline"] = compare["baseline"]
         edits = analysis_edits(Manifest(study, {}, analysis=recorded), meta) if recorded else []
         out[study] = {**settings, "declared": recorded is not None, "edits": edits}
     return out
@@ -223,7 +232,7 @@ def base_settings_of(metas: dict[str, dict[str, Any]]) -> dict[tuple[str, str], 
     for study, meta in metas.items():
         data = {k: v for k, v in meta.items() if k in Study.model_fields and k != "folder"}
         try:
-            parsed = Study.model_validate(data)
+            parsed = Study.model_validate(data, context={"recorded": True})  # plugin names as recorded
         except ValidationError:  # no study file, or one from another version: fall back to the x1 rule
             continue
         tuned = {loss: rec.get("values") or {} for loss, rec in (meta.get("bases") or {}).items()}
@@ -250,7 +259,8 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True,
         if not a["declared"]:
             notes.append(f"{s}: this folder's primary measure is the spread (the only one when it ran); the drop from "
                          "the base is a secondary answer added afterwards.")
-    kwargs = {"bases": bases, "equivalence_ratio": margin, "primary": primary}
+    baselines = {s: a["baseline"] for s, a in analysis.items() if a.get("baseline")}
+    kwargs = {"bases": bases, "equivalence_ratio": margin, "primary": primary, "baselines": baselines}
     rows = stats_rows(trials)
     unused = int((~trials["analysed"]).sum()) if "analysed" in trials else 0
     if unused:
@@ -259,8 +269,9 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True,
     if rows[metric].isna().all():
         notes.append(f"No trial has a value of {metric!r}: only counts and learning curves can be shown.")
     losses = sorted(rows["loss"].unique())
-    if not {"supcon", "ce"} <= set(losses):
-        notes.append(f"Only {', '.join(losses)} here: the SupCon-versus-CE comparison needs both losses.")
+    if len(losses) < 2:
+        notes.append(f"Only {', '.join(losses)} here: a comparison of methods needs two; each factor gets that "
+                     "method's own answers.")
     for (study, factor), g in rows.groupby(["study", "factor"]):
         if g["setting"].nunique() < 2:
             notes.append(f"{study} / {factor} has a single setting: there is no spread across settings.")
@@ -281,11 +292,16 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True,
         notes.append("These folders declare different primary measures, so no pooled headline is given: each "
                      "folder's own pooled answer under its primary is shown.")
     return {
-        "overall_per_study": {s: {k: v for k, v in o.items() if k != "by_factor"} for s, o in per_study.items()},
+        "overall_per_study": {s: {k: v for k, v in o.items() if k not in ("by_factor", "by_method")}
+                              for s, o in per_study.items()},
         "metric": metric,
         "studies": studies,
         "factors": factors,
         "overall": overall,
+        # every compared method's pooled answer (one entry for a study of two methods: the same as overall)
+        "overall_by_method": overall.pop("by_method", None) or (
+            {overall["method"]: {k: v for k, v in overall.items() if k not in ("by_factor", "factors")}}
+            if overall.get("method") else {}),
         # every distinct run once: a base trial analysed in two factors is one run
         "divergence": stats.divergence_summary(_runs(rows)),
         "divergence_all_trials": stats.divergence_summary(_runs(trials)),
@@ -329,6 +345,8 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
     rows = stats_rows(trials)
     studies = numbers["studies"]
     title = ", ".join(studies)
+    (base_loss, method_loss), several_pairs = columns(numbers)
+    B, M = ("each baseline", "each method") if several_pairs else (display(base_loss), display(method_loss))
     page = _Page()
     page.add(f"<h1>Stability report: {html.escape(title)}</h1>")
     for study in studies:
@@ -338,7 +356,7 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
     page.add(f"<p>Dataset <b>{html.escape(', '.join(map(str, trials['dataset'].dropna().unique())))}</b>, model "
              f"<b>{html.escape(', '.join(map(str, trials['model'].dropna().unique())))}</b>, metric <b>{html.escape(metric)}</b>, "
              f"{len(trials)} trials ({len(rows)} in the statistics). The unit of every interval and test is the "
-             "<i>setting</i>: seeds are nested in settings, and CE and SupCon are compared only over settings both ran, "
+             f"<i>setting</i>: seeds are nested in settings, and {B} and {M} are compared only over settings both ran, "
              "paired by setting. Spreads use completed runs; divergence is its own result (section 3), and a conservative "
              f"view scores diverged runs at chance ({_num(float(chance.iloc[0]), 3) if len(chance) else '1/classes'}). "
              "Test accuracy is measured once per trial, on its final model; nothing selects on it.</p>")
@@ -348,60 +366,69 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
         page.note(note)
 
     o = numbers["overall"]
-    ot = o["these_settings"]
-    page.add("<h2>1. Is SupCon less sensitive to its hyperparameters than CE? Two questions</h2>")
+    page.add(f"<h2>1. Is {M} less sensitive to its hyperparameters than {B}? Two questions</h2>")
     primaries = {a["primary"] for a in (numbers.get("analysis") or {}).values()} or {"spread"}
-    pooled_lines = _primary_first(o, next(iter(primaries))) if len(primaries) == 1 else [ot["sentence"]]
-    for line in [*pooled_lines, o["sentence"]]:
-        page.add(f'<p class="overall">{html.escape(line)}</p>')
-    page.add("<p><b>For these settings</b> (what the paper's Fig. 4a shows): across the settings tried, does CE's mean "
-             "accuracy move more than SupCon's? The spread is the std of each loss's true setting means over exactly these "
+    by_method = numbers.get("overall_by_method") or {}
+    for pooled in (by_method.values() if len(by_method) > 1 else [o]):  # every compared method's pooled answer
+        lines = _primary_first(pooled, next(iter(primaries))) if len(primaries) == 1 else [pooled["these_settings"]["sentence"]]
+        for line in [*lines, pooled["sentence"]]:
+            page.add(f'<p class="overall">{html.escape(line)}</p>')
+    page.add(f"<p><b>For these settings</b> (what the paper's Fig. 4a shows): across the settings tried, does {B}'s mean "
+             f"accuracy move more than {M}'s? The spread is the std of each loss's true setting means over exactly these "
              "settings (seed noise removed); the only noise is seed noise, each loss's own. Test and interval: a "
              "studentised parametric bootstrap, inverted. It says nothing about settings that were not tried.</p>"
-             "<p><b>Beyond these settings</b>: would SupCon vary less across <i>other</i> settings like these? The settings "
+             f"<p><b>Beyond these settings</b>: would {M} vary less across <i>other</i> settings like these? The settings "
              "are treated as a sample: σ<sub>a</sub> is the between-setting std of the population of settings (method of "
              "moments), p-values come from a paired permutation test that swaps the two losses' runs of whole settings, and "
              f"intervals invert that test. With fewer than {MIN_SETTINGS_BEYOND} settings it cannot reach α = {ALPHA} whatever the data "
              "('cannot tell'); <code>python -m supcon_ray.power STUDY_DIR</code> computes the design that would decide it.</p>"
              "<p>Each question is its own Holm family over every factor and the pooled test of this report. Ratios are "
-             f"CE / SupCon: above 1, SupCon varies less. {INTERVAL_NOTE}</p>")
+             f"{B} / {M}: above 1, {M} varies less. {INTERVAL_NOTE}</p>")
+    pooled_rows = [dict(po, study="all factors", factor="pooled" + (f" ({k})" if several_pairs else ""),
+                        paired_settings=po["n_settings"], losses={})
+                   for k, po in ((numbers.get("overall_by_method") or {"": o}) if several_pairs else {"": o}).items()]
     table = []
-    for f in numbers["factors"] + [dict(o, study="all factors", factor="pooled", paired_settings=o["n_settings"], losses={})]:
+    for f in numbers["factors"] + pooled_rows:
         t = f["these_settings"]
-        spread = {loss: t["losses"].get(loss) for loss in ("ce", "supcon")}
-        sig = {loss: f["losses"].get(loss, {}) for loss in ("ce", "supcon")}
-        table.append([f"{f['study']} / {f['factor']}", f["paired_settings"],
+        mm, bb = slots(f, (base_loss, method_loss))
+        spread = {loss: t["losses"].get(loss) for loss in (bb, mm)}
+        sig = {loss: f["losses"].get(loss, {}) for loss in (bb, mm)}
+        table.append([f"{f['study']} / {f['factor']}" + (f" ({f['method']} vs {f['baseline']})"
+                                                         if several_pairs and f.get("baseline") else ""),
+                      f["paired_settings"],
                       *(f"{_num(v['spread'], 3)} {_ci(v['spread_ci95'])}" if v else "" for v in spread.values()),
                       f"{_num(t['ratio'], 2)} {_ci(t['ci95'], 2)}", _p(t["p_adjusted"]), CLAIM_TEXT[t["claim"]],
                       *(f"{_num(v.get('setting_std'), 3)} {_ci(v.get('setting_std_ci95', [math.nan] * 2))}" if v else ""
                         for v in sig.values()),
                       f"{_num(f['ratio'], 2)} {_ci(f['ci95'], 2)}", _p(f["p_adjusted"]), CLAIM_TEXT[f["claim"]]])
-    page.add(_table(["study / factor", "paired settings", "these: spread CE [95% CI]", "these: spread SupCon [95% CI]",
-                     "these: ratio [95% CI]", "these: p (Holm)", "for these settings", "beyond: σa CE [95% CI]",
-                     "beyond: σa SupCon [95% CI]", "beyond: ratio [95% CI]", "beyond: p (Holm)", "beyond these settings"],
+    page.add(_table(["study / factor", "paired settings", f"these: spread {B} [95% CI]", f"these: spread {M} [95% CI]",
+                     "these: ratio [95% CI]", "these: p (Holm)", "for these settings", f"beyond: σa {B} [95% CI]",
+                     f"beyond: σa {M} [95% CI]", "beyond: ratio [95% CI]", "beyond: p (Holm)", "beyond these settings"],
                     table))
     for f in numbers["factors"]:
         page.add(f'<p class="verdict">{html.escape(f["these_settings"]["sentence"])}<br>{html.escape(f["sentence"])}</p>')
     page.add("<h3>Drop from the base</h3><p>How much accuracy each loss loses, on average, away from the setting it "
              "was tuned at (the base setting's mean minus the mean of the other settings' means; each setting's own seed "
-             "noise; Welch-Satterthwaite t-intervals). The difference CE − SupCon is its own Holm family; the ratio "
+             f"noise; Welch-Satterthwaite t-intervals). The difference {B} − {M} is its own Holm family; the ratio "
              "(Fieller interval) only where both drops are positive. Agreement with the paper: significant in its direction "
              "(agree), against it (disagree: opposite), a ratio shown inside [1/m, m] by two one-sided tests (disagree: no "
              "meaningful difference), else inconclusive.</p>")
     drops = []
-    for f in numbers["factors"] + [dict(o, study="all factors", factor="pooled")]:
+    for f in numbers["factors"] + pooled_rows:
         d = f.get("drop") or {}
         if not d:
             continue
         per = d.get("losses", {})
         diff = d.get("difference") or {}
-        drops.append([f"{f['study']} / {f['factor']}",
-                      *(f"{_num(per[x]['drop'], 3)} {_ci(per[x]['ci95'])}" if x in per else "" for x in ("ce", "supcon")),
+        mm, bb = slots(f, (base_loss, method_loss))
+        drops.append([f"{f['study']} / {f['factor']}" + (f" ({f['method']} vs {f['baseline']})"
+                                                         if several_pairs and f.get("baseline") else ""),
+                      *(f"{_num(per[x]['drop'], 3)} {_ci(per[x]['ci95'])}" if x in per else "" for x in (bb, mm)),
                       f"{_num(diff.get('estimate'), 3)} {_ci(diff.get('ci95', [None, None]))}" if diff else "",
                       _p(d.get("p_adjusted")), CLAIM_TEXT[d["claim"]],
                       f"{_num(d['ratio'], 2)} {_ci(d['ci95'], 2)}" if d.get("ratio") is not None else "–",
                       (d.get("agreement") or {}).get("outcome") or "–", _widths(per)])
-    page.add(_table(["study / factor", "drop CE [95% CI]", "drop SupCon [95% CI]", "difference CE − SupCon [95% CI]",
+    page.add(_table(["study / factor", f"drop {B} [95% CI]", f"drop {M} [95% CI]", f"difference {B} − {M} [95% CI]",
                      "p (Holm)", "claim", "ratio [95% CI]", "agreement",
                      "decades within 1 / 5 points of the best"], drops))
     across = o.get("by_factor") or []
@@ -436,9 +463,10 @@ def render(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str, numbers: dic
     page.add(_table(["loss", "completed", "diverged", "failed", "divergence rate"],
                     [[loss, c["completed"], c["diverged"], c["failed"], _num(c["divergence_rate"], 3)] for loss, c in d["per_loss"].items()]))
     page.add(f'<p class="verdict">{html.escape(div.sentence(d, "All studies"))}</p>')
-    page.add(_table(["study / factor", "CE diverged", "SupCon diverged", "Fisher p"],
-                    [[f"{f['study']} / {f['factor']}", f["losses"].get("ce", {}).get("diverged", "–"),
-                      f["losses"].get("supcon", {}).get("diverged", "–"), _p(f["divergence_fisher_p"])] for f in numbers["factors"]]))
+    page.add(_table(["study / factor", "diverged per loss", "Fisher p"],
+                    [[f"{f['study']} / {f['factor']}", ", ".join(f"{display(loss)} {le.get('diverged', '–')}"
+                                                                 for loss, le in f["losses"].items()),
+                      _p(f["divergence_fisher_p"])] for f in numbers["factors"]]))
 
     page.add("<h2>4. Seed noise next to the effect of settings</h2>")
     page.add("<p>Both on the scale of one run: the seed std (pooled within settings) and the between-setting std with "
@@ -603,8 +631,11 @@ def headline(numbers: dict[str, Any]) -> list[str]:
     primary = {s: a["primary"] for s, a in (numbers.get("analysis") or {}).items()}
     kinds = set(primary.values()) or {"spread"}
     lines: list[str] = []
+    by_method = numbers.get("overall_by_method") or {}
     if len(kinds) == 1:
-        lines += [*_primary_first(o, kinds.pop()), o["sentence"]]
+        kind = kinds.pop()
+        for pooled in (by_method.values() if len(by_method) > 1 else [o]):  # every compared method's pooled answer
+            lines += [*_primary_first(pooled, kind), pooled["sentence"]]
     else:
         for study, own in (numbers.get("overall_per_study") or {}).items():
             lines += [f"{study} (primary: {primary.get(study, 'spread')}): {line}"

@@ -21,6 +21,7 @@ trials the process ran before this one).
 
 from __future__ import annotations
 
+
 import math
 import os
 import tempfile
@@ -168,13 +169,19 @@ def spec_of(config: dict[str, Any], tpe: tuple | None) -> dict[str, Any]:
 
 
 def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, max_failures: int,
-              tpe: tuple | None = None) -> None:
+              tpe: tuple | None = None, plugins: list[dict] | None = None) -> None:
     """The Ray Tune trainable: train the trial's spec once and record it.
 
-    ``tpe``: see :func:`spec_of`, when ``config`` is a TPE suggestion.
+    ``tpe``: see :func:`spec_of`, when ``config`` is a TPE suggestion; ``plugins``: the study's plugin
+    sources (:class:`supcon_ray.plugins.PluginSource` as dicts), loaded here before anything reads a name.
     """
     import ray
     import ray.tune
+
+    if plugins:
+        from .plugins import activate
+
+        activate(plugins)
 
     spec = spec_of(config, tpe)
     store = ResultStore(storage, study)
@@ -193,7 +200,7 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
         from .distributed import fit_distributed
 
         result = fit_distributed(cfg, spec["trial_id"], f"{store.uri}/runs", callbacks=[TuneReportCallback()],
-                                 max_failures=max_failures, reserved_cpus=TRIAL_DRIVER_CPUS)
+                                 max_failures=max_failures, reserved_cpus=TRIAL_DRIVER_CPUS, plugins=plugins)
         node_id = result.get("node_id", node_id)
     else:
         result = _train_inline(cfg, spec["trial_id"])

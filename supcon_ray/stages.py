@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .data import Splits, Transformed
 from .evaluation import Cached, gather, top1
 from .loader import SeededItems
-from .losses import SupConLoss, cross_entropy_loss
+from .losses import SupConLoss, cross_entropy_loss, plugin_objective
 from .models import Network
 from . import registry
 
@@ -146,14 +146,16 @@ def features_top1(ctx: RunContext, features: Cached) -> float:
 def build_stage(name: str, ctx: RunContext, features: dict[str, Cached]) -> Stage:
     """Stage ``name`` of the run (``features``: the shards :func:`features_needed` names)."""
     cfg = ctx.cfg
+    built_in = registry.LOSSES.built_in(cfg.loss)
     if name == "pretrain":
-        supcon = contrastive_loss(cfg)
+        supcon = contrastive_loss(cfg) if built_in else plugin_objective(cfg.loss, cfg)
         use_labels = bool(registry.LOSSES.meta(cfg.loss, "labels"))
 
         def contrastive(module, x, y):
             b, v = x.shape[:2]
             z = module(ctx.layout(x.reshape(b * v, *x.shape[2:])))
-            return supcon(z.view(b, v, -1), y if use_labels else None)  # the loss casts to float32
+            z = z.view(b, v, -1)  # the built-in loss casts to float32 itself; a plugin's gets float32 features
+            return supcon(z if built_in else z.float(), y if use_labels else None)
 
         data, augment = train_items(ctx, 2)
         return Stage(name, ctx.net.contrastive(), data, contrastive, cfg.epochs, cfg.batch_size, cfg.optimizer,
@@ -163,10 +165,11 @@ def build_stage(name: str, ctx: RunContext, features: dict[str, Cached]) -> Stag
     def classify(module, x, y):
         return ce(module(ctx.layout(x)).float(), y)
 
-    if name == "ce":
+    if name == "ce":  # end to end on logits: CE, or a plugin's classifier loss (the linear stage is always CE)
         module = ctx.net.end_to_end()
+        objective = ce if built_in else plugin_objective(cfg.loss, cfg)
         data, augment = train_items(ctx, 1)
-        return Stage(name, module, data, classify, cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr,
+        return Stage(name, module, data, lambda m, x, y: objective(m(ctx.layout(x)).float(), y), cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.lr,
                      cfg.weight_decay, True, lambda: images_top1(ctx, module, "val"), augment=augment)
     if name != "linear" or cfg.linear_stage == "lbfgs":
         raise ValueError(f"no trained stage {name!r} for linear_stage={cfg.linear_stage!r}")

@@ -30,6 +30,8 @@ rows enter the statistics is the manifest's ``analysed`` list alone
 
 from __future__ import annotations
 
+import json
+
 import math
 import os
 import types
@@ -160,6 +162,9 @@ class ResultStore:
         trial_id = row["trial_id"]
         keys = [f.name for f in KEY_FIELDS]
         self._write(_table([{**{k: row[k] for k in keys}, **e} for e in epochs], EPOCH_SCHEMA), "epochs", trial_id)
+        options = row.get("options")
+        if isinstance(options, dict):  # a plugin's own hyperparameters: one JSON column, null when there are none
+            row = {**row, "options": json.dumps(options, sort_keys=True) if options else None}
         self._write(_table([row], TRIAL_SCHEMA), "trials", trial_id)
 
     def finished_ids(self) -> set[str]:

@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from . import grids, registry
 from .config import ConfigError, TrainConfig, format_validation_error
@@ -183,11 +184,34 @@ class Resources(_Strict):
     launcher: Literal["auto", "ray_train"] = "auto"
 
 
-class Base(_Strict):
+class Base(BaseModel):
+    """Each loss's best setting: ``common`` for every loss, then a block per loss (the built-in ones' blocks
+    are always present; a plugin loss's block is written under its own name)."""
+
+    model_config = ConfigDict(extra="allow")
+
     common: dict[str, Any] = {}
     supcon: dict[str, Any] = {}
     simclr: dict[str, Any] = {}
     ce: dict[str, Any] = {}
+
+    def block(self, loss: str) -> dict[str, Any]:
+        """The block of ``loss`` (empty where the file has none)."""
+        return (getattr(self, loss, None) if loss in type(self).model_fields else (self.model_extra or {}).get(loss)) or {}
+
+
+class Compare(_Strict):
+    """Which loss every other loss of the study is compared with."""
+
+    baseline: str
+
+
+def _registered_loss(name: str, info: ValidationInfo) -> str:
+    """A loss name the registry knows (plugins loaded first); trusted as recorded where the caller reads a
+    folder's own study file (``context={"recorded": True}``: the report never loads plugins)."""
+    if (info.context or {}).get("recorded"):
+        return name
+    return registry.LOSSES.check(name)
 
 
 class Study(_Strict):
@@ -195,7 +219,7 @@ class Study(_Strict):
     description: str = ""
     dataset: str = "digits"
     model: str = "resnet-mini"
-    losses: list[Annotated[str, AfterValidator(registry.LOSSES.check)]] = Field(min_length=1)  # registered losses
+    losses: list[Annotated[str, AfterValidator(_registered_loss)]] = Field(min_length=1)  # registered losses
     seeds: list[int] = Field(min_length=1)
     base: Base = Base()
     vary: dict[str, list[Union[Scalar, dict[str, Any]]]] = {}
@@ -211,6 +235,12 @@ class Study(_Strict):
     #: Analysis only, like ``primary``.
     equivalence_ratio: float = Field(1.25, gt=1.0, le=100.0)
     quick: dict[str, Any] | None = None
+    #: The user's modules that register losses, encoders or datasets (:mod:`supcon_ray.plugins`): module
+    #: names, paths relative to this file, or entry-point names. Their bytes enter the fingerprint.
+    plugins: list[str] = []
+    #: ``{baseline: <loss>}``: every other loss is compared with this one (default ``ce`` where the study
+    #: has it). Analysis only, like ``primary``.
+    compare: Compare | None = None
     #: Set by :func:`load_study`, never written in a study file: the study file's folder, against which
     #: relative dataset paths resolve when files are opened. Not part of any trial id or the fingerprint.
     folder: str | None = None
@@ -270,14 +300,36 @@ class Study(_Strict):
             raise ValueError("a study needs 'vary' (one factor at a time) or 'search' (a sampled space)")
         return self
 
+    @model_validator(mode="after")
+    def _baseline(self, info: ValidationInfo):
+        if self.compare is not None and self.compare.baseline not in self.losses:
+            raise ValueError(f"compare.baseline: {self.compare.baseline!r} is not one of the study's losses; must be "
+                             f"one of: {', '.join(self.losses)}")
+        if self.compare is None and len(self.losses) > 1 and "ce" not in self.losses \
+                and not (info.context or {}).get("recorded"):
+            raise ValueError(f"compare: the study has no ce to compare its losses with; say which loss is the "
+                             f"baseline, e.g. compare: {{baseline: {self.losses[0]}}} (one of: {', '.join(self.losses)})")
+        return self
+
+    @property
+    def baseline(self) -> str | None:
+        """The loss every other loss is compared with: ``compare.baseline``, else ``ce`` where the study has it."""
+        if self.compare is not None:
+            return self.compare.baseline
+        return "ce" if "ce" in self.losses else (self.losses[0] if len(self.losses) == 1 else None)
+
 
 #: Study keys that say how the results are analysed, not what a trial computes (never in the fingerprint).
-ANALYSIS_KEYS = {"primary", "equivalence_ratio"}
+ANALYSIS_KEYS = {"primary", "equivalence_ratio", "compare"}
 
 
 def analysis_settings(study: Study) -> dict[str, Any]:
-    """What the manifest records of the analysis on a study's first run."""
-    return {"primary": study.primary, "equivalence_ratio": study.equivalence_ratio}
+    """What the manifest records of the analysis on a study's first run (``compare`` only where the file sets it,
+    so a folder's record is unchanged by the key's addition)."""
+    out: dict[str, Any] = {"primary": study.primary, "equivalence_ratio": study.equivalence_ratio}
+    if study.compare is not None:
+        out["compare"] = study.compare.model_dump()
+    return out
 
 
 #: ``phase`` of a trial: stage 1, a nuisance search of stage 2, or an ordinary stage-2 trial.
@@ -332,11 +384,44 @@ def distinct_labels(designs: list[dict[str, Any]]) -> list[str]:
 
 
 _RELATIVE = re.compile(r"^x(?P<m>(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
+#: A plugin's own hyperparameter is written ``options.<name>`` wherever a hyperparameter is (a factor, a key
+#: of a setting); base blocks may also give ``options: {<name>: value}``. Trials hold them in ``options``.
+OPTION_PREFIX = "options."
+
+
+def option_name(key: str) -> str | None:
+    """``options.epsilon`` -> ``epsilon``; ``None`` for any other key."""
+    return key[len(OPTION_PREFIX):] if isinstance(key, str) and key.startswith(OPTION_PREFIX) and \
+        len(key) > len(OPTION_PREFIX) else None
+
+
+def is_hyperparameter(key: str) -> bool:
+    """A TrainConfig field or a plugin option (``options.<name>``)."""
+    return key in TrainConfig.model_fields or option_name(key) is not None
+
+
+def fold_options(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every ``options.<name>`` key moved into its ``options`` mapping (over what it held)."""
+    flat = {k: v for k, v in values.items() if option_name(k) is None}
+    given = {option_name(k): v for k, v in values.items() if option_name(k) is not None}
+    if given:
+        flat["options"] = {**(values.get("options") or {}), **given}
+    return flat
+
+
+def declared_options(base: dict[str, Any]) -> dict[str, Any]:
+    """The options the loss, model and dataset of ``base`` declare, with their values there (else defaults)."""
+    out: dict[str, Any] = {}
+    for reg, key in ((registry.LOSSES, "loss"), (registry.MODELS, "model"), (registry.DATASETS, "dataset")):
+        name = base.get(key, TrainConfig.model_fields[key].default)
+        if name in reg:
+            out.update(reg.meta(name, "options") or {})
+    return {**out, **(base.get("options") or {})}
 
 
 def relative_multiplier(key: str, value: Any) -> float | None:
     """The multiplier of a relative value such as ``x0.1`` for a numeric key, else None."""
-    if not isinstance(value, str) or key not in TrainConfig.model_fields:
+    if not isinstance(value, str) or not is_hyperparameter(key):
         return None
     m = _RELATIVE.match(value.strip())
     return float(m["m"]) if m else None
@@ -360,10 +445,29 @@ def resolve(values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         if mult is None:
             out[key] = value
             continue
+        option = option_name(key)
+        if option is not None:
+            ref = declared_options(base).get(option)
+            if not isinstance(ref, (int, float)) or isinstance(ref, bool):
+                raise ConfigError(f"{key}: {value!r} is relative to the base, but the base has no number for "
+                                  f"option {option!r}")
+            out[key] = max(1, round(ref * mult)) if isinstance(ref, int) else float(ref * mult)
+            continue
         ref = base.get(key, TrainConfig.model_fields[key].default)
         scaled = ref * mult
         out[key] = max(1, round(scaled)) if TrainConfig.model_fields[key].annotation is int else float(scaled)
     return out
+
+
+def applies_to(loss_base: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether a setting of ``values`` is run for the loss whose base is ``loss_base``: not when it only sets
+    keys that loss does not use (contrastive keys for a classifier loss; another plugin's options)."""
+    if not _contrastive(loss_base["loss"]) and set(values) <= CONTRASTIVE_ONLY:
+        return False
+    options = [option_name(k) for k in values if option_name(k) is not None]
+    if options and len(options) == len(values):
+        return any(o in declared_options(loss_base) for o in options)
+    return True
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
@@ -379,7 +483,7 @@ def _deep_merge(base: dict, override: dict) -> dict:
 def _check_partial(values: dict[str, Any], path: str, source: str) -> None:
     """Validate a partial TrainConfig (defaults fill the rest) and report errors at ``path``."""
     try:
-        TrainConfig(**values)
+        TrainConfig(**fold_options(values))
     except ValidationError as err:
         lines = format_validation_error(err).splitlines()
         raise ConfigError("\n".join(f"{source}: {path}.{line}" if path else f"{source}: {line}" for line in lines)) from None
@@ -389,8 +493,23 @@ def setting_values(factor: str, setting: Any) -> dict[str, Any]:
     return dict(setting) if isinstance(setting, dict) else {factor: setting}
 
 
+def _load_plugins(raw: dict[str, Any], path: Path, source: str) -> None:
+    """Load the plugins the study file names (before its names are validated against the registries)."""
+    entries = raw.get("plugins") or []
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ConfigError(f"{source}: plugins: a list of module names, paths to .py files or entry-point names")
+    if entries:
+        from .plugins import PluginError, load_plugins
+
+        try:
+            load_plugins(entries, str(path.resolve().parent))
+        except PluginError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+
 def load_study(path: str | Path, quick: bool = False) -> Study:
-    """Read, validate and (with ``quick``) apply the ``quick`` block of the study file at ``path``."""
+    """Read, validate and (with ``quick``) apply the ``quick`` block of the study file at ``path``. The
+    plugins it names are loaded into this process first (:mod:`supcon_ray.plugins`)."""
     path = Path(path)
     source = str(path)
     try:
@@ -411,21 +530,29 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         if not isinstance(overrides, dict):
             raise ConfigError(f"{source}: --quick needs a 'quick' block in the study file")
         raw = _deep_merge({k: v for k, v in raw.items() if k != "quick"}, overrides)
+    _load_plugins(raw, path, source)
     try:
         study = Study(**{**raw, "folder": str(path.resolve().parent)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
     _check_partial({"dataset": study.dataset, "model": study.model}, "", source)
-    for part in ("common", "supcon", "simclr", "ce"):
-        values = getattr(study.base, part)
+    for part in ("common", *type(study.base).model_fields, *(study.base.model_extra or {})):
+        if part not in ("common", *type(study.base).model_fields) and part not in registry.LOSSES:
+            raise ConfigError(f"{source}: base.{part}: not a loss; a base block is 'common' or a loss's name: "
+                              f"{', '.join(('common', *registry.LOSSES.names()))}")
+        values = study.base.common if part == "common" else study.base.block(part)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: base.{part}: a mapping of hyperparameters")
         bad = RESOURCE_KEYS & set(values)
         if bad:
             raise ConfigError(f"{source}: base.{part}.{sorted(bad)[0]}: set workers and CPUs/GPUs under 'resources'")
-        _check_partial(values, f"base.{part}", source)
+        # options belong to a loss, model or dataset: checked in each loss's whole base below
+        _check_partial({k: v for k, v in values.items() if k != "options" and option_name(k) is None},
+                       f"base.{part}", source)
     for factor, settings in study.vary.items():
         for i, setting in enumerate(settings):
             values = setting_values(factor, setting)
-            if not isinstance(setting, dict) and factor not in TrainConfig.model_fields:
+            if not isinstance(setting, dict) and not is_hyperparameter(factor):
                 raise ConfigError(f"{source}: vary.{factor}[{i}]: {factor!r} is not a hyperparameter, so each setting "
                                   f"must be a mapping of hyperparameters; valid keys: {', '.join(TrainConfig.model_fields)}")
             for key, value in values.items():
@@ -433,8 +560,16 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
                         and _numeric(key) and relative_multiplier(key, value) is None:
                     raise ConfigError(f"{source}: vary.{factor}[{i}].{key}: {value!r} is neither a number nor a "
                                       f"multiple of the base such as x0.5")
-            for loss in study.losses:
-                _check_partial(resolve(values, base_config(study, loss)), f"vary.{factor}[{i}]", source)
+            runs = [loss for loss in study.losses if applies_to(base_config(study, loss), values)]
+            if not runs:
+                raise ConfigError(f"{source}: vary.{factor}[{i}]: no loss of the study uses {', '.join(values)} "
+                                  f"(losses: {', '.join(study.losses)})")
+            for loss in runs:
+                try:
+                    resolved = resolve(values, base_config(study, loss))
+                except ConfigError as err:
+                    raise ConfigError(f"{source}: vary.{factor}[{i}].{err}") from None
+                _check_partial({**base_config(study, loss), **resolved}, f"vary.{factor}[{i}]", source)
     for loss in study.losses:
         _check_partial(base_config(study, loss), f"base.{loss}", source)
     if study.search is not None:
@@ -568,7 +703,7 @@ def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) ->
         "dataset": study.dataset,
         "model": study.model,
         **study.base.common,
-        **getattr(study.base, loss),
+        **study.base.block(loss),
         **(tuned or {}),
         "loss": loss,
         "workers": r.workers_per_trial,
@@ -587,7 +722,7 @@ def at_own_size(study: Study) -> tuple[Study, str]:
     ran at the 224 px crop before refuses to resume instead of mixing sizes."""
     from .dataset_names import SIZE_KEYS, own_size
 
-    blocks = [study.base.common, *(getattr(study.base, loss, {}) or {} for loss in study.losses)]
+    blocks = [study.base.common, *(study.base.block(loss) for loss in study.losses)]
     if any(key in block for block in blocks for key in SIZE_KEYS):
         return study, ""
     try:
@@ -611,7 +746,8 @@ def base_settings(study: Study, tuned: dict[str, dict[str, Any]] | None = None) 
         out[factor] = {}
         for loss in study.losses:
             base = base_config(study, loss, (tuned or {}).get(loss))
-            full = {**{k: f.default for k, f in TrainConfig.model_fields.items()}, **base}
+            full = {**{k: f.default for k, f in TrainConfig.model_fields.items()}, **base,
+                    **{OPTION_PREFIX + k: v for k, v in declared_options(base).items()}}
             match = None
             for values, label in zip(all_values, labels):
                 resolved = resolve(values, base)
@@ -646,9 +782,11 @@ def make_spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed
     """The trial of ``values`` (and ``nuisance`` values) applied to the loss's (tuned) base, for ``seed``."""
     base = base_config(study, loss, tuned)
     label = setting_label(values) if label is None else label
-    train = {**base, **resolve(values, base), **(nuisance or {}), "seed": seed}
+    train = fold_options({**fold_options(base), **resolve(values, base), **(nuisance or {}), "seed": seed})
     train = TrainConfig(**{**train, "dataset": absolute_dataset_name(study.dataset, study.folder)}).model_dump()
     train["dataset"] = study.dataset  # as written: ids and rows hold no machine path
+    if not train["options"]:
+        del train["options"]  # added after the first studies: absent while empty, so no recorded id changed
     id_label = label + ("," + setting_label(nuisance) if nuisance else "")
     return TrialSpec(trial_id(study.study, phase, factor, id_label, train), loss, seed, factor, label, design,
                      train, sampler_seed, phase, nuisance, study.folder)
@@ -763,7 +901,7 @@ def plan_trials(study: Study, tuned: dict[str, dict[str, Any]] | None = None,
         all_values = [setting_values(factor, setting) for setting in settings]
         for values, label in zip(all_values, distinct_labels(all_values)):
             for loss in study.losses:
-                if not _contrastive(loss) and set(values) <= CONTRASTIVE_ONLY:
+                if not applies_to(base_config(study, loss, tuned.get(loss)), values):
                     continue
                 for seed in study.seeds:
                     specs.append(make_spec(study, loss, factor, values, seed, "one_factor", tuned=tuned.get(loss),
@@ -792,4 +930,5 @@ def check_unique(specs: list[TrialSpec]) -> list[TrialSpec]:
 
 def study_as_yaml(study: Study) -> str:
     """The validated study (after --quick) as YAML, stored beside its results: no machine path in it."""
-    return yaml.safe_dump(study.model_dump(mode="json", exclude={"quick", "folder"}), sort_keys=False)
+    unset = {k for k in ("plugins", "compare") if not getattr(study, k)}  # added keys: absent while unset
+    return yaml.safe_dump(study.model_dump(mode="json", exclude={"quick", "folder", *unset}), sort_keys=False)

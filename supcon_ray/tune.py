@@ -161,8 +161,9 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     from .storage import ResultStore, read_results
     from .study import study_as_yaml
 
+    sources = plugin_sources(study)
     store = ResultStore(storage_uri(storage), study.study)
-    manifest = open_manifest(store, study, resume)
+    manifest = open_manifest(store, study, resume, {s.entry: s.digest for s in sources})
     for line in analysis_edits(manifest, study):
         print(f"note: {line}", flush=True)
     store.discard_partial_writes()  # half-written files of a killed run (nothing is running on this folder yet)
@@ -174,7 +175,8 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     save_manifest(store, manifest)
     console = console or StudyConsole(protocol.planned_trial_count(study))
     set_current(console)
-    executor = Executor(study, store, console, resume, address, max_concurrent, verbose)
+    executor = Executor(study, store, console, resume, address, max_concurrent, verbose,
+                        plugins=[s.as_dict() for s in sources])
     outcome = Outcome(store.uri)
     analysed: list[dict[str, str]] = []
     try:
@@ -228,6 +230,17 @@ def _decide(study: Study, stage: str, planned, manifest, store, console, outcome
                           + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")")
                           + (f"; {margin_sentence(rec['margin'])}" if rec.get("margin") else ""))
     return True
+
+
+def plugin_sources(study: Study) -> list:
+    """The study's plugins, each file read once: the digests the fingerprint records are those of the
+    sources every trial process runs (:mod:`supcon_ray.plugins`)."""
+    from .plugins import PluginError, resolve
+
+    try:
+        return resolve(study.plugins, study.folder)
+    except PluginError as err:
+        raise ConfigError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

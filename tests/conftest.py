@@ -28,3 +28,12 @@ def ray_session():
     init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def no_plugin_names_outlive_a_test():
+    """Plugins a test loads register names in this process; each test starts with the built-in ones only."""
+    yield
+    from supcon_ray import registry
+
+    registry.forget_plugins()

@@ -81,6 +81,10 @@ def _driver(args: list[str], env: dict, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env, **kw)
 
 
+#: Where a child process writes its outcome (JSON).
+SUMMARY = "summary.json"
+
+
 def _child_no_token(work: Path) -> None:
     """A 2-node cluster started with plain Ray, without token authentication, joined as a user would
     (``RAY_ADDRESS``): the study completes; a driver that insists on token auth exits 2; a driver forced
@@ -103,7 +107,7 @@ def _child_no_token(work: Path) -> None:
         out = {"folder": str(work / "results" / "multinode"), "forced_folder": str(work / "forced" / "multinode")}
         for name, proc in (("joined", joined), ("refused", refused), ("forced", forced)):
             out[name] = {"rc": proc.returncode, "out": proc.stdout[-6000:], "err": proc.stderr[-6000:]}
-        print(json.dumps(out))
+        (work / SUMMARY).write_text(json.dumps(out))
     finally:
         cluster.shutdown()
 
@@ -124,7 +128,7 @@ def _forced_token_driver(address: str, argv: list[str]) -> int:
 
 def _child(mode: str, workdir: str) -> None:
     """Run in a fresh process: start a 2-node cluster, run the study (killing the worker node mid-trial
-    in ``fault`` mode), print a JSON summary, and stop every node."""
+    in ``fault`` mode), write a JSON summary (:data:`SUMMARY`), and stop every node."""
     import os
     import secrets
     import threading
@@ -179,7 +183,7 @@ def _child(mode: str, workdir: str) -> None:
             threading.Thread(target=kill_worker_at_its_trials_first_checkpoint, daemon=True).start()
         study = load_study(space)
         folder = run_study(study, str(work / "results"), False, cluster.address, None).folder
-        print(json.dumps({"folder": folder, "killed": killed, "head": cluster.head_node.node_id}))
+        (work / SUMMARY).write_text(json.dumps({"folder": folder, "killed": killed, "head": cluster.head_node.node_id}))
     finally:
         import ray
 
@@ -191,7 +195,8 @@ def _run_child(mode: str, tmp_path: Path) -> dict:
     proc = subprocess.run([sys.executable, __file__, mode, str(tmp_path)], capture_output=True, text=True,
                           timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # a file, not stdout: Ray's processes may still print there while the cluster shuts down
+    return json.loads((tmp_path / SUMMARY).read_text())
 
 
 @pytest.mark.ray

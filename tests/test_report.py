@@ -155,7 +155,7 @@ def test_report_bad_input(tmp_path, capsys):
 def test_report_with_one_loss_and_one_setting_still_renders(tmp_path):
     folder = _write_study(tmp_path, losses=("supcon",), factors={"optimizer": FACTORS["optimizer"][:1]})
     html = build_report(str(folder))[0].read_text()
-    assert "needs both losses" in html and "single setting" in html and "cannot tell" in html
+    assert "a comparison of methods needs two" in html and "single setting" in html and "cannot tell" in html
 
 
 def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The claims a statistic can make, named once (string values: they are the report's JSON contract).
 
-Two-method comparisons claim a direction (``supcon_less_sensitive`` / ``ce_less_sensitive``), no
+Two-method comparisons claim a direction (``<loss>_less_sensitive``: :func:`less_sensitive`, so
+``supcon_less_sensitive`` and ``ce_less_sensitive`` keep their meaning for any pair), no
 detectable difference, or ``insufficient`` (cannot tell); one-method tests claim that the loss's
 accuracy ``moves`` across the settings beyond seed noise, or ``no_detectable_effect``.
 """
@@ -21,5 +22,23 @@ class Claim(StrEnum):
     NO_EFFECT = "no_detectable_effect"
 
 
-#: The claims that name a direction between two methods.
+#: The claims that name a direction between CE and SupCon (the paper's pair).
 DIRECTIONS = (Claim.SUPCON_LESS, Claim.CE_LESS)
+SUFFIX = "_less_sensitive"
+#: How each built-in loss is named in sentences and tables (any other loss by its registered name).
+DISPLAY = {"ce": "CE", "supcon": "SupCon", "simclr": "SimCLR"}
+
+
+def less_sensitive(loss: str) -> str:
+    """The claim that ``loss`` is the less sensitive of a compared pair: ``<loss>_less_sensitive``."""
+    return f"{loss}{SUFFIX}"
+
+
+def less_sensitive_loss(claim: str) -> str | None:
+    """The loss a directional claim names (``supcon_less_sensitive`` -> ``supcon``), else ``None``."""
+    return claim[: -len(SUFFIX)] if isinstance(claim, str) and claim.endswith(SUFFIX) else None
+
+
+def display(loss: str) -> str:
+    """A loss as sentences name it: ``CE``, ``SupCon``, ``SimCLR``, else its registered name."""
+    return DISPLAY.get(loss, loss)

@@ -22,19 +22,15 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from .claims import Claim
-from .agreement import agreement_entry
+from .claims import Claim, display, less_sensitive
+from .agreement import PAPER_POOLED, agreement_entry
 from .drop import DropComparison, LossDrop, compare_drops, equivalence_p, fieller, loss_drop
-from .multiplicity import holm
+from .multiplicity import holm_with_pooled
 from .settings import ALPHA, MIN_SEEDS_THESE
 from .variance import SettingTable
 
 MEASURE = "drop from the base"
-NAMES = {"ce": "CE", "supcon": "SupCon", "simclr": "SimCLR"}
-
-
-def _name(loss: str) -> str:
-    return NAMES.get(loss, loss)
+_name = display
 
 
 @dataclass
@@ -107,11 +103,12 @@ def _base_not_best(a: "_Answer | None") -> str:
             "sensitivity, and the two losses cannot be ranked by it.")
 
 
-def _claim_two(c: DropComparison | None, p_adjusted: float, a: "_Answer | None" = None) -> str:
+def _claim_two(c: DropComparison | None, p_adjusted: float, a: "_Answer | None" = None,
+               pair: tuple[str, str] = ("ce", "supcon")) -> str:
     if c is None or _base_not_best(a):
         return Claim.INSUFFICIENT
     if p_adjusted < ALPHA and c.direction != 0:
-        return Claim.SUPCON_LESS if c.direction > 0 else Claim.CE_LESS
+        return less_sensitive(pair[1]) if c.direction > 0 else less_sensitive(pair[0])
     return Claim.NO_DIFFERENCE
 
 
@@ -176,12 +173,13 @@ def _sentence(scope: str, claim: str, a: _Answer | None, p_adjusted: float, reas
                     f"on average, higher away from it ({detail}).")
         return f"{scope}: no drop beyond seed noise is detectable for {loss} ({detail})."
     c = a.comparison
-    detail = (f"mean drop {parts}; difference CE - SupCon {_fmt(c.difference)}, 95% CI {_interval(c.difference_ci95)}, "
+    b, m = _name(pair[0]), _name(pair[1])
+    detail = (f"mean drop {parts}; difference {b} - {m} {_fmt(c.difference)}, 95% CI {_interval(c.difference_ci95)}, "
               f"Holm-adjusted p = {p_adjusted:.3g}")
-    if claim == Claim.SUPCON_LESS:
-        return f"{scope}: away from its tuned base, SupCon loses less accuracy than CE ({detail})."
-    if claim == Claim.CE_LESS:
-        return f"{scope}: away from its tuned base, CE loses less accuracy than SupCon ({detail})."
+    if claim == less_sensitive(pair[1]):
+        return f"{scope}: away from its tuned base, {m} loses less accuracy than {b} ({detail})."
+    if claim == less_sensitive(pair[0]):
+        return f"{scope}: away from its tuned base, {b} loses less accuracy than {m} ({detail})."
     return f"{scope}: no difference in how much the two losses lose away from their bases is detectable ({detail})."
 
 
@@ -209,44 +207,47 @@ def _fieller90(a: _Answer, pair: tuple[str, str]) -> tuple[float, float]:
     return fieller(a.losses[pair[0]].contrast, a.losses[pair[1]].contrast, 2 * ALPHA)
 
 
-def _holm(p: list[float], pooled: float) -> tuple[list[float], float]:
-    if len(p) == 1:
-        adj = holm(p)
-        return adj, adj[0]
-    adj = holm(list(p) + [pooled])
-    return adj[:-1], adj[-1]
+def drop_unavailable(scope: str, reason: str) -> dict[str, Any]:
+    """A ``drop`` entry that cannot be computed, with why."""
+    return _entry(None, math.nan, Claim.INSUFFICIENT, f"{scope}, drop from the base: cannot tell. {reason}", reason,
+                  None, None, math.nan, math.nan) | {"n_settings": 0}
 
 
 def drop_section(entries: list[dict[str, Any]], inputs: list[DropInput], pairs: list[tuple[str, str] | None],
-                 papers: list[str | None], margin: float, pooled_paper: str | None) -> dict[str, Any]:
-    """Fill every entry's ``drop`` (one Holm family: the factors and the pooled answer) and return the
-    pooled entry. Pooled over the two-method factors where there are any, else over the one-method
-    factors of a single loss."""
+                 papers: list[str | None], margin: float,
+                 groups: dict[str, tuple[tuple[str, str] | None, list[int]]]) -> dict[str, dict[str, Any]]:
+    """Fill every entry's ``drop`` and return each group's pooled ``drop`` entry (``groups``: key -> (pair,
+    entry indices), as :func:`supcon_ray.stats.stability.analyze_factors` forms them): one Holm family over
+    every entry and every group's pooled answer. The paper's direction applies to SupCon against CE only."""
     answers = [_answer([i], pair, margin) for i, pair in zip(inputs, pairs)]
-    two = [i for i, (inp, pair) in enumerate(zip(inputs, pairs)) if pair is not None and inp.tables is not None]
-    one = [i for i, (inp, pair) in enumerate(zip(inputs, pairs)) if pair is None and inp.tables is not None]
-    pooled_pair = None
-    if two:
-        pooled_pair = pairs[two[0]]
-        pooled = _answer([inputs[i] for i in two], pooled_pair, margin) if len({pairs[i] for i in two}) == 1 else None
-    elif one and len({next(iter(inputs[i].tables)) for i in one}) == 1:
-        pooled = _answer([inputs[i] for i in one], None, margin)
-    else:
-        pooled = None
-    adjusted, pooled_adj = _holm([a.p_value if a else math.nan for a in answers], pooled.p_value if pooled else math.nan)
-    tost_adj, pooled_tost_adj = _holm([a.tost if a else math.nan for a in answers], pooled.tost if pooled else math.nan)
+    pooled = {key: _answer([inputs[i] for i in idx if inputs[i].tables is not None], pair, margin)
+              for key, (pair, idx) in groups.items()}
+    index = [idx for _, idx in groups.values()]
+    adjusted, pooled_adj = holm_with_pooled([a.p_value if a else math.nan for a in answers], index,
+                                            [a.p_value if a else math.nan for a in pooled.values()])
+    tost_adj, pooled_tost_adj = holm_with_pooled([a.tost if a else math.nan for a in answers], index,
+                                                 [a.tost if a else math.nan for a in pooled.values()])
     for entry, a, p_adj, t_adj, inp, pair, paper in zip(entries, answers, adjusted, tost_adj, inputs, pairs, papers):
-        claim = _claim_two(a.comparison if a else None, p_adj, a) if pair else _claim_one(
+        claim = _claim_two(a.comparison if a else None, p_adj, a, pair) if pair else _claim_one(
             next(iter(a.losses.values())) if a else None, p_adj)
         scope = f"{entry['study']} / {entry['factor']}"
+        if entry.get("_several"):
+            scope += f" ({_name(pair[1])} vs {_name(pair[0])})"
         sentence = _sentence(scope, claim, a, p_adj, inp.reason, pair)
         entry["drop"] = _entry(a, p_adj, claim, sentence, inp.reason, pair, paper, margin, t_adj)
         entry["drop"]["n_settings"] = len(inp.tables[next(iter(inp.tables))][0].settings) if inp.tables else 0
-    claim = (_claim_two(pooled.comparison, pooled_adj, pooled) if pooled_pair else
-             _claim_one(next(iter(pooled.losses.values())), pooled_adj)) if pooled else Claim.INSUFFICIENT
-    reason = "No factor has its base among 2 or more settings with 2 or more seeds each."
-    sentence = _sentence("All factors pooled", claim, pooled, pooled_adj, reason, pooled_pair if pooled else None)
-    out = _entry(pooled, pooled_adj, claim, sentence, reason, pooled_pair if pooled else None, pooled_paper, margin,
-                 pooled_tost_adj)
-    out["n_settings"] = sum(len(inputs[i].tables[next(iter(inputs[i].tables))][0].settings) for i in (two or one)) if pooled else 0
+    out = {}
+    for (key, (pair, idx)), adj, t_adj in zip(groups.items(), pooled_adj, pooled_tost_adj):
+        a = pooled[key]
+        claim = (_claim_two(a.comparison, adj, a, pair) if pair else
+                 _claim_one(next(iter(a.losses.values())), adj)) if a else Claim.INSUFFICIENT
+        reason = "No factor has its base among 2 or more settings with 2 or more seeds each."
+        scope = "All factors pooled" if len(groups) == 1 else (
+            f"All factors pooled ({_name(pair[1])} vs {_name(pair[0])})" if pair else f"All factors pooled ({_name(key)})")
+        paper = PAPER_POOLED if pair == ("ce", "supcon") else None
+        out[key] = _entry(a, adj, claim, _sentence(scope, claim, a, adj, reason, pair if a else None), reason,
+                          pair if a else None, paper, margin, t_adj)
+        used = [i for i in idx if inputs[i].tables is not None]
+        out[key]["n_settings"] = sum(len(inputs[i].tables[next(iter(inputs[i].tables))][0].settings)
+                                     for i in used) if a else 0
     return out

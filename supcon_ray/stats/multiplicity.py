@@ -22,3 +22,20 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out.tolist()
+
+
+def holm_with_pooled(p_units: list[float], groups: list[list[int]],
+                     p_pooled: list[float]) -> tuple[list[float], list[float]]:
+    """Holm over every unit's p-value and each group's pooled p-value, as one family. A group of one
+    unit pools nothing: its pooled test is that unit's test, counted once, with the unit's adjusted p."""
+    extra = [i for i, g in enumerate(groups) if len(g) != 1]
+    adjusted = holm(list(p_units) + [p_pooled[i] for i in extra])
+    units = adjusted[: len(p_units)]
+    pooled, k = [], len(p_units)
+    for g in groups:
+        if len(g) == 1:
+            pooled.append(units[g[0]])
+        else:
+            pooled.append(adjusted[k])
+            k += 1
+    return units, pooled

@@ -44,6 +44,9 @@ class Measured:
     note: str = ""  # how the spread was chosen, when it was not measured
     seed_stds_ce: tuple[float, ...] = ()
     seed_stds_supcon: tuple[float, ...] = ()
+    #: The compared pair, (baseline, method): the ``ce`` fields hold the baseline's numbers, the ``supcon``
+    #: fields the method's.
+    names: tuple[str, str] = ("ce", "supcon")
 
 
 def _noise(rng: np.random.Generator, pooled: float, per_setting: tuple[float, ...], n_settings: int) -> np.ndarray | float:

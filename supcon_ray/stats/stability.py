@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .claims import Claim
+from .claims import Claim, display, less_sensitive
 from . import divergence as div
-from .multiplicity import holm
+from .multiplicity import holm, holm_with_pooled
 from .paired import PairedResult, compare, uneven_noise
 from .scoring import completed, logit, scored, status_counts, divergence_rate
 from .settings import ALPHA, MAX_ACCURACY_STD, MIN_SEEDS_THESE, MIN_SETTINGS_BEYOND, MIN_SETTINGS_THESE
 from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, PAPER_POOLED, agreement_entry
-from .drop_answer import DropInput, drop_input, drop_section
+from .drop_answer import DropInput, drop_input, drop_section, drop_unavailable
 from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
 from .tuning_curve import RANDOM_DESIGNS, curves_with_band
 from .variance import SettingTable, components, setting_means
@@ -50,7 +50,10 @@ from .variance import SettingTable, components, setting_means
 CLAIMS = tuple(Claim)
 #: The measures of "how sensitive", each answered on its own: the paper's spread, and the drop from the base.
 MEASURES = ("spread", "drop")
+#: The paper's pair, (baseline, method): the only comparison the paper's directions (agreement) apply to.
 PAIR = ("ce", "supcon")
+#: A compared pair ``(baseline, method)``, or ``None`` for a one-method answer.
+Pair = tuple[str, str] | None
 #: How each question is named wherever a number is shown.
 QUESTIONS = {"these_settings": "for these settings", "beyond": "beyond these settings"}
 PLANNER = "python -m supcon_ray.power STUDY_DIR"
@@ -77,22 +80,26 @@ def setting_tables(rows: pd.DataFrame, metric: str, transform=None, remove_seed_
     return out
 
 
-def _paired(tables: dict[str, SettingTable]) -> tuple[list[str], list[str]]:
-    """(paired settings, unpaired settings) between CE and SupCon."""
-    if not set(PAIR) <= set(tables):
+def _both(pair: Pair) -> str:
+    return f"{display(pair[1])} and {display(pair[0])}" if pair else "two methods"
+
+
+def _paired(tables: dict[str, SettingTable], pair: Pair) -> tuple[list[str], list[str]]:
+    """(paired settings, unpaired settings) between the pair's baseline and method."""
+    if pair is None or not set(pair) <= set(tables):
         every = sorted({s for t in tables.values() for s in t.settings})
         return [], every
-    ce, sup = set(tables["ce"].settings), set(tables["supcon"].settings)
-    return sorted(ce & sup), sorted(ce ^ sup)
+    base, method = set(tables[pair[0]].settings), set(tables[pair[1]].settings)
+    return sorted(base & method), sorted(base ^ method)
 
 
-def _view(rows: pd.DataFrame, metric: str, transform=None, remove_seed_noise: bool = True):
+def _view(rows: pd.DataFrame, metric: str, pair: Pair, transform=None, remove_seed_noise: bool = True):
     """Paired comparison of one view of the data: ``(result or None, block or None, paired, unpaired, tables)``."""
     tables = setting_tables(rows, metric, transform, remove_seed_noise)
-    paired, unpaired = _paired(tables)
+    paired, unpaired = _paired(tables, pair)
     if len(paired) < 2:
         return None, None, paired, unpaired, tables
-    block = (tables["ce"].subset(paired), tables["supcon"].subset(paired))
+    block = (tables[pair[0]].subset(paired), tables[pair[1]].subset(paired))
     return compare([block], ALPHA), block, paired, unpaired, tables
 
 
@@ -112,36 +119,42 @@ def _result_dict(r: PairedResult | None) -> dict[str, Any]:
             "exact": r.exact, "direction": r.direction}
 
 
-def _claim(r: PairedResult | None, p_adjusted: float) -> str:
-    if r is None or r.min_p > ALPHA:
+def _direction_claim(direction: int, pair: tuple[str, str]) -> str:
+    """``+1`` (the baseline moves more): the method is less sensitive; else the baseline is."""
+    return less_sensitive(pair[1]) if direction > 0 else less_sensitive(pair[0])
+
+
+def _claim(r: PairedResult | None, p_adjusted: float, pair: Pair = PAIR) -> str:
+    if r is None or r.min_p > ALPHA or pair is None:
         return Claim.INSUFFICIENT
     if p_adjusted < ALPHA:
-        return Claim.SUPCON_LESS if r.direction > 0 else Claim.CE_LESS
+        return _direction_claim(r.direction, pair)
     return Claim.NO_DIFFERENCE
 
 
 def _sentence(scope: str, claim: str, r: PairedResult | None, p_adjusted: float, reason: str,
-              sigmas: tuple[float, float] = (math.nan, math.nan)) -> str:
+              sigmas: tuple[float, float] = (math.nan, math.nan), pair: Pair = PAIR) -> str:
     scope = f"{scope}, beyond these settings"
     if claim == Claim.INSUFFICIENT:
         return f"{scope}: cannot tell. {reason}"
-    detail = (f"ratio of between-setting std CE/SupCon {r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, "
+    b, m = display(pair[0]), display(pair[1])
+    detail = (f"ratio of between-setting std {b}/{m} {r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, "
               f"Holm-adjusted p = {p_adjusted:.3g}")
     if not any(math.isnan(s) for s in sigmas):
-        detail = f"std across settings CE {sigmas[0]:.3g}, SupCon {sigmas[1]:.3g}; " + detail
-    if claim == Claim.SUPCON_LESS:
-        return f"{scope}: SupCon's accuracy would move less than CE's across other settings like these ({detail})."
-    if claim == Claim.CE_LESS:
-        return f"{scope}: CE's accuracy would move less than SupCon's across other settings like these ({detail})."
+        detail = f"std across settings {b} {sigmas[0]:.3g}, {m} {sigmas[1]:.3g}; " + detail
+    if claim == less_sensitive(pair[1]):
+        return f"{scope}: {m}'s accuracy would move less than {b}'s across other settings like these ({detail})."
+    if claim == less_sensitive(pair[0]):
+        return f"{scope}: {b}'s accuracy would move less than {m}'s across other settings like these ({detail})."
     return (f"{scope}: no difference in sensitivity to other settings like these is detectable ({detail}). The "
             f"interval still allows ratios from {_fmt_ci(r.ci95)[1:-1].replace(', ', ' to ')}, so a difference of that size "
             "is not ruled out.")
 
 
-def _insufficient_reason(losses: set[str], paired: list[str], r: PairedResult | None) -> str:
-    missing = [x for x in PAIR if x not in losses]
-    if missing:
-        return f"SupCon and CE are both needed; missing: {', '.join(missing)}."
+def _insufficient_reason(losses: set[str], paired: list[str], r: PairedResult | None, pair: Pair = PAIR) -> str:
+    missing = [x for x in (pair or ()) if x not in losses]
+    if pair is None or missing:
+        return f"{_both(pair)} are both needed; missing: {', '.join(missing) or 'a second method'}."
     if len(paired) < 2:
         return (f"{len(paired)} setting(s) have completed runs for both losses; at least 2 paired settings are needed "
                 "(settings run for one loss only are never compared).")
@@ -208,15 +221,17 @@ def _name_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _these_block(tables: dict[str, SettingTable], paired: list[str]) -> tuple[tuple[SettingTable, SettingTable] | None, str]:
+def _these_block(tables: dict[str, SettingTable], paired: list[str],
+                 pair: Pair = PAIR) -> tuple[tuple[SettingTable, SettingTable] | None, str]:
     """The block a "these settings" comparison uses, or ``None`` and why not."""
-    if not set(PAIR) <= set(tables):
-        return None, f"SupCon and CE are both needed; no completed runs of: {', '.join(x for x in PAIR if x not in tables)}."
+    if pair is None or not set(pair) <= set(tables):
+        missing = ', '.join(x for x in (pair or ()) if x not in tables) or "a second method"
+        return None, f"{_both(pair)} are both needed; no completed runs of: {missing}."
     if len(paired) < MIN_SETTINGS_THESE:
         return None, (f"{len(paired)} setting(s) have completed runs for both losses; at least {MIN_SETTINGS_THESE} "
                       "paired settings are needed.")
-    block = (tables["ce"].subset(paired), tables["supcon"].subset(paired))
-    few = [f"{loss} at {setting_label(s)}" for loss, t in zip(PAIR, block) for s, n in zip(t.settings, t.n)
+    block = (tables[pair[0]].subset(paired), tables[pair[1]].subset(paired))
+    few = [f"{loss} at {setting_label(s)}" for loss, t in zip(pair, block) for s, n in zip(t.settings, t.n)
            if n < MIN_SEEDS_THESE]
     if few:
         return None, (f"every paired setting needs at least {MIN_SEEDS_THESE} completed seeds per loss to measure seed "
@@ -224,35 +239,37 @@ def _these_block(tables: dict[str, SettingTable], paired: list[str]) -> tuple[tu
     return block, ""
 
 
-def _these_claim(r: TheseSettingsResult | None, p_adjusted: float) -> str:
-    if r is None:
+def _these_claim(r: TheseSettingsResult | None, p_adjusted: float, pair: Pair = PAIR) -> str:
+    if r is None or pair is None:
         return Claim.INSUFFICIENT
     if math.isnan(r.ratio):  # both spreads estimated at zero
         return Claim.NO_DIFFERENCE
     if p_adjusted < ALPHA:
-        return Claim.SUPCON_LESS if r.direction > 0 else Claim.CE_LESS
+        return _direction_claim(r.direction, pair)
     return Claim.NO_DIFFERENCE
 
 
 def _these_sentence(scope: str, names: str, claim: str, r: TheseSettingsResult | None, p_adjusted: float,
-                    reason: str) -> str:
+                    reason: str, pair: Pair = PAIR) -> str:
     scope = f"{scope}, for these settings"
     if claim == Claim.INSUFFICIENT:
         return f"{scope}: cannot tell. {reason}"
     sp = r.spreads
-    detail = (f"std of the setting means CE {sp['ce']:.3g}, SupCon {sp['supcon']:.3g}; ratio CE/SupCon "
+    b, m = display(pair[0]), display(pair[1])
+    detail = (f"std of the setting means {b} {sp[pair[0]]:.3g}, {m} {sp[pair[1]]:.3g}; ratio {b}/{m} "
               f"{r.ratio:.2f}, 95% CI {_fmt_ci(r.ci95)}, Holm-adjusted p = {p_adjusted:.3g}")
     where = f"across {names}"
-    if claim == Claim.SUPCON_LESS:
-        return (f"{scope}: {where}, SupCon's mean accuracy moves less than CE's ({detail}). This is about the settings "
+    if claim == less_sensitive(pair[1]):
+        return (f"{scope}: {where}, {m}'s mean accuracy moves less than {b}'s ({detail}). This is about the settings "
                 "tried, not about other settings.")
-    if claim == Claim.CE_LESS:
-        return (f"{scope}: {where}, CE's mean accuracy moves less than SupCon's ({detail}). This is about the settings "
+    if claim == less_sensitive(pair[0]):
+        return (f"{scope}: {where}, {b}'s mean accuracy moves less than {m}'s ({detail}). This is about the settings "
                 "tried, not about other settings.")
     return f"{scope}: {where}, no difference in how much the two losses' mean accuracy moves is detectable ({detail})."
 
 
-def _these_dict(r: TheseSettingsResult | None, p_adjusted: float, claim: str, sentence: str) -> dict[str, Any]:
+def _these_dict(r: TheseSettingsResult | None, p_adjusted: float, claim: str, sentence: str,
+                pair: Pair = PAIR) -> dict[str, Any]:
     """The ``these_settings`` entry: NaN never appears (``null`` in JSON for an undefined ratio and an
     unbounded end)."""
     def num(x: float) -> float | None:
@@ -265,7 +282,7 @@ def _these_dict(r: TheseSettingsResult | None, p_adjusted: float, claim: str, se
             "n_settings": r.n_settings,
             "losses": {loss: {"spread": r.spreads[loss], "spread_ci95": [num(r.spread_ci95[loss][0]) or 0.0,
                                                                            num(r.spread_ci95[loss][1])]}
-                       for loss in PAIR}}
+                       for loss in pair}}
 
 
 def _one_dict(loss: str, r: OneLossSpread | None, p_adjusted: float, claim: str, sentence: str) -> dict[str, Any]:
@@ -300,54 +317,84 @@ def _one_claim(r: OneLossSpread | None, p_adjusted: float) -> str:
 
 def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTable, SettingTable] | None],
                    singles: list[tuple[str, SettingTable] | None], reasons: list[str], bounded: bool,
-                   margin: float) -> dict[str, Any]:
-    """Per-factor and pooled "these settings" answers, one Holm family (two-method comparisons and
-    one-method tests of no effect alike); fills ``entries`` in place and returns the pooled entry.
-    Pooled over the two-method factors where there are any, else over the one-method factors of one loss."""
-    results = [compare_these([b], bounded=bounded, equivalence_ratio=margin) if b is not None else None for b in blocks]
+                   margin: float, groups: dict[str, tuple[Pair, list[int]]]) -> dict[str, dict[str, Any]]:
+    """Per-entry and pooled "these settings" answers, one Holm family (two-method comparisons and
+    one-method tests of no effect alike); fills ``entries`` in place and returns each group's pooled
+    entry (``groups``: key -> (pair, entry indices), see :func:`_groups`)."""
+    results = [compare_these([b], bounded=bounded, equivalence_ratio=margin, names=e["_pair"]) if b is not None else None
+               for b, e in zip(blocks, entries)]
     ones = [spread_of_one([s[1]], bounded=bounded) if s is not None else None for s in singles]
-    valid = [b for b in blocks if b is not None]
-    single_valid = [s for s in singles if s is not None]
-    pooled = compare_these(valid, bounded=bounded, equivalence_ratio=margin) if valid else None
-    pooled_one = None
-    if not valid and single_valid and len({loss for loss, _ in single_valid}) == 1:
-        pooled_one = (single_valid[0][0], spread_of_one([t for _, t in single_valid], bounded=bounded))
+    pooled: dict[str, Any] = {}
+    for key, (pair, idx) in groups.items():
+        if pair is not None:
+            valid = [blocks[i] for i in idx if blocks[i] is not None]
+            pooled[key] = compare_these(valid, bounded=bounded, equivalence_ratio=margin, names=pair) if valid else None
+        else:
+            valid = [singles[i][1] for i in idx if singles[i] is not None]
+            pooled[key] = spread_of_one(valid, bounded=bounded) if valid else None
+    index = [idx for _, idx in groups.values()]
     p = [r.p_value if r else (o.p_value if o else math.nan) for r, o in zip(results, ones)]
-    p_pooled = pooled.p_value if pooled else (pooled_one[1].p_value if pooled_one else math.nan)
-    adjusted, pooled_adj = _holm_family(p, p_pooled)
-    tost_adj, pooled_tost_adj = _holm_family([r.tost_p if r else math.nan for r in results],
-                                             pooled.tost_p if pooled else math.nan)
+    adjusted, pooled_adj = holm_with_pooled(p, index, [r.p_value if r else math.nan for r in pooled.values()])
+    tost_adj, pooled_tost_adj = holm_with_pooled([r.tost_p if r else math.nan for r in results], index,
+                                                 [getattr(r, "tost_p", math.nan) if r else math.nan
+                                                  for r in pooled.values()])
     for entry, r, o, single, p_adj, t_adj, reason in zip(entries, results, ones, singles, adjusted, tost_adj, reasons):
         paired = entry["_paired"] if r else [s for s in (single[1].settings if single else [])]
         names = _name_list([setting_label(s) for s in sorted(paired, key=setting_order)]) if (r or o) else ""
         if (r or o) and entry.get("_nuisance"):
             names += " (each with its nuisance hyperparameters re-tuned per setting and loss)"
-        scope = f"{entry['study']} / {entry['factor']}"
+        scope = _scope(entry)
         if single is not None:
             claim = _one_claim(o, p_adj)
             entry["these_settings"] = _one_dict(single[0], o, p_adj, claim,
                                                 _one_sentence(scope, names, single[0], claim, o, p_adj, reason))
             continue
-        claim = _these_claim(r, p_adj)
-        entry["these_settings"] = _these_dict(r, p_adj, claim, _these_sentence(scope, names, claim, r, p_adj, reason))
+        pair = entry["_pair"]
+        claim = _these_claim(r, p_adj, pair)
+        entry["these_settings"] = _these_dict(r, p_adj, claim, _these_sentence(scope, names, claim, r, p_adj, reason, pair),
+                                              pair)
         if r is not None:
             entry["these_settings"]["agreement"] = agreement_entry(
-                claim, PAPER_FIG4A.get(entry["factor"]), _ci_list(r.ci90), margin, r.tost_p, t_adj)
-    if pooled_one is not None:
-        loss, o = pooled_one
-        claim = _one_claim(o, pooled_adj)
-        names = f"all {o.n_settings} settings of {len(single_valid)} factor(s)"
-        return _one_dict(loss, o, pooled_adj, claim, _one_sentence("All factors pooled", names, loss, claim, o,
-                                                                   pooled_adj, ""))
-    claim = _these_claim(pooled, pooled_adj)
-    names = (f"all {pooled.n_settings} settings of {len(valid)} factor(s) (each loss's spread pooled as the root mean "
-             "square over factors, every factor once)") if pooled else ""
-    reason = "No factor has 2 or more paired settings with 2 or more seeds per loss."
-    out = _these_dict(pooled, pooled_adj, claim, _these_sentence("All factors pooled", names, claim, pooled, pooled_adj, reason))
-    if pooled is not None:
-        out["agreement"] = agreement_entry(claim, PAPER_POOLED, _ci_list(pooled.ci90), margin, pooled.tost_p,
-                                           pooled_tost_adj)
+                claim, _paper(entry["factor"], pair), _ci_list(r.ci90), margin, r.tost_p, t_adj)
+    out = {}
+    for (key, (pair, idx)), adj, t_adj in zip(groups.items(), pooled_adj, pooled_tost_adj):
+        r = pooled[key]
+        scope = _pooled_scope(key, groups)
+        if pair is None:
+            claim = _one_claim(r, adj)
+            n_used = sum(singles[i] is not None for i in idx)
+            names = f"all {r.n_settings} settings of {n_used} factor(s)" if r else ""
+            out[key] = _one_dict(key, r, adj, claim, _one_sentence(scope, names, key, claim, r, adj,
+                                                                    "No factor has 2 or more settings with 2 or more seeds."))
+            continue
+        claim = _these_claim(r, adj, pair)
+        n_used = sum(blocks[i] is not None for i in idx)
+        names = (f"all {r.n_settings} settings of {n_used} factor(s) (each loss's spread pooled as the root mean "
+                 "square over factors, every factor once)") if r else ""
+        reason = "No factor has 2 or more paired settings with 2 or more seeds per loss."
+        out[key] = _these_dict(r, adj, claim, _these_sentence(scope, names, claim, r, adj, reason, pair), pair)
+        if r is not None:
+            out[key]["agreement"] = agreement_entry(claim, PAPER_POOLED if pair == PAIR else None, _ci_list(r.ci90),
+                                                    margin, r.tost_p, t_adj)
     return out
+
+
+def _paper(factor: str, pair: Pair) -> str | None:
+    """The paper's direction for ``factor``: only for its own pair, SupCon against CE."""
+    return PAPER_FIG4A.get(factor) if pair == PAIR else None
+
+
+def _scope(entry: dict[str, Any]) -> str:
+    """How sentences name an entry: ``study / factor``, with the compared method where the factor has several."""
+    scope = f"{entry['study']} / {entry['factor']}"
+    return f"{scope} ({display(entry['_pair'][1])} vs {display(entry['_pair'][0])})" if entry.get("_several") else scope
+
+
+def _pooled_scope(key: str, groups: dict[str, tuple[Pair, list[int]]]) -> str:
+    if len(groups) <= 1:
+        return "All factors pooled"
+    pair = groups[key][0]
+    return f"All factors pooled ({display(pair[1])} vs {display(pair[0])})" if pair else f"All factors pooled ({display(key)})"
 
 
 def _ci_list(ci: tuple[float, float]) -> list[float | None]:
@@ -370,8 +417,8 @@ def across_studies(factors: list[dict[str, Any]], beyond_blocks: list[tuple[Sett
     each study's settings as a sample, as for one study.
     """
     groups = []
-    for name in sorted({e["factor"] for e in factors}):
-        idx = [i for i, e in enumerate(factors) if e["factor"] == name]
+    for name, pair in sorted({(e["factor"], e["_pair"]) for e in factors if e["_pair"] is not None}):
+        idx = [i for i, e in enumerate(factors) if e["factor"] == name and e["_pair"] == pair]
         if len({factors[i]["study"] for i in idx}) >= 2:
             groups.append((name, idx))
     beyond, these = [], []
@@ -379,28 +426,35 @@ def across_studies(factors: list[dict[str, Any]], beyond_blocks: list[tuple[Sett
         b = [beyond_blocks[i] for i in idx if beyond_blocks[i] is not None]
         t = [these_blocks[i] for i in idx if these_blocks[i] is not None]
         beyond.append(compare(b, ALPHA) if b else None)
-        these.append(compare_these(t, bounded=bounded, equivalence_ratio=margin) if t else None)
+        these.append(compare_these(t, bounded=bounded, equivalence_ratio=margin, names=factors[idx[0]]["_pair"])
+                     if t else None)
     p_beyond = holm([_testable_p(r) for r in beyond])
     p_these = holm([r.p_value if r else math.nan for r in these])
     p_tost = holm([r.tost_p if r else math.nan for r in these])
     out = []
+    several = len({factors[i]["_pair"] for _, idx in groups for i in idx}) > 1
     for (name, idx), rb, pb, rt, pt, tt in zip(groups, beyond, p_beyond, these, p_these, p_tost):
         studies = [factors[i]["study"] for i in idx]
+        pair = factors[idx[0]]["_pair"]
         scope = f"{name}, across {_name_list(studies)} (each a block)"
+        if several:
+            scope += f" ({display(pair[1])} vs {display(pair[0])})"
         used_these = sum(these_blocks[i] is not None for i in idx)
         reason_b = ("No study has 2 or more settings of this factor run for both losses." if rb is None else
                     f"With {rb.n_settings} paired settings over these studies the smallest possible p-value is "
                     f"{rb.min_p:.3g}, above alpha = {ALPHA}.")
         reason_t = "No study has 2 or more paired settings of this factor with 2 or more seeds per loss."
-        claim_b, claim_t = _claim(rb, pb), _these_claim(rt, pt)
+        claim_b, claim_t = _claim(rb, pb, pair), _these_claim(rt, pt, pair)
         names = (f"{rt.n_settings} settings of {used_these} stud{'y' if used_these == 1 else 'ies'} (each loss's spread "
                  "pooled as the root mean square over studies)") if rt else ""
         out.append({"factor": name, "studies": studies, "n_settings": rb.n_settings if rb else 0,
                     **_result_dict(rb), "p_adjusted": pb, "claim": claim_b, "question": QUESTIONS["beyond"],
-                    "sentence": _sentence(scope, claim_b, rb, pb, reason_b),
-                    "these_settings": _these_dict(rt, pt, claim_t, _these_sentence(scope, names, claim_t, rt, pt, reason_t))})
+                    "sentence": _sentence(scope, claim_b, rb, pb, reason_b, pair=pair),
+                    "these_settings": _these_dict(rt, pt, claim_t, _these_sentence(scope, names, claim_t, rt, pt, reason_t,
+                                                                                   pair), pair),
+                    "baseline": pair[0], "method": pair[1]})
         if rt is not None:
-            out[-1]["these_settings"]["agreement"] = agreement_entry(claim_t, PAPER_FIG4A.get(name), _ci_list(rt.ci90),
+            out[-1]["these_settings"]["agreement"] = agreement_entry(claim_t, _paper(name, pair), _ci_list(rt.ci90),
                                                                      margin, rt.tost_p, tt)
     return out
 
@@ -451,11 +505,56 @@ def _one_method_reason(loss: str, entry: dict[str, Any]) -> str:
             "(seed noise removed).")
 
 
+def default_baseline(losses: list[str]) -> str | None:
+    """The baseline of a study with no ``compare`` block: ``ce`` where it has one; else, for a table without
+    a study file, the first loss in alphabetical order (a study file without CE must name one)."""
+    losses = sorted(set(losses))
+    return "ce" if "ce" in losses else (losses[0] if losses else None)
+
+
+def _units(present: list[str], baseline: str | None) -> list[Pair]:
+    """The comparisons of one (study, factor): the baseline against each other loss where the factor ran the
+    baseline and another loss; else each loss on its own (a one-method answer)."""
+    if baseline in present and len(present) > 1:
+        return [(baseline, m) for m in present if m != baseline]
+    return [None] * len(present)
+
+
+def _groups(entries: list[dict[str, Any]]) -> dict[str, tuple[Pair, list[int]]]:
+    """What is pooled over factors: each method compared with its baseline (key: the method); with no
+    comparison anywhere, the one-method entries of a single loss (key: that loss)."""
+    groups: dict[str, tuple[Pair, list[int]]] = {}
+    for i, e in enumerate(entries):
+        pair = e["_pair"]
+        if pair is not None:  # keyed by the method; by "<method> vs <baseline>" where studies compare it with two
+            key = next((k for k, (p, _) in groups.items() if p == pair), None)
+            key = key or (pair[1] if pair[1] not in groups else f"{pair[1]} vs {pair[0]}")
+            groups.setdefault(key, (pair, []))[1].append(i)
+    if groups:
+        return groups
+    singles = [i for i, e in enumerate(entries) if e["method"] is not None]
+    methods = {entries[i]["method"] for i in singles}
+    return {methods.pop(): (None, singles)} if len(methods) == 1 else {}
+
+
+def _headline(groups: dict[str, tuple[Pair, list[int]]]) -> str | None:
+    """The group ``overall`` reports: SupCon against CE where compared, else the first group."""
+    return next((k for k, (pair, _) in groups.items() if pair == PAIR), next(iter(groups), None))
+
+
 def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
                     bases: dict[tuple[str, str], dict[str, str | None]] | None = None,
                     equivalence_ratio: float = DEFAULT_EQUIVALENCE_RATIO,
-                    primary: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every (study, factor) entry and the pooled ``overall`` entry (see the module docstring).
+                    primary: dict[str, str] | None = None,
+                    baselines: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every (study, factor, method) entry and the pooled ``overall`` entry (see the module docstring).
+
+    Each factor compares every loss with its study's baseline (``baselines``: study -> loss; default
+    :func:`default_baseline`), one entry per compared method (``baseline``, ``method``; ratio =
+    baseline / method); a factor without the baseline, or with one loss, gets one-method entries.
+    ``overall`` pools SupCon against CE where a study compares them (else the first method compared);
+    ``overall["by_method"]`` holds every method's pooled entry. Each question is one Holm family over
+    every entry and every method's pooled test.
 
     ``sensitivity=False`` skips the logit and conservative views (for simulations). ``bases`` names each
     (study, factor)'s base setting per loss, for the drop from the base (default: the ``x1`` setting of a
@@ -467,102 +566,143 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
         trials = trials.assign(study="study")
     views = ["main", "logit", "conservative"] if sensitivity else ["main"]
     results: dict[str, list[PairedResult | None]] = {v: [] for v in views}
-    blocks: dict[str, list[tuple[SettingTable, SettingTable]]] = {v: [] for v in views}
+    view_blocks: dict[str, list[tuple[SettingTable, SettingTable] | None]] = {v: [] for v in views}
     these_blocks, these_reasons, main_blocks = [], [], []
     singles: list[tuple[str, SettingTable] | None] = []
-    pairs: list[tuple[str, str] | None] = []
     drop_inputs: list[DropInput] = []
     main_flags: list[tuple[list[str], str]] = []
     factors: list[dict[str, Any]] = []
     bound = _bound(completed(trials, metric), metric)
-    for (study, factor), g in trials.groupby(["study", "factor"], sort=True):
-        done = completed(g, metric)
-        for view in views:
-            rows = scored(g, metric) if view == "conservative" else done
-            r, block, paired, unpaired, tables = _view(rows, metric, logit if view == "logit" else None,
-                                                       remove_seed_noise=view != "conservative")
-            flagged = uneven_noise(*block) if block is not None and view != "conservative" else []
-            if flagged:  # the swap test does not apply: no answer, and the block stays out of the pooled test
-                uneven_reason = _uneven_reason(flagged, block)
-                r, block = None, None
-            results[view].append(r)
-            if block is not None:
-                blocks[view].append(block)
-            if view == "main":
+    chosen_baselines = {str(st): (baselines or {}).get(str(st)) or default_baseline(list(g["loss"].astype(str)))
+                        for st, g in trials.groupby("study", sort=True)}
+    for (study, factor), g_all in trials.groupby(["study", "factor"], sort=True):
+        present_all = sorted(set(g_all["loss"].astype(str)))  # planned losses, whatever their runs' status
+        units = _units(present_all, chosen_baselines[str(study)])
+        for unit_index, pair in enumerate(units):
+            own = pair if pair is not None else (present_all[unit_index],)
+            g = g_all[g_all["loss"].astype(str).isin(own)]
+            done = completed(g, metric)
+            uneven_reason = ""
+            for view in views:
+                rows = scored(g, metric) if view == "conservative" else done
+                r, block, paired, unpaired, tables = _view(rows, metric, pair, logit if view == "logit" else None,
+                                                           remove_seed_noise=view != "conservative")
+                flagged = uneven_noise(*block) if block is not None and view != "conservative" else []
+                if flagged:  # the swap test does not apply: no answer, and the block stays out of the pooled test
+                    uneven_reason = _uneven_reason(flagged, block)
+                    r, block = None, None
+                results[view].append(r)
+                view_blocks[view].append(block)
+                if view != "main":
+                    continue
                 main_blocks.append(block)
                 main_flags.append((flagged, uneven_reason if flagged else ""))
-                tb, why = _these_block(tables, paired)
-                present = set(g["loss"].astype(str))  # planned losses, whatever their runs' status
-                single, why_single = _single_block(tables) if tb is None and len(present) == 1 else (None, "")
+                tb, why = _these_block(tables, paired, pair)
+                single, why_single = _single_block(tables) if pair is None else (None, "")
                 these_blocks.append(tb)
                 singles.append(single)
                 these_reasons.append(why_single or why)
-                pair = PAIR if set(PAIR) <= set(tables) else None
-                pairs.append(pair)
-                one_method = len(present) == 1 and len(tables) == 1
-                drop_settings = paired if pair else (list(next(iter(tables.values())).settings) if one_method else [])
+                compared = pair if pair is not None and set(pair) <= set(tables) else None
+                one_method = pair is None and len(tables) == 1
+                drop_settings = paired if compared else (list(next(iter(tables.values())).settings) if one_method else [])
                 given = (bases or {}).get((str(study), str(factor)))
                 loss_bases = given if given is not None else {x: base_setting_of(str(factor), drop_settings) for x in tables}
-                drop_losses = pair or tuple(tables)
-                drop_inputs.append(drop_input(tables, drop_losses, drop_settings, loss_bases, _positions(drop_settings),
-                                              _cell_keys(done, str(study), str(factor)))
-                                   if pair or one_method else DropInput(None, why or "no completed runs."))
+                drop_inputs.append(drop_input(tables, compared or tuple(tables), drop_settings, loss_bases,
+                                              _positions(drop_settings), _cell_keys(done, str(study), str(factor)))
+                                   if compared or one_method else DropInput(None, why or "no completed runs."))
                 losses = {str(x): _loss_entry(lg, tables.get(str(x)), paired, bound) for x, lg in g.groupby("loss", sort=True)}
                 design = g["design"].fillna("").astype(str) if "design" in g else pd.Series("", index=g.index)
                 factors.append({"study": str(study), "factor": str(factor), "n_settings": int(g["setting"].nunique()),
                                 "paired_settings": len(paired), "unpaired_settings": unpaired, "losses": losses,
                                 **_result_dict(r), "divergence_fisher_p": div.divergence_summary(g)["fisher_p"],
-                                "_reason": uneven_reason if flagged else _insufficient_reason(set(losses), paired, r),
-                                "_paired": paired,
-                                "_nuisance": bool(design.str.contains("nuisance").any())})
+                                "_reason": uneven_reason if flagged else _insufficient_reason(set(losses), paired, r, pair),
+                                "_paired": paired, "_pair": pair, "_several": len(units) > 1 and pair is not None,
+                                "_nuisance": bool(design.str.contains("nuisance").any()),
+                                "baseline": pair[0] if pair else None, "method": pair[1] if pair else own[0]})
 
+    groups = _groups(factors)
+    index = [idx for _, idx in groups.values()]
     across = across_studies(factors, main_blocks, these_blocks, bound is not None, equivalence_ratio)
-    pooled = {v: (compare(blocks[v], ALPHA) if blocks[v] else None) for v in views}
-    adjusted, pooled_adjusted = _holm_family([_testable_p(r) for r in results["main"]], _testable_p(pooled["main"]))
-    for entry, r, p_adj, single, pair, (flagged, _) in zip(factors, results["main"], adjusted, singles, pairs,
-                                                             main_flags):
-        claim = _claim(r, p_adj)
-        sig = tuple(entry["losses"].get(x, {}).get("setting_std", math.nan) for x in PAIR)
+    pooled = {v: [_pooled_beyond([view_blocks[v][i] for i in idx], pair) for pair, idx in groups.values()]
+              for v in views}
+    adjusted, pooled_adjusted = holm_with_pooled([_testable_p(r) for r in results["main"]], index,
+                                                 [_testable_p(r) for r in pooled["main"]])
+    for entry, r, p_adj, single, (flagged, _) in zip(factors, results["main"], adjusted, singles, main_flags):
+        pair = entry["_pair"]
+        claim = _claim(r, p_adj, pair)
+        sig = tuple(entry["losses"].get(x, {}).get("setting_std", math.nan) for x in (pair or PAIR))
         reason = entry.pop("_reason")
         if flagged:
             entry["uneven_noise"] = flagged
-        both = set(PAIR) <= set(entry["losses"])  # planned for both, whether or not their runs completed
-        method = single[0] if single else (next(iter(entry["losses"])) if len(entry["losses"]) == 1 else None)
-        if method is not None and not both:
-            reason = _one_method_reason(method, entry)
-        entry.update(baseline=PAIR[0] if both else None, method=PAIR[1] if both else method)
+        if pair is None:
+            reason = _one_method_reason(entry["method"], entry)
         entry.update(p_adjusted=p_adj, claim=claim, question=QUESTIONS["beyond"],
-                     sentence=_sentence(f"{entry['study']} / {entry['factor']}", claim, r, p_adj, reason, sig))
+                     sentence=_sentence(_scope(entry), claim, r, p_adj, reason, sig, pair))
 
-    o = pooled["main"]
-    claim = _claim(o, pooled_adjusted)
-    reason = ("No factor has 2 or more settings run for both SupCon and CE." if o is None else
-              f"With {o.n_settings} paired settings over all factors the smallest possible p-value is {o.min_p:.3g}, "
-              f"above alpha = {ALPHA}; `{PLANNER}` computes the design that would decide it.")
-    overall = {"factors": [f"{e['study']}/{e['factor']}" for e in factors], "n_settings": o.n_settings if o else 0,
-               **_result_dict(o), "p_adjusted": pooled_adjusted, "claim": claim, "question": QUESTIONS["beyond"],
-               "sentence": _sentence("All factors pooled", claim, o, pooled_adjusted, reason)}
-    overall["these_settings"] = _these_section(factors, these_blocks, singles, these_reasons, bound is not None,
-                                               equivalence_ratio)
-    overall["drop"] = drop_section(factors, drop_inputs, pairs, [PAPER_FIG4A.get(e["factor"]) for e in factors],
-                                   equivalence_ratio, PAPER_POOLED)
+    these = _these_section(factors, these_blocks, singles, these_reasons, bound is not None, equivalence_ratio, groups)
+    drops = drop_section(factors, drop_inputs, [e["_pair"] for e in factors],
+                         [_paper(e["factor"], e["_pair"]) for e in factors], equivalence_ratio, groups)
+    by_method = {}
+    for (key, (pair, idx)), o, p_adj in zip(groups.items(), pooled["main"], pooled_adjusted):
+        claim = _claim(o, p_adj, pair)
+        reason = (f"No factor has 2 or more settings run for both {_both(pair)}." if o is None else
+                  f"With {o.n_settings} paired settings over all factors the smallest possible p-value is {o.min_p:.3g}, "
+                  f"above alpha = {ALPHA}; `{PLANNER}` computes the design that would decide it.")
+        if pair is None:
+            reason = (f"Beyond these settings compares two methods' sensitivity to other settings like these; with one "
+                      f"method ({key}) there is nothing to compare.")
+        by_method[key] = {"factors": [f"{factors[i]['study']}/{factors[i]['factor']}" for i in idx],
+                          "n_settings": o.n_settings if o else 0, **_result_dict(o), "p_adjusted": p_adj, "claim": claim,
+                          "question": QUESTIONS["beyond"],
+                          "sentence": _sentence(_pooled_scope(key, groups), claim, o, p_adj, reason, pair=pair),
+                          "these_settings": these[key], "drop": drops[key],
+                          "baseline": pair[0] if pair else None, "method": pair[1] if pair else key}
+    head = _headline(groups)
+    if head is not None:
+        overall = {**by_method[head], "factors": [f"{e['study']}/{e['factor']}" for e in factors]}
+    else:
+        reason = "No factor has 2 or more settings run for two methods, and no single method was run alone."
+        overall = {"factors": [f"{e['study']}/{e['factor']}" for e in factors], "n_settings": 0, **_result_dict(None),
+                   "p_adjusted": math.nan, "claim": Claim.INSUFFICIENT, "question": QUESTIONS["beyond"],
+                   "sentence": _sentence("All factors pooled", Claim.INSUFFICIENT, None, math.nan, reason),
+                   "these_settings": _these_dict(None, math.nan, Claim.INSUFFICIENT, f"All factors pooled, for these "
+                                                 f"settings: cannot tell. {reason}"),
+                   "drop": drop_unavailable("All factors pooled", reason), "baseline": None, "method": None}
     overall["by_factor"] = across
+    if len(by_method) > 1:
+        overall["by_method"] = by_method
     studies = sorted({e["study"] for e in factors})
     chosen = {st: (primary or {}).get(st, "spread") for st in studies}
     for entry in factors:
         _set_agreement(entry, chosen[entry["study"]])
     if len(set(chosen.values())) <= 1:
         _set_agreement(overall, next(iter(chosen.values()), "spread"))
-    for entry in factors:
-        entry.pop("_paired")
-        entry.pop("_nuisance")
+        for entry in by_method.values():
+            _set_agreement(entry, next(iter(chosen.values()), "spread"))
 
     for view in views[1:]:
-        adjusted, pooled_adjusted = _holm_family([_testable_p(r) for r in results[view]], _testable_p(pooled[view]))
-        for entry, r, p_adj in [*zip(factors, results[view], adjusted), (overall, pooled[view], pooled_adjusted)]:
-            entry[view] = {**_result_dict(r), "p_adjusted": p_adj, "claim": _claim(r, p_adj)}
+        adjusted, pooled_adjusted = holm_with_pooled([_testable_p(r) for r in results[view]], index,
+                                                     [_testable_p(r) for r in pooled[view]])
+        targets = [*zip(factors, results[view], adjusted)]
+        for (key, (pair, _)), o, p_adj in zip(groups.items(), pooled[view], pooled_adjusted):
+            targets.append((by_method[key], o, p_adj))
+            if key == head:
+                targets.append((overall, o, p_adj))
+        for entry, r, p_adj in targets:
+            pair = entry["_pair"] if "_pair" in entry else (
+                (entry["baseline"], entry["method"]) if entry.get("baseline") else None)
+            entry[view] = {**_result_dict(r), "p_adjusted": p_adj, "claim": _claim(r, p_adj, pair)}
             entry[view]["changes_conclusion"] = entry[view]["claim"] != entry["claim"]
+    for entry in factors:
+        for key in ("_paired", "_nuisance", "_pair", "_several"):
+            entry.pop(key)
     return factors, overall
+
+
+def _pooled_beyond(blocks: list[tuple[SettingTable, SettingTable] | None], pair: Pair) -> PairedResult | None:
+    """The "beyond" test pooled over the factors' blocks (none for a one-method group)."""
+    used = [b for b in blocks if b is not None]
+    return compare(used, ALPHA) if used and pair is not None else None
 
 
 def _set_agreement(entry: dict[str, Any], primary: str) -> None:

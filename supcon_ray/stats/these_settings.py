@@ -256,10 +256,11 @@ def spread_bound(tables: list[SettingTable]) -> float:
 
 def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
                   draws: int = BOOTSTRAP_DRAWS, bounded: bool = True, interval: bool = True,
-                  spread_intervals: bool = True, equivalence_ratio: float | None = None) -> TheseSettingsResult:
-    """Compare CE with SupCon over the settings tried, on one or more factors (blocks).
+                  spread_intervals: bool = True, equivalence_ratio: float | None = None,
+                  names: tuple[str, str] = ("ce", "supcon")) -> TheseSettingsResult:
+    """Compare a baseline (CE) with a method (SupCon) over the settings tried, on one or more factors (blocks).
 
-    Each block is ``(ce_table, supcon_table)`` over the same settings in the same order, with at least
+    ``names`` keys the result's per-loss spreads. Each block is ``(baseline_table, method_table)`` over the same settings in the same order, with at least
     2 settings and at least 2 seeds in every setting. ``bounded``: the metric lies in [0, 1], so spread
     intervals stop at :func:`spread_bound`. ``interval=False`` skips every interval (the planner);
     ``spread_intervals=False`` only the per-loss ones (the calibration). ``equivalence_ratio`` m adds
@@ -282,20 +283,20 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         ratio = math.nan
     else:
         ratio = ce.spread / sc.spread if sc.spread > 0 else math.inf
-    spreads = {"ce": ce.spread, "supcon": sc.spread}
+    spreads = {names[0]: ce.spread, names[1]: sc.spread}
     if not interval:
         nan2 = (math.nan, math.nan)
         tost = _tost_p(ce, sc, equivalence_ratio) if equivalence_ratio is not None else math.nan
         return TheseSettingsResult(ratio, nan2, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads,
-                                   {"ce": nan2, "supcon": nan2}, sum(len(c.settings) for c, _ in blocks), nan2, tost)
+                                   {names[0]: nan2, names[1]: nan2}, sum(len(c.settings) for c, _ in blocks), nan2, tost)
     # the ratio's p-value falls as rho moves away from the estimate on either side
     ci = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
                 estimate=ratio, steps=BISECTION_STEPS)
     bound = spread_bound([c for c, _ in blocks]) if bounded else None
     if spread_intervals:
-        spread_ci = {"ce": _spread_interval(ce, alpha, bound), "supcon": _spread_interval(sc, alpha, bound)}
+        spread_ci = {names[0]: _spread_interval(ce, alpha, bound), names[1]: _spread_interval(sc, alpha, bound)}
     else:
-        spread_ci = {"ce": (math.nan, math.nan), "supcon": (math.nan, math.nan)}
+        spread_ci = {names[0]: (math.nan, math.nan), names[1]: (math.nan, math.nan)}
     ci90, tost = (math.nan, math.nan), math.nan
     if equivalence_ratio is not None:
         ci90 = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, 2 * alpha, log=True, low_open=0.0, high_open=math.inf,
