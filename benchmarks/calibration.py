@@ -108,7 +108,7 @@ def these_cell(rng: np.random.Generator, k: int, s: int, truth: dict | NoisePatt
 def study_patterns(folders: tuple[str, ...] = PATTERN_FOLDERS) -> list[NoisePattern]:
     """Every factor with both losses of the published studies: each setting's mean and seed std of the
     analysed test top-1 (completed runs)."""
-    from supcon_ray.report import load, stats_rows
+    from supcon_ray.results.folders import load, stats_rows
     from supcon_ray.stats import completed
 
     out = []

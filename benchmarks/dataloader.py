@@ -1,6 +1,6 @@
 """Augmentation throughput: views per second per CPU core, per image against batched, and the cores a GPU needs.
 
-For every policy (``supcon_ray.augment.POLICIES`` but ``none``) at 32 px (CIFAR: 32 px sources) and
+For every policy (``supcon_ray.data.augment.POLICIES`` but ``none``) at 32 px (CIFAR: 32 px sources) and
 224 px (ImageNet: 256 px sources, the crop taken from them), it times
 
 * ``per_image``: the torchvision pipeline (``build_transform``) on one uint8 image at a time, as a
@@ -35,8 +35,8 @@ import time
 
 import torch
 
-from supcon_ray.augment import POLICIES, build_transform
-from supcon_ray.batch_augment import BatchAugment
+from supcon_ray.data.augment import POLICIES, build_transform
+from supcon_ray.data.batch_augment import BatchAugment
 
 from .common import print_table, write_json
 

@@ -3,7 +3,7 @@
 Without a CUDA GPU it prints "no GPU" and exits 0 (``--device cpu`` runs the same code on the CPU, with
 gloo for ``--gpus 2``, as a check that the path works; its numbers mean nothing for a GPU). With one:
 
-* **Training steps**: :meth:`supcon_ray.loop.Loop.step`, the step every run takes (batched per-sample
+* **Training steps**: :meth:`supcon_ray.engine.loop.Loop.step`, the step every run takes (batched per-sample
   augmentation on the device, autocast, the fp16 scaler, the optimizer, device-side sums), on
   synthetic uint8 images already on the device, so the loader is not measured (``benchmarks.dataloader``
   measures it). Stems: CIFAR (``resnet50``, 32 px) and ImageNet (``resnet50-imagenet``, 224 px crops
@@ -47,7 +47,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _splits(stored: int, n: int):
-    from supcon_ray.data import Splits, TensorImages
+    from supcon_ray.data.datasets import Splits, TensorImages
 
     images = torch.randint(0, 256, (n, 3, stored, stored), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     labels = np.arange(n) % 10
@@ -59,8 +59,8 @@ def step_rate(stem: str, model: str | None, loss: str, batch: int, amp: str, aug
               warmup: int, device: torch.device, rank: int = 0, world: int = 1) -> dict:
     """Views/second (all ranks) of the engine's step for one setting, and this rank's peak memory."""
     from supcon_ray.config import TrainConfig
-    from supcon_ray.engine import Session, Trainer
-    from supcon_ray.precision import amp_dtype
+    from supcon_ray.engine.trainer import Session, Trainer
+    from supcon_ray.engine.precision import amp_dtype
 
     default_model, crop, stored = STEMS[stem]
     if augment == "none":  # no policy, so no random crop: the loader's centre crop has already made them crop-sized
@@ -137,7 +137,7 @@ def train_steps(args) -> list[dict]:
 
 def loss_case(method: str, repeats: int) -> dict:
     """Forward + backward of the SupCon loss at batch 6144 x 2 views: median seconds and peak memory."""
-    from supcon_ray.losses import SupConLoss
+    from supcon_ray.networks.losses import SupConLoss
 
     device = torch.device("cuda")
     gen = torch.Generator(device=device).manual_seed(0)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no GPU" if not torch.cuda.is_available() else f"only {torch.cuda.device_count()} GPU(s)")
         return 0
     if args.device == "cuda":
-        from supcon_ray.precision import cuda_determinism
+        from supcon_ray.engine.precision import cuda_determinism
 
         cuda_determinism(args.deterministic)
     steps = train_steps(args)

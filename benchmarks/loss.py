@@ -54,7 +54,7 @@ def _peak_rss_bytes() -> int:
 
 
 def run_case(impl: str, batch: int, repeats: int, device: str) -> dict:
-    from supcon_ray.losses import SupConLoss
+    from supcon_ray.networks.losses import SupConLoss
 
     dev = torch.device(device)
     gen = torch.Generator().manual_seed(0)

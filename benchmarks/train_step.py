@@ -28,7 +28,7 @@ BATCH = {"resnet-mini": 64, "resnet18": 32}
 
 
 def _splits(n: int):
-    from supcon_ray.data import Splits, TensorImages
+    from supcon_ray.data.datasets import Splits, TensorImages
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
@@ -40,7 +40,7 @@ def _splits(n: int):
 
 def project_loop(model: str, loss: str, batches: int, epochs: int) -> list[float]:
     from supcon_ray.config import TrainConfig
-    from supcon_ray.engine import Session, Trainer
+    from supcon_ray.engine.trainer import Session, Trainer
 
     bs = BATCH[model]
     splits = _splits(bs * batches)
@@ -56,10 +56,10 @@ def project_loop(model: str, loss: str, batches: int, epochs: int) -> list[float
 
 
 def hand_loop(model: str, loss: str, batches: int, epochs: int) -> list[float]:
-    from supcon_ray.augment import MultiView, build_transform
-    from supcon_ray.data import Transformed
-    from supcon_ray.losses import SupConLoss
-    from supcon_ray.models import build_network
+    from supcon_ray.data.augment import MultiView, build_transform
+    from supcon_ray.data.datasets import Transformed
+    from supcon_ray.networks.losses import SupConLoss
+    from supcon_ray.networks.models import build_network
 
     bs = BATCH[model]
     splits = _splits(bs * batches)

@@ -37,7 +37,7 @@ CASES = {
 def run_case(name: str, resources: dict, root: Path) -> dict:
     import pandas as pd
 
-    from supcon_ray.study import load_study
+    from supcon_ray.study.definition import load_study
     from supcon_ray.tune import run_study
 
     res = ", ".join(f"{k}: {v}" for k, v in resources.items())
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-reuse", action="store_true", help="a fresh process for every trial (Tune reuse_actors off)")
     args = p.parse_args(argv)
     import supcon_ray.tune
-    from supcon_ray.ray_runtime import init_ray
+    from supcon_ray.execution.ray_runtime import init_ray
 
     supcon_ray.tune.REUSE_TRIAL_PROCESSES = not args.no_reuse
 

@@ -14,15 +14,15 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .dataset_names import absolute_dataset_name, validate_dataset_name
+from supcon_ray.data.names import absolute_dataset_name, validate_dataset_name
 from .registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, POLICIES, SCHEDULES
 
 if TYPE_CHECKING:
-    from .augment import PolicyOptions
+    from supcon_ray.data.augment import PolicyOptions
 
 EXIT_USAGE = 2
 #: ``tau_b`` of the authors' TensorFlow code (``scale_by_temperature``): the loss is multiplied by
-#: ``tau / tau_b``, so with ``tau_b = 1`` it is scaled by ``tau`` (:mod:`supcon_ray.losses`).
+#: ``tau / tau_b``, so with ``tau_b = 1`` it is scaled by ``tau`` (:mod:`supcon_ray.networks.losses`).
 AUTHORS_BASE_TEMPERATURE = 1.0
 
 
@@ -62,11 +62,11 @@ class TrainConfig(BaseModel):
     rmsprop_eps: float = Field(1.0, gt=0)  # the paper's RMSProp epsilon
     augment: str = "simaugment"
     # where the policy runs: "per_image" (torchvision, in the loader), "batched" (whole batches on the
-    # training device, every sample its own draws: supcon_ray.batch_augment), or "auto": batched on a
+    # training device, every sample its own draws: supcon_ray.data.batch_augment), or "auto": batched on a
     # GPU and for images of at most 64 px, per image otherwise (batched float ops are slower on a CPU
     # at 224 px)
     augment_path: Literal["auto", "per_image", "batched"] = "auto"
-    # departures from the authors' augmentation code (supcon_ray.augment.PolicyOptions)
+    # departures from the authors' augmentation code (supcon_ray.data.augment.PolicyOptions)
     augment_crop: Literal["resized", "padded"] = "resized"
     augment_blur: float | None = Field(None, ge=0, le=1)  # None: 0.5 above 64 px, 0 at CIFAR scale
     augment_warp: float = Field(0.0, ge=0, le=1)
@@ -86,7 +86,7 @@ class TrainConfig(BaseModel):
     normalize_representation: bool = True
     # linear stage: "lbfgs" (default): logistic regression on cached unaugmented frozen-encoder features
     # solved to convergence, its L2 penalty picked on validation (no learning rate, epochs or batch size
-    # of its own: supcon_ray.probe); "cached": SGD on those features with linear_lr / linear_epochs;
+    # of its own: supcon_ray.engine.probe); "cached": SGD on those features with linear_lr / linear_epochs;
     # "augmented": SGD on augmented images through the frozen encoder each step (the paper)
     linear_stage: Literal["cached", "augmented", "lbfgs"] = "lbfgs"
     linear_optimizer: str = "sgd"
@@ -101,7 +101,7 @@ class TrainConfig(BaseModel):
     crop_size: int | None = Field(None, ge=4, le=1024)
     seed: int = Field(0, ge=0)
     # DataLoader worker processes; None: on a GPU one per CPU of the worker beyond the training loop's,
-    # 0 on a CPU (supcon_ray.loader.loader_options)
+    # 0 on a CPU (supcon_ray.data.loader.loader_options)
     num_workers: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints; the last epoch of a stage always
     workers: int = Field(1, ge=1)
@@ -175,7 +175,7 @@ class TrainConfig(BaseModel):
     @property
     def policy_options(self) -> PolicyOptions:
         """The augmentation departures this run asks for."""
-        from .augment import PolicyOptions  # torch: only where a run builds its augmentation
+        from supcon_ray.data.augment import PolicyOptions  # torch: only where a run builds its augmentation
 
         return PolicyOptions(crop=self.augment_crop, blur=self.augment_blur, warp=self.augment_warp,
                              rotation=self.augment_rotation, randaugment_scale=self.randaugment_scale)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .config import EXIT_USAGE, ConfigError
-from .report import load, stats_rows
+from .results.folders import load, stats_rows
 from .stats import completed, compare_these
 from .stats.power import RATIOS, SEEDS, SETTINGS, Measured, plan
 from .stats.settings import MIN_SETTINGS_BEYOND
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --metric: no column {args.metric!r} in the trials", file=sys.stderr)
         return EXIT_USAGE
     out = {}
-    from .report import analysis_of
+    from .reporting.numbers import analysis_of
 
     baselines = {s: a["baseline"] for s, a in analysis_of(metas).items() if a.get("baseline")}
     for name, m in measured(stats_rows(trials), args.metric, baselines).items():

@@ -4,7 +4,7 @@ Validating a study file, planning a study, analysing its results and writing the
 *names* of losses, encoders, optimizers, schedules and augmentation policies, and what is known of
 each without building it (a loss's ``kind``: ``contrastive``, pre-trained on two views and then read
 out by the linear stage, or ``classifier``, trained end to end on logits). Those live here, so
-``supcon_ray.study``, ``supcon_ray.report`` and ``supcon_ray.power`` never import torch; the training
+``supcon_ray.study.definition``, ``supcon_ray.report`` and ``supcon_ray.power`` never import torch; the training
 modules build each name (:attr:`Registry.home` says which module) and
 ``tests/test_registry.py`` checks that every registered name builds there and nothing else does,
 so a name cannot exist without its code. An unknown name fails with "must be one of", listing
@@ -85,16 +85,16 @@ class Registry:
         return tuple(n for n, m in self.entries.items() if m.get(key) == value)
 
 
-#: Training objectives (built in :mod:`supcon_ray.losses` and :mod:`supcon_ray.stages`). ``kind`` decides
+#: Training objectives (built in :mod:`supcon_ray.networks.losses` and :mod:`supcon_ray.engine.stages`). ``kind`` decides
 #: the protocol: ``contrastive`` losses pre-train an encoder on two views, then the linear stage reads it
 #: out; ``classifier`` losses train end to end on logits. ``labels``: whether the loss sees the labels.
-LOSSES = Registry("loss", "supcon_ray.losses", {
+LOSSES = Registry("loss", "supcon_ray.networks.losses", {
     "supcon": {"kind": "contrastive", "labels": True},
     "simclr": {"kind": "contrastive", "labels": False},
     "ce": {"kind": "classifier", "labels": True},
 })
-#: Encoders (:data:`supcon_ray.models.ENCODERS` holds each one's architecture).
-MODELS = Registry("model", "supcon_ray.models", {
+#: Encoders (:data:`supcon_ray.networks.models.ENCODERS` holds each one's architecture).
+MODELS = Registry("model", "supcon_ray.networks.models", {
     "resnet-mini": {"stem": "cifar"},
     "resnet-micro": {"stem": "cifar"},
     "resnet18": {"stem": "cifar"},
@@ -102,16 +102,16 @@ MODELS = Registry("model", "supcon_ray.models", {
     "resnet50": {"stem": "cifar"},
     "resnet50-imagenet": {"stem": "imagenet"},
 })
-#: Optimizers and learning-rate schedules (:mod:`supcon_ray.optim`).
-OPTIMIZERS = Registry("optimizer", "supcon_ray.optim", {"sgd": {}, "lars": {}, "rmsprop": {}, "adamw": {}})
-SCHEDULES = Registry("schedule", "supcon_ray.optim", {"cosine": {}, "step": {}, "exponential": {}})
-#: Augmentation policies (:mod:`supcon_ray.augment`, :mod:`supcon_ray.batch_augment`).
-POLICIES = Registry("augmentation", "supcon_ray.augment", {
+#: Optimizers and learning-rate schedules (:mod:`supcon_ray.networks.optim`).
+OPTIMIZERS = Registry("optimizer", "supcon_ray.networks.optim", {"sgd": {}, "lars": {}, "rmsprop": {}, "adamw": {}})
+SCHEDULES = Registry("schedule", "supcon_ray.networks.optim", {"cosine": {}, "step": {}, "exponential": {}})
+#: Augmentation policies (:mod:`supcon_ray.data.augment`, :mod:`supcon_ray.data.batch_augment`).
+POLICIES = Registry("augmentation", "supcon_ray.data.augment", {
     "none": {}, "basic": {}, "simaugment": {}, "autoaugment": {}, "randaugment": {}, "stacked_randaugment": {},
 })
-#: Datasets by name besides the ``parquet:DIR`` / ``imagefolder:DIR`` forms (:mod:`supcon_ray.dataset_names`),
-#: loaded by :mod:`supcon_ray.data`.
-DATASETS = Registry("dataset", "supcon_ray.data", {"digits": {}, "cifar10": {}, "cifar100": {}})
+#: Datasets by name besides the ``parquet:DIR`` / ``imagefolder:DIR`` forms (:mod:`supcon_ray.data.names`),
+#: loaded by :mod:`supcon_ray.data.datasets`.
+DATASETS = Registry("dataset", "supcon_ray.data.datasets", {"digits": {}, "cifar10": {}, "cifar100": {}})
 #: Every registry, by kind.
 REGISTRIES = {r.kind: r for r in (LOSSES, MODELS, OPTIMIZERS, SCHEDULES, POLICIES, DATASETS)}
 

@@ -75,7 +75,7 @@ def at_own_size(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with ``image_size`` set to the dataset's images' own size where every image of a whole
     ``parquet:`` / ``imagefolder:`` dataset has one size and no size flag was given (printing which size
     and why); a missing or empty dataset folder is a :class:`ConfigError` naming ``--dataset``."""
-    from .dataset_names import SIZE_KEYS, absolute_dataset_name, missing_files, own_size, validate_dataset_name
+    from supcon_ray.data.names import SIZE_KEYS, absolute_dataset_name, missing_files, own_size, validate_dataset_name
 
     name = values.get("dataset")
     if name is None:
@@ -99,7 +99,7 @@ def at_own_size(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _local_reporter(output: Path | None, quiet: bool):
-    from .checkpoint import save_state
+    from supcon_ray.engine.checkpoint import save_state
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if output is not None and state is not None:
@@ -118,8 +118,8 @@ def run_local(cfg: TrainConfig, output: Path | None, resume: bool, progress: boo
     """Train in this process (no Ray)."""
     import torch
 
-    from .checkpoint import load_state
-    from .engine import Session, train
+    from supcon_ray.engine.checkpoint import load_state
+    from supcon_ray.engine.trainer import Session, train
 
     state = load_state(output) if (resume and output is not None) else None
     if resume and state is None:
@@ -132,8 +132,8 @@ def run_local(cfg: TrainConfig, output: Path | None, resume: bool, progress: boo
 
 def run_ray(cfg: TrainConfig, output: Path | None, address: str | None) -> dict[str, Any]:
     """Train on Ray Train; checkpoints live under OUTPUT (default ./results/train)."""
-    from .distributed import fit_distributed
-    from .ray_runtime import init_ray
+    from supcon_ray.execution.distributed import fit_distributed
+    from supcon_ray.execution.ray_runtime import init_ray
 
     init_ray(address)
     storage = (output or Path("results") / "train").resolve()
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, args = parse_config(argv)
         if args.resume and args.output is None:
             raise ConfigError("--resume needs --output (the folder holding checkpoint.pt)")
-        from .data import DataError
+        from supcon_ray.data.datasets import DataError
 
         t0 = time.perf_counter()
         try:

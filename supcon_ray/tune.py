@@ -4,17 +4,17 @@ Validates the study file, plans its trials (one factor at a time, or a sampled s
 on Ray Tune (joining ``--address`` / ``RAY_ADDRESS``, or a local Ray instance), records each trial
 in Parquet under ``<storage>/<study>/``, prints a per-loss summary and writes the stability report.
 
-A study runs in stages (:mod:`supcon_ray.protocol`): stage 1 (``tune_base``) finds each loss's base
+A study runs in stages (:mod:`supcon_ray.study.protocol`): stage 1 (``tune_base``) finds each loss's base
 on the same budget, stage 2 changes one factor at a time from there (with ``nuisance``
 hyperparameters searched per setting on selection seeds), stage 3 runs each nuisance pick on the
-study seeds. One manifest (:mod:`supcon_ray.manifest`) records the plan, every decision and the
+study seeds. One manifest (:mod:`supcon_ray.results.manifest`) records the plan, every decision and the
 trials the statistics read. ``--quick`` applies the file's ``quick`` block (offline, CPU, small).
 ``--dry-run`` prints the stages with their budgets and trial counts. ``--resume`` continues an
 interrupted study after checking that the study file still computes the same trials (exit 2
 naming the changed keys otherwise): recorded trials and decisions are not redone, failed trials are
 (their rows kept under ``attempts/``), interrupted ones restart from their last checkpoint.
 
-The console shows one progress bar and one line per finished trial (:mod:`supcon_ray.progress`;
+The console shows one progress bar and one line per finished trial (:mod:`supcon_ray.execution.progress`;
 plain lines when stdout is not a terminal), then the summary; Ray's own tables and checkpoint
 lines only with ``--verbose``. Every trial that ends in an error, including one that never
 started, is recorded with status ``failed`` and its error text.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import EXIT_USAGE, ConfigError, TrainConfig, make_train_config
-from .study import Study, at_own_size, base_config, load_study
+from supcon_ray.study.definition import Study, at_own_size, base_config, load_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_dataset_files(study: Study, source: str) -> None:
     """Refuse (exit 2, naming ``dataset``) a ``parquet:`` / ``imagefolder:`` dataset whose files are not
     on this machine, before Ray starts: otherwise every trial would start, then fail on the missing files."""
-    from .dataset_names import absolute_dataset_name, missing_files
+    from supcon_ray.data.names import absolute_dataset_name, missing_files
 
     problem = missing_files(absolute_dataset_name(study.dataset, study.folder))
     if problem:
@@ -62,7 +62,7 @@ def check_dataset_files(study: Study, source: str) -> None:
 
 def print_plan(study: Study, out=None) -> None:
     """The ``--dry-run`` plan: resources, then every stage with its budgets and trial counts."""
-    from .protocol import print_protocol
+    from supcon_ray.study.protocol import print_protocol
 
     out = out or sys.stdout
     r = study.resources
@@ -77,7 +77,7 @@ def print_plan(study: Study, out=None) -> None:
 
 def pipeline_line(cfg: TrainConfig) -> str:
     """How a trial of ``cfg`` feeds and saves itself: loader workers, augmentation path, checkpoints, probe."""
-    from .loader import loader_options
+    from supcon_ray.data.loader import loader_options
 
     device = torch_device_kind(cfg)
     workers = loader_options(cfg.num_workers, cfg.cpus_per_worker, device)["num_workers"]
@@ -103,8 +103,8 @@ def _fmt_values(values: dict) -> str:
 def summarize(results_dir: str, out=None) -> None:
     """Each loss's base, then per loss the trials that enter the statistics (selection runs are counted
     on their own line)."""
-    from .manifest import analysed_rows, read_manifest
-    from .storage import read_results
+    from supcon_ray.results.manifest import analysed_rows, read_manifest
+    from supcon_ray.results.storage import read_results
 
     out = out or sys.stdout
     df = read_results(results_dir)[0].to_pandas()
@@ -150,16 +150,16 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     """Run the study's stages on Ray Tune: for each stage, run what is planned and not recorded, then record
     its decision in the manifest. Stops at the first stage that cannot decide (failed trials) or when
     trials are left unfinished (Ctrl-C); ``--resume`` goes on from there with the same decisions.
-    ``console``: a :class:`supcon_ray.progress.StudyConsole` (made here if None); ``verbose``: Ray's tables too."""
-    from .progress import StudyConsole, configure_console, set_current
+    ``console``: a :class:`supcon_ray.execution.progress.StudyConsole` (made here if None); ``verbose``: Ray's tables too."""
+    from supcon_ray.execution.progress import StudyConsole, configure_console, set_current
 
     configure_console(verbose)
-    from . import protocol
-    from .executor import Executor
-    from .manifest import analysis_edits, open_manifest, save_manifest
-    from .runner import storage_uri
-    from .storage import ResultStore, read_results
-    from .study import study_as_yaml
+    from supcon_ray.study import protocol
+    from supcon_ray.execution.executor import Executor
+    from supcon_ray.results.manifest import analysis_edits, open_manifest, save_manifest
+    from supcon_ray.execution.runner import storage_uri
+    from supcon_ray.results.storage import ResultStore, read_results
+    from supcon_ray.study.definition import study_as_yaml
 
     sources = plugin_sources(study)
     store = ResultStore(storage_uri(storage), study.study)
@@ -206,10 +206,10 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
 
 def _decide(study: Study, stage: str, planned, manifest, store, console, outcome: Outcome) -> bool:
     """Record ``stage``'s decision in the manifest once (never recomputed); False if it cannot be made."""
-    from . import protocol
-    from .manifest import save_manifest
+    from supcon_ray.study import protocol
+    from supcon_ray.results.manifest import save_manifest
     from .stats.base_margin import margin_sentence
-    from .storage import read_results
+    from supcon_ray.results.storage import read_results
 
     if stage == "tune_base" and "bases" in manifest.decisions or stage == "study" and "nuisance" in manifest.decisions:
         return True
@@ -246,13 +246,13 @@ def plugin_sources(study: Study) -> list:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
-    from .progress import StudyConsole, configure_console
+    from supcon_ray.execution.progress import StudyConsole, configure_console
 
     configure_console(args.verbose)  # before Ray is imported: it reads some of these when imported
     quick = " --quick" if args.quick else ""
     resume_cmd = f"  python -m supcon_ray.tune --space {args.space}{quick} --storage {args.storage} --resume"
     try:
-        from .protocol import planned_trial_count
+        from supcon_ray.study.protocol import planned_trial_count
 
         study = load_study(args.space, quick=args.quick)
         check_dataset_files(study, args.space)
@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     summarize(outcome.folder)
     if not args.no_report and not (outcome.unfinished or outcome.incomplete):  # failed trials are counted in it
-        from .report import build_report, headline
+        from .report import build_report
+        from .reporting.numbers import headline
 
         path, numbers = build_report(outcome.folder)
         print("\n".join(["", "verdict:", *(f"  {line}" for line in headline(numbers))]))

@@ -20,7 +20,7 @@ def cifar_parquet() -> Path:
 @pytest.fixture(scope="session")
 def ray_session():
     """A local 2-CPU Ray instance shared by every test that needs one."""
-    from supcon_ray.ray_runtime import init_ray
+    from supcon_ray.execution.ray_runtime import init_ray
 
     import ray
 

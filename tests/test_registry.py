@@ -10,7 +10,7 @@ from supcon_ray import registry
 
 
 def test_the_study_report_and_planner_layers_import_no_torch():
-    code = ("import sys; import supcon_ray.study, supcon_ray.report, supcon_ray.power, supcon_ray.manifest; "
+    code = ("import sys; import supcon_ray.study.definition, supcon_ray.report, supcon_ray.power, supcon_ray.results.manifest; "
             "from supcon_ray.config import TrainConfig; TrainConfig(loss='ce', model='resnet50', augment='autoaugment'); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
@@ -20,10 +20,11 @@ def test_the_study_report_and_planner_layers_import_no_torch():
 def test_every_registered_name_is_built_by_its_home_module_and_nothing_else_is():
     import torch
 
-    from supcon_ray import augment, models, optim
+    from supcon_ray.data import augment
+    from supcon_ray.networks import models, optim
     from supcon_ray.config import TrainConfig
-    from supcon_ray.losses import cross_entropy_loss
-    from supcon_ray.stages import contrastive_loss
+    from supcon_ray.networks.losses import cross_entropy_loss
+    from supcon_ray.engine.stages import contrastive_loss
 
     assert tuple(models.ENCODERS) == registry.MODELS.names()
     for name in registry.MODELS:

@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from supcon_ray.designs import DesignKind, is_tune_base
+
 from .tolerance import RTOL
 
-STAGE1_PREFIX = "tune_base"
+STAGE1_PREFIX = str(DesignKind.TUNE_BASE)  # the phase of a stage-1 trial where rows have no design
 #: The largest validation set whose size is read back from its accuracies.
 MAX_VALIDATION_IMAGES = 1_000_000
 
@@ -49,7 +51,7 @@ def base_margins(trials: pd.DataFrame, select: str = "val_top1") -> dict[str, di
     every loss with at least two completed stage-1 configurations."""
     if select not in trials or not {"design", "phase"} & set(trials):
         return {}
-    stage1 = (trials["design"].astype(str).str.startswith(STAGE1_PREFIX) if "design" in trials
+    stage1 = (trials["design"].map(is_tune_base) if "design" in trials
               else trials["phase"] == STAGE1_PREFIX)
     rows = trials[stage1 & (trials["status"] == "completed") & trials[select].notna()]
     if "study" not in rows:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .settings import ALPHA, EVALUATOR_SEEDS, IMPORTANCE_PERMUTATIONS
 from .tolerance import at_least
-from .tuning_curve import RANDOM_DESIGNS
+from supcon_ray.designs import RANDOM_DESIGNS
 
 N_TREES = 32
 

@@ -1,7 +1,7 @@
 """Which trials carry a score, and how they are counted.
 
 Scoring rule: ``completed`` trials carry their metric. ``diverged`` trials are recorded at chance
-level (see :mod:`supcon_ray.engine`); the main analysis leaves them out of the spread and reports
+level (see :mod:`supcon_ray.engine.trainer`); the main analysis leaves them out of the spread and reports
 divergence as its own result, and the *conservative* view scores them at chance. ``failed`` trials
 (infrastructure errors) have no score and are only counted.
 """

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from supcon_ray.designs import DesignKind, design_name
+
 from .variance import SettingTable
 
 EFFECTS = ("normal", "t3")
@@ -78,7 +80,7 @@ def simulate_factor(rng: np.random.Generator, n_settings: int, n_seeds: int, rat
                 y = m + sd * rng.standard_normal()
                 diverged = rng.random() < p_diverge[li]
                 rows.append({"study": study, "factor": factor, "loss": loss, "setting": f"{factor}={s}", "seed": r,
-                             "status": "diverged" if diverged else "completed", "design": "one_factor",
+                             "status": "diverged" if diverged else "completed", "design": design_name(DesignKind.ONE_FACTOR),
                              "test_top1": chance if diverged else y, "val_top1": chance if diverged else y,
                              "chance_top1": chance, "true_mean": m, "trial_id": f"{study}-{factor}-{loss}-{s}-{r}"})
     return pd.DataFrame(rows)

@@ -44,7 +44,8 @@ from .settings import ALPHA, MAX_ACCURACY_STD, MIN_SEEDS_THESE, MIN_SETTINGS_BEY
 from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, PAPER_POOLED, agreement_entry
 from .drop_answer import DropInput, drop_input, drop_section, drop_unavailable
 from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
-from .tuning_curve import RANDOM_DESIGNS, curves_with_band
+from supcon_ray.designs import RANDOM_DESIGNS, is_nuisance
+from .tuning_curve import curves_with_band
 from .variance import SettingTable, components, setting_means
 
 CLAIMS = tuple(Claim)
@@ -617,7 +618,7 @@ def analyze_factors(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
                                 **_result_dict(r), "divergence_fisher_p": div.divergence_summary(g)["fisher_p"],
                                 "_reason": uneven_reason if flagged else _insufficient_reason(set(losses), paired, r, pair),
                                 "_paired": paired, "_pair": pair, "_several": len(units) > 1 and pair is not None,
-                                "_nuisance": bool(design.str.contains("nuisance").any()),
+                                "_nuisance": bool(design.map(is_nuisance).any()),
                                 "baseline": pair[0] if pair else None, "method": pair[1] if pair else own[0]})
 
     groups = _groups(factors)

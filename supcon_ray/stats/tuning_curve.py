@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from scipy.special import gammaln
 
-RANDOM_DESIGNS = ("search:random", "search:qmc", "search:grid")
 
 
 def expected_max(values: Any, k: int) -> float:

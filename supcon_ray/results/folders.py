@@ -1,0 +1,47 @@
+"""Reading study folders: trials, epochs and what each folder recorded of its study, and the rows the
+statistics read. A folder without a manifest is read by the rule of :func:`supcon_ray.results.manifest.analysed_rows`
+(rows marked ``in_stats``): that is how trials produced elsewhere are analysed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from supcon_ray.config import ConfigError
+from supcon_ray.results.manifest import analysed_rows, read_manifest
+from supcon_ray.results.storage import read_results, read_text
+
+
+def study_meta(results_dir: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(read_text(results_dir, "study.yaml") or "") or {}
+
+
+def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Trials, epochs and study metadata of every folder; ConfigError when a folder has no trials."""
+    trials, epochs, metas = [], [], {}
+    for d in results_dirs:
+        if "://" not in d and not Path(d).is_dir():
+            raise ConfigError(f"{d}: no such folder (give a study folder, <storage>/<study>)")
+        t, e = read_results(d)
+        t, e = t.to_pandas(), e.to_pandas()
+        if t.empty:
+            raise ConfigError(f"{d}: no trials found in {d}/trials (run a study first)")
+        manifest = read_manifest(d)
+        used = analysed_rows(t, d, manifest).assign(analysed=True)  # a trial shared by two factors: once under each
+        t = pd.concat([used, t[~t["trial_id"].isin(used["trial_id"])].assign(analysed=False)], ignore_index=True)
+        metas[str(t["study"].iloc[0])] = {**study_meta(d), "bases": manifest.bases if manifest else {},
+                                          "flags": manifest.flags if manifest else [],
+                                          "analysis": manifest.analysis if manifest else None}
+        trials.append(t)
+        epochs.append(e)
+    return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
+
+
+def stats_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials that enter the statistics (column ``analysed``, set by :func:`load` from the manifest,
+    :func:`supcon_ray.results.manifest.analysed_rows`): selection runs are shown, not analysed."""
+    return trials[trials["analysed"]] if "analysed" in trials else trials

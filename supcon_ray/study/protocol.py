@@ -1,0 +1,472 @@
+"""The paper's protocol as stages: each plans its trials from the decisions before it, then decides.
+
+Khosla et al.'s Fig. 4a changes the optimizer, the augmentation or the learning rate "from each
+loss's best setting". A study runs the stages of :data:`STAGES` in order; :func:`plan` builds any
+stage's trials from the decisions recorded so far, and :func:`select` makes the stage's decision
+from its rows. Both are pure: the runner (:mod:`supcon_ray.tune`) runs what is planned and not yet
+recorded, and records each decision once in the manifest (:mod:`supcon_ray.results.manifest`).
+
+1. ``tune_base`` (``phase = "tune_base"``): for every loss, ``budget`` distinct configurations of
+   ``tune_base.space`` (the same number for every loss; random / QMC drawn up front, TPE adaptive)
+   x ``tune_base.seeds``. Decision ``bases``: per loss, the configuration with the best mean of
+   ``select`` (a validation metric) over seeds. Without ``tune_base``: the study file's base.
+2. ``study``: ``vary`` / ``search`` from each loss's base (``phase = "study"``, analysed), and for a
+   factor with ``nuisance`` hyperparameters, per setting and loss, the same small search x
+   ``nuisance.seeds`` (``phase = "nuisance"``, not analysed). Decision ``nuisance``: per setting and
+   loss, the configuration best by validation mean over the selection seeds.
+3. ``replicates``: each nuisance pick run on the study's seeds (``phase = "study"``, analysed).
+
+Fair by construction: selection seeds (stage 1, nuisance searches) are disjoint from the study
+seeds (the study file refuses an overlap), so no run that chose a configuration is an analysed
+replicate; every loss gets the same number of distinct configurations; a configuration reached from
+several factors (the base) is one trial, analysed under each factor. One tie rule everywhere
+(:func:`best`): the highest finite mean, and among equals the first in the design's order. A pick
+at the edge of its search space is flagged (:func:`edge_flags`): the best may lie outside.
+
+Diverged runs count at the chance level recorded for them; a stage with failed or missing trials
+decides nothing (:class:`StageIncomplete`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from supcon_ray.config import ConfigError
+from supcon_ray.designs import DesignKind, design_name
+from supcon_ray.stats.base_margin import base_margins
+from supcon_ray.study.definition import (applies_to, base_config, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
+                    plan_trials, setting_label, setting_values, space_for)
+
+STAGES = ("tune_base", "study", "replicates")
+STAGE1 = "tune_base"
+BASE_FROM_FILE = "given in the study file"
+BASE_FROM_STAGE1 = "stage 1 (tune_base)"
+#: Share of a range (log scale for loguniform) at either end where a pick counts as on the edge.
+EDGE_SHARE = 0.1
+
+
+class StageIncomplete(RuntimeError):
+    """A stage has failed or missing trials, so it cannot decide on an equal budget yet."""
+
+
+@dataclass
+class Adaptive:
+    """One adaptive TPE search the runner runs for a stage (it cannot be planned up front)."""
+
+    name: str
+    loss: str
+    space: dict[str, Distribution]
+    budget: int
+    seeds: list[int]
+    sampler_seed: int
+    metric: str
+    block: str  # "tune_base" or "search"
+    tuned: dict[str, Any] | None = None
+
+
+@dataclass
+class Plan:
+    """A stage's planned trials (unique ids, in order), the statistics' entries among them
+    (``{trial_id, factor, setting}``; a shared trial appears under each factor) and its TPE searches."""
+
+    stage: str
+    specs: list[TrialSpec] = field(default_factory=list)
+    analysed: list[dict[str, str]] = field(default_factory=list)
+    adaptive: list[Adaptive] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.trial_id for s in self.specs]
+
+    @property
+    def trial_count(self) -> int:
+        """How many trials the stage runs: its planned specs plus every TPE search's budget on its seeds."""
+        return len(self.specs) + sum(a.budget * len(a.seeds) for a in self.adaptive)
+
+
+def best(candidates: list[tuple[float, Any]]) -> Any:
+    """The one tie rule: the item with the highest finite mean; among equals (or when no mean is finite)
+    the first in the design's order."""
+    top = max(range(len(candidates)), key=lambda i: (_finite(candidates[i][0]), -i))
+    return candidates[top][1]
+
+
+def _finite(x: float | None) -> float:
+    return x if x is not None and math.isfinite(x) else -math.inf
+
+
+# ------------------------------------------------------------------------------------------ plans
+
+def plan(study: Study, stage: str, decisions: dict[str, Any]) -> Plan:
+    """The trials of ``stage`` given the ``decisions`` recorded so far (``bases`` before ``study``,
+    ``nuisance`` before ``replicates``). Raises ConfigError for a plan with a setting listed twice."""
+    if stage == "tune_base":
+        return _plan_stage1(study)
+    if stage == "study":
+        return _plan_study(study, decisions.get("bases"))
+    if stage == "replicates":
+        return _plan_replicates(study, decisions.get("bases"), decisions.get("nuisance") or [])
+    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+
+
+def stage1_design(study: Study, loss: str) -> Design:
+    """The configurations stage 1 tries for ``loss`` (random / QMC; the same count for every loss)."""
+    tb = study.tune_base
+    return draw_design(tb.sampler, space_for(tb.space, loss), tb.budget, tb.seed)
+
+
+def _plan_stage1(study: Study) -> Plan:
+    tb = study.tune_base
+    out = Plan("tune_base")
+    if tb is None:
+        return out
+    if tb.sampler == "tpe":
+        out.adaptive = [Adaptive(f"tune-base-tpe-{loss}", loss, space_for(tb.space, loss), tb.budget, tb.seeds,
+                                 tb.seed, tb.select, "tune_base") for loss in study.losses]
+        return out
+    for loss in study.losses:
+        configs = stage1_design(study, loss).configs
+        for values, label in zip(configs, distinct_labels(configs)):
+            for seed in tb.seeds:
+                out.specs.append(make_spec(study, loss, STAGE1, values, seed, design_name(DesignKind.TUNE_BASE, tb.sampler), tb.seed,
+                                           phase="tune_base", label=label))
+    _unique(out.specs)
+    return out
+
+
+def tpe_stage1_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec:
+    """The stage-1 trial a TPE suggestion stands for (``__trial_index__`` picks the seed)."""
+    tb = study.tune_base
+    values = {k: config[k] for k in space_for(tb.space, loss)}
+    seed = tb.seeds[int(config.get("__trial_index__", 0)) % len(tb.seeds)]
+    return make_spec(study, loss, STAGE1, values, seed, design_name(DesignKind.TUNE_BASE, "tpe"), tb.seed, phase="tune_base",
+                     label=setting_label(values, None))
+
+
+def stage1_budget(study: Study) -> dict[str, int]:
+    """Distinct configurations per loss in stage 1 (equal: the study file refuses a design that is not)."""
+    tb = study.tune_base
+    if tb is None:
+        return {}
+    if tb.sampler == "tpe":
+        return {loss: tb.budget for loss in study.losses}
+    return {loss: len(stage1_design(study, loss).configs) for loss in study.losses}
+
+
+def nuisance_designs(study: Study) -> dict[tuple[str, str], Design]:
+    """``{(factor, loss): Design}`` of every nuisance search (shared by all the factor's settings)."""
+    out = {}
+    for factor, nz in study.nuisance.items():
+        for loss in study.losses:
+            space = space_for(nz.space, loss)
+            if space:
+                out[(factor, loss)] = draw_design(nz.sampler, space, nz.budget, nz.seed)
+    return out
+
+
+def _factor_settings(study: Study, factor: str) -> list[tuple[dict[str, Any], str]]:
+    values = [setting_values(factor, s) for s in study.vary[factor]]
+    return list(zip(values, distinct_labels(values)))
+
+
+def _skips(study: Study, loss: str, values: dict[str, Any]) -> bool:
+    return not applies_to(base_config(study, loss), values)
+
+
+def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
+    tuned = tuned_values(bases)
+    out = Plan("study")
+    ordinary = plan_trials(study, tuned, skip_factors=set(study.nuisance), check=False)
+    designs = nuisance_designs(study)
+    searches = []
+    for factor, nz in study.nuisance.items():
+        for values, label in _factor_settings(study, factor):
+            for loss in study.losses:
+                if _skips(study, loss, values):
+                    continue
+                design = designs.get((factor, loss))
+                if design is None:  # nothing this loss uses is re-tuned: ordinary trials
+                    ordinary += [make_spec(study, loss, factor, values, seed, design_name(DesignKind.ONE_FACTOR), tuned=tuned.get(loss),
+                                           label=label) for seed in study.seeds]
+                    continue
+                for config in design.configs:
+                    searches += [make_spec(study, loss, factor, values, seed, f"nuisance_search:{nz.sampler}", nz.seed,
+                                           tuned=tuned.get(loss), phase="nuisance", label=label, nuisance=config)
+                                 for seed in nz.seeds]
+    out.specs, out.analysed = _unique(ordinary)
+    search_specs, _ = _unique(searches)
+    out.specs += search_specs
+    if study.search is not None and study.search.sampler == "tpe":
+        out.adaptive = [Adaptive(f"tune-tpe-{loss}", loss, study.search.space, study.search.num_samples, study.seeds,
+                                 study.search.seed, "val_top1", "search", tuned.get(loss)) for loss in study.losses]
+    return out
+
+
+def _plan_replicates(study: Study, bases: dict[str, Any] | None, picks: list[dict[str, Any]]) -> Plan:
+    tuned = tuned_values(bases)
+    out = Plan("replicates")
+    labels = {f: {label: values for values, label in _factor_settings(study, f)} for f in study.nuisance}
+    for pick in picks:
+        if not pick.get("best"):
+            continue
+        factor, nz = pick["factor"], study.nuisance[pick["factor"]]
+        values = labels[factor][pick["setting"]]
+        out.specs += [make_spec(study, pick["loss"], factor, values, seed, design_name(DesignKind.NUISANCE, nz.sampler), nz.seed,
+                                tuned=tuned.get(pick["loss"]), label=pick["setting"], nuisance=pick["best"]["nuisance"])
+                      for seed in study.seeds]
+    out.specs, out.analysed = _unique(out.specs)
+    return out
+
+
+def _unique(specs: list[TrialSpec]) -> tuple[list[TrialSpec], list[dict[str, str]]]:
+    """One trial per computation, with an analysis entry per (factor, setting) it stands for.
+
+    The same configuration in two factors (the base: ``lr: x1`` and the base's own augmentation) is
+    run once and analysed under both; twice in one factor is a setting listed twice (ConfigError)."""
+    first: dict[str, TrialSpec] = {}
+    unique, entries = [], []
+    for s in specs:
+        key = s.trial_id.rsplit("-", 1)[1]  # the digest of what the trial computes
+        seen = first.get(key)
+        if seen is not None and seen.factor == s.factor:
+            raise ConfigError(f"{s.factor}: settings {seen.setting!r} and {s.setting!r} are the same configuration "
+                              f"for {s.loss} (seed {s.seed}); list each setting once")
+        if seen is None:
+            first[key] = seen = s
+            unique.append(s)
+        entries.append({"trial_id": seen.trial_id, "factor": s.factor, "setting": s.setting})
+    return unique, entries
+
+
+# -------------------------------------------------------------------------------------- decisions
+
+def select(study: Study, stage: str, planned: Plan, trials: pd.DataFrame) -> dict[str, Any]:
+    """The decision of ``stage`` from its rows: ``{"bases": ...}``, ``{"nuisance": [...]}`` or ``{}``.
+
+    Raises :class:`StageIncomplete` if a trial the decision needs failed or has no row."""
+    if stage == "tune_base":
+        return {"bases": pick_bases(study, trials, planned.specs) if study.tune_base else file_bases(study)}
+    if stage == "study" and study.nuisance:
+        picks = select_nuisance(study, planned.specs, trials)
+        missing = [p for p in picks if not p["complete"]]
+        if missing:
+            p = missing[0]
+            raise StageIncomplete(f"nuisance search of {p['loss']} at {p['factor']}={p['setting']} has failed or "
+                                  f"missing trials ({len(missing)} setting(s) so); no configuration is picked on an "
+                                  "unequal budget. Run again with --resume (failed trials are re-run).")
+        return {"nuisance": picks}
+    return {}
+
+
+def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None = None) -> dict[str, dict[str, Any]]:
+    """Each loss's best stage-1 configuration by the mean of ``select`` over seeds (:func:`best`).
+
+    ``specs``: the planned stage-1 trials (random / QMC), whose order breaks ties; a TPE stage is
+    ordered by start time. Raises :class:`StageIncomplete` if a loss has failed or missing trials.
+    Returns ``{loss: record}`` (see :func:`supcon_ray.results.manifest.Manifest.bases`).
+    """
+    tb = study.tune_base
+    phase = trials["phase"] if "phase" in trials else pd.Series(index=trials.index, dtype=object)
+    bases = {}
+    for loss in study.losses:
+        rows = trials[(phase == "tune_base") & (trials["loss"] == loss)]
+        if specs:
+            order = {s.trial_id: i for i, s in enumerate(specs)}
+            planned = [i for i in order if i.startswith(f"{loss}-")]
+            rows = rows[rows["trial_id"].isin(list(order))]
+            rows = rows.assign(_o=rows["trial_id"].map(order)).sort_values("_o")
+            want = len(planned)
+        else:
+            rows = rows.sort_values(["started_at", "trial_id"]) if "started_at" in rows else rows
+            want = 1
+        failed = int((rows["status"] == "failed").sum())
+        if failed or len(rows) < want:
+            raise StageIncomplete(f"stage 1 for {loss}: {len(rows) - failed} of {want} trials finished, {failed} failed; "
+                                  "no base is picked on an unequal budget. Run again with --resume (failed trials "
+                                  "are re-run).")
+        keys = list(space_for(tb.space, loss))
+        groups = []
+        for values, g in rows.groupby(keys, sort=False, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            if len(g) == len(tb.seeds):
+                groups.append((float(g[tb.select].mean()),
+                               {"values": dict(zip(keys, values)), "trial_ids": sorted(g["trial_id"])}))
+        if not groups:
+            raise StageIncomplete(f"stage 1 for {loss}: no configuration has all {len(tb.seeds)} seeds recorded")
+        chosen = best(groups)
+        mean = next(m for m, g in groups if g is chosen)
+        bases[loss] = {
+            "source": BASE_FROM_STAGE1,
+            "values": {k: _python(v) for k, v in chosen["values"].items()},
+            "select": tb.select,
+            "mean": mean,
+            "seeds": [int(x) for x in tb.seeds],
+            "trial_ids": [str(x) for x in chosen["trial_ids"]],
+            "configurations": len(groups),
+            "tune_base": tb.model_dump(mode="json"),
+        }
+        margin = base_margins(rows.assign(study="s"), tb.select).get("s", {}).get(loss)
+        if margin is not None:  # how clearly it won: the lead over the runner-up, with its standard error
+            bases[loss]["margin"] = margin
+    return bases
+
+
+def _python(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def file_bases(study: Study) -> dict[str, dict[str, Any]]:
+    """Bases of a study without a tuning stage: the study file's own."""
+    return {loss: {"source": BASE_FROM_FILE, "values": {}} for loss in study.losses}
+
+
+def tuned_values(bases: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``{loss: values stage 1 put on top of the file's base}``."""
+    return {loss: dict(rec.get("values") or {}) for loss, rec in (bases or {}).items()}
+
+
+def select_nuisance(study: Study, specs: list[TrialSpec], trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per (loss, factor, setting) with nuisance re-tuning: the configuration best by mean validation
+    metric over the selection seeds (:func:`best`). A setting is ``complete`` when every planned run
+    of its search has a scored row (completed or diverged); only complete settings have a ``best``,
+    which names the selection runs it was chosen on."""
+    rows = trials.set_index("trial_id") if len(trials) else trials
+    groups: dict[tuple[str, str, str], dict[str, list[TrialSpec]]] = {}
+    for s in specs:
+        if s.phase == "nuisance":
+            key = json.dumps(s.nuisance, sort_keys=True)
+            groups.setdefault((s.loss, s.factor, s.setting), {}).setdefault(key, []).append(s)
+    out = []
+    for (loss, factor, setting), configs in groups.items():
+        nz = study.nuisance[factor]
+        entry: dict[str, Any] = {"loss": loss, "factor": factor, "setting": setting, "select": nz.select,
+                                 "seeds": list(nz.seeds), "configurations": len(configs), "complete": True, "best": None}
+        candidates = []
+        for runs in configs.values():
+            ids = [s.trial_id for s in runs]
+            present = [i for i in ids if len(rows) and i in rows.index]
+            if len(present) < len(ids) or (rows.loc[ids, "status"] == "failed").any():
+                entry["complete"] = False
+                break
+            mean = float(rows.loc[ids, nz.select].mean())
+            candidates.append((mean, {"nuisance": runs[0].nuisance, "mean": mean if math.isfinite(mean) else None,
+                                      "selection_trial_ids": ids}))
+        if entry["complete"]:
+            entry["best"] = best(candidates)
+        out.append(entry)
+    return out
+
+
+def edge_flags(study: Study, decisions: dict[str, Any]) -> list[dict[str, Any]]:
+    """Picks at the edge of their search space: a range's outer :data:`EDGE_SHARE` (log scale for
+    loguniform) or a choice list's smallest / largest number. The best may lie outside the space."""
+    flags = []
+    tb = study.tune_base
+    if tb is not None:
+        for loss, rec in (decisions.get("bases") or {}).items():
+            for key, value in (rec.get("values") or {}).items():
+                flags += _edge(tb.space.get(key), key, value, {"stage": "tune_base", "loss": loss})
+    for pick in decisions.get("nuisance") or []:
+        for key, value in ((pick.get("best") or {}).get("nuisance") or {}).items():
+            where = {"stage": "nuisance", "loss": pick["loss"], "factor": pick["factor"], "setting": pick["setting"]}
+            flags += _edge(study.nuisance[pick["factor"]].space.get(key), key, value, where)
+    return flags
+
+
+def _edge(dist: Distribution | None, key: str, value: Any, where: dict[str, Any]) -> list[dict[str, Any]]:
+    if dist is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return []
+    if dist.kind == "choice":
+        numbers = sorted(v for v in dist.choice if isinstance(v, (int, float)) and not isinstance(v, bool))
+        if len(numbers) < 2:
+            return []
+        lo, hi, side = numbers[0], numbers[-1], None
+        side = "largest" if value == hi else "smallest" if value == lo else None
+    else:
+        lo, hi = getattr(dist, dist.kind)
+        scale = (lambda x: math.log(x)) if dist.kind == "loguniform" else (lambda x: x)
+        share = (scale(value) - scale(lo)) / (scale(hi) - scale(lo))
+        side = "largest" if share >= 1 - EDGE_SHARE else "smallest" if share <= EDGE_SHARE else None
+    if side is None:
+        return []
+    text = (f"{where['loss']}: {key}={value:.4g} picked " + (f"for {where['setting']} "
+            if "factor" in where else "for the base ") + f"is at the {side} end of the space [{lo:g}, {hi:g}]; "
+            "the best may lie outside it")
+    return [{**where, "key": key, "value": value, "side": side, "low": lo, "high": hi, "text": text}]
+
+
+def adaptive_entries(trials: pd.DataFrame, ran: list[str]) -> list[dict[str, str]]:
+    """The statistics' entries of a TPE ``search`` block: its recorded study-phase rows among ``ran``."""
+    rows = trials[trials["trial_id"].isin(ran) & (trials["phase"] == "study")]
+    return [{"trial_id": t, "factor": f, "setting": s} for t, f, s in zip(rows["trial_id"], rows["factor"], rows["setting"])]
+
+
+# ------------------------------------------------------------------------------------------ print
+
+def planned_trial_count(study: Study) -> int:
+    """How many trials the whole study runs: every stage, TPE searches included (a progress bar's total).
+    Replicates are counted before the nuisance picks exist: one per setting, loss and study seed."""
+    bases = {loss: {"values": {}} for loss in study.losses}
+    n = 0
+    for stage in ("tune_base", "study"):
+        n += plan(study, stage, {"bases": bases}).trial_count
+    return n + _replicate_count(study)
+
+
+def _replicate_count(study: Study) -> int:
+    designs = nuisance_designs(study)
+    return sum(len(study.seeds) for factor in study.nuisance for values, _ in _factor_settings(study, factor)
+               for loss in study.losses if not _skips(study, loss, values) and (factor, loss) in designs)
+
+
+def print_protocol(study: Study, out) -> int:
+    """Print every stage, its budgets and trial counts (``--dry-run``); return the number of planned trials."""
+    total = 0
+    tb = study.tune_base
+    if tb is None:
+        print("stage 1: none (no tune_base block): each loss starts from the study file's base", file=out)
+    else:
+        budget = stage1_budget(study)
+        n = sum(budget.values()) * len(tb.seeds)
+        total += n
+        print(f"stage 1 (tune_base): sampler={tb.sampler} (seed {tb.seed}), select={tb.select} (mean over selection "
+              f"seeds {tb.seeds}), space: {', '.join(tb.space)}", file=out)
+        for loss in study.losses:
+            note = stage1_design(study, loss).note if tb.sampler != "tpe" else "adaptive"
+            print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s) = {budget[loss] * len(tb.seeds)}"
+                  f" trials{' (' + note + ')' if note else ''}", file=out)
+        print(f"  stage 1 total: {n} trials; each loss's best configuration becomes its base", file=out)
+    p = plan(study, "study", {"bases": {loss: {"values": {}} for loss in study.losses}})
+    total += len(p.specs)
+    nuisance = [s for s in p.specs if s.phase == "nuisance"]
+    shared = len(p.analysed) - (len(p.specs) - len(nuisance))
+    print(f"stage 2: {len(p.specs)} planned trials ({len(p.specs) - len(nuisance)} ordinary, {len(nuisance)} in "
+          f"nuisance searches)" + (", from each loss's tuned base (tuned keys shown at the file's values)" if tb else "")
+          + (f"; {shared} analysed entries reuse a trial of another factor (the base runs once)" if shared else ""),
+          file=out)
+    for (factor, loss), design in nuisance_designs(study).items():
+        nz = study.nuisance[factor]
+        print(f"  nuisance {factor}/{loss}: {', '.join(design.configs[0])} re-tuned per setting: "
+              f"{len(design.configs)} configurations x selection seeds {nz.seeds} ({nz.sampler}, seed {nz.seed}); "
+              f"the best by {nz.select} mean is then run on the study seeds"
+              f"{' (' + design.note + ')' if design.note else ''}", file=out)
+    print(f"  {'loss':7} {'phase':9} {'factor':14} {'setting':40} {'seed':>4}  epochs", file=out)
+    for s in p.specs:
+        setting = s.setting + (f" [{setting_label(s.nuisance)}]" if s.nuisance else "")
+        print(f"  {s.loss:7} {s.phase:9} {s.factor:14} {setting[:40]:40} {s.seed:>4}  {s.train['epochs']}", file=out)
+    replicates = _replicate_count(study)
+    if replicates:
+        total += replicates
+        print(f"stage 3 (replicates): {replicates} trials, each nuisance pick on the study seeds {study.seeds}", file=out)
+    if study.search is not None and study.search.sampler == "tpe":
+        n = (study.search.num_samples or 0) * len(study.seeds) * len(study.losses)
+        total += n
+        print(f"  plus adaptive TPE: {study.search.num_samples} configurations x {len(study.seeds)} seeds per loss "
+              f"= {n} trials (sampler seed {study.search.seed})", file=out)
+    print(f"total: {total} trials", file=out)
+    return total

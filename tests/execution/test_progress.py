@@ -1,0 +1,100 @@
+"""The study console: a bar on a terminal, plain lines without control characters elsewhere."""
+
+import io
+import re
+
+from supcon_ray.execution.progress import StudyConsole
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # everything but tab and newline
+
+
+def _spec(loss, seed, setting="optimizer=sgd", phase="study"):
+    return {"trial_id": f"{loss}-{setting}-s{seed}", "loss": loss, "seed": seed, "setting": setting, "phase": phase}
+
+
+def _run(console):
+    console.trial_started("a")
+    console.trial_started("b")
+    console.trial_finished("a", _spec("ce", 0), {"status": "completed", "val_top1": 0.81234, "test_top1": 0.8, "seconds": 12.34})
+    console.trial_retried("b", _spec("supcon", 1), "RuntimeError: worker lost")
+    console.trial_failed("b", _spec("supcon", 1), "Traceback...\nRuntimeError: worker lost\n", path="/x/b")
+    console.trial_failed("b", _spec("supcon", 1), "again", path="/x/b")  # the same trial's result: counted once
+    console.trial_failed("c", None, "ray.exceptions.ActorDiedError: never ran", path="/x/c")
+    console.close()
+
+
+def test_plain_lines_without_control_characters():
+    out = io.StringIO()
+    console = StudyConsole(3, stream=out, tty=False, every=2)
+    _run(console)
+    text = out.getvalue()
+    assert not CONTROL.search(text), repr(text)
+    lines = text.splitlines()
+    assert lines[0].startswith("[1/3] ce") and "completed" in lines[0] and "val_top1 0.8123" in lines[0]
+    assert "test_top1 0.8000" in lines[0] and lines[0].endswith("12.3 s")
+    assert any(ln.startswith("warning: supcon") and "retried" in ln for ln in lines)
+    failed = [ln for ln in lines if ln.startswith("[2/3]")]
+    assert len(failed) == 1 and "failed" in failed[0] and "error: RuntimeError: worker lost" in failed[0]
+    assert any(ln.startswith("[3/3] (unidentified trial)") for ln in lines)
+    # a progress line every 2 trials and at the end
+    progress = [ln for ln in lines if ln.startswith("progress:")]
+    assert progress[-1].startswith("progress: 3/3 trials done, 0 running, 2 failed")
+    assert len(progress) == 2
+    assert console.failed == 2 and console.done == 3
+    assert set(console.errors) == {"supcon-optimizer=sgd-s1"} and console.errors["supcon-optimizer=sgd-s1"][1].startswith("Traceback")
+    assert console.unidentified == ["ray.exceptions.ActorDiedError: never ran"]
+
+
+def test_terminal_gets_a_bar_with_counts():
+    out = io.StringIO()
+    console = StudyConsole(3, stream=out, tty=True)
+    _run(console)
+    text = out.getvalue()
+    assert "\r" in text  # the bar redraws in place
+    final = text.rsplit("\r", 1)[-1]
+    assert "3/3 trials" in final and "running 0, failed 2" in final
+    assert "[1/3] ce" in text and "[2/3] supcon" in text
+
+
+def test_resumed_trials_leave_the_total():
+    out = io.StringIO()
+    console = StudyConsole(10, stream=out, tty=False)
+    console.not_to_run(4)
+    assert console.total == 6
+    console.trial_finished("a", _spec("ce", 0), {"status": "diverged", "val_top1": 0.1, "test_top1": 0.1, "seconds": 1.0})
+    assert out.getvalue().startswith("[1/6] ce")
+
+
+def test_nuisance_runs_show_their_values():
+    out = io.StringIO()
+    console = StudyConsole(1, stream=out, tty=False)
+    spec = _spec("ce", 0, phase="nuisance") | {"nuisance": {"lr": 0.003}}
+    console.trial_finished("a", spec, {"status": "completed", "val_top1": 0.5, "test_top1": 0.5, "seconds": 1.0})
+    assert out.getvalue().startswith("[1/1] nuisance ce      optimizer=sgd lr=0.003")
+
+
+def test_worker_processes_say_nothing_of_an_exit_raised_in_a_weakref_callback():
+    """Ray's SIGTERM handler raising SystemExit inside a weakref callback printed a traceback into the
+    driver's console when a study ended (seen on a cluster joined without token auth); other unraisable
+    errors still print."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import signal, sys, weakref, os
+        from supcon_ray.execution.ray_runtime import quiet_exit_unraisable
+        if sys.argv[1] == "hook":
+            sys.unraisablehook = quiet_exit_unraisable
+        class Thing: pass
+        def raise_exit(ref): raise SystemExit(1)
+        def raise_other(ref): raise ValueError("a real bug")
+        a, b = Thing(), Thing()
+        ra, rb = weakref.ref(a, raise_exit), weakref.ref(b, raise_other)
+        del a, b
+    """)
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=60)
+            for mode in ("hook", "default")}
+    assert "SystemExit" in runs["default"].stderr  # what users saw
+    assert "SystemExit" not in runs["hook"].stderr and "Traceback" in runs["hook"].stderr
+    assert "a real bug" in runs["hook"].stderr

@@ -1,0 +1,214 @@
+"""A tiny real study on digits end to end, and a study killed mid-way then resumed."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from supcon_ray.results.manifest import read_manifest
+from supcon_ray.study.protocol import BASE_FROM_FILE, BASE_FROM_STAGE1
+from supcon_ray.results.storage import EPOCH_SCHEMA, TRIAL_SCHEMA
+from supcon_ray.tune import main
+
+pytestmark = pytest.mark.ray
+
+TINY = """
+study: tiny
+dataset: digits
+model: resnet-mini
+losses: [supcon, ce]
+seeds: [0]
+base:
+  common: {epochs: 1, batch_size: 256, augment: basic, train_size: 400, test_size: 200}
+  supcon: {lr: 0.1, linear_stage: cached, linear_epochs: 2}
+  ce: {lr: 0.1}
+vary:
+  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]
+resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 2, max_failures: 1}
+"""
+
+
+def _study(tmp_path, text=TINY):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
+    space = _study(tmp_path)
+    storage = tmp_path / "results"
+    assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "supcon" in out and "ce" in out and str(storage / "tiny") in out
+    # not a terminal: plain lines, one per finished trial, then the summary; none of Ray's own output
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", captured.out + captured.err), "control characters"
+    per_trial = [ln for ln in out.splitlines() if re.match(r"\[\d/4\] ", ln)]
+    assert len(per_trial) == 4 and all("completed" in ln and "test_top1 0." in ln for ln in per_trial), out
+    assert out.index("[4/4]") < out.index("test_top1 mean") < out.index("results:")
+    assert "progress: 4/4 trials done, 0 running, 0 failed" in out
+    for noise in ("== Status ==", "Checkpoint successfully created", "Ray deduplicates logs"):
+        assert noise not in captured.out + captured.err, noise
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    assert set(trials["loss"]) == {"supcon", "ce"}
+    assert set(trials["setting"]) == {"optimizer=sgd", "optimizer=rmsprop,lr=0.01"}
+    assert (trials["status"] == "completed").all() and trials["test_top1"].between(0, 1).all()
+    assert list(trials.columns) == TRIAL_SCHEMA.names
+    assert trials["node_id"].notna().all() and trials["torch_version"].notna().all()
+    # no tuning stage: every trial is an ordinary stage-2 trial, and the bases are the file's
+    assert set(trials["phase"]) == {"study"} and trials["in_stats"].all()
+    assert {loss: rec["source"] for loss, rec in read_manifest(str(storage / "tiny")).bases.items()} == {
+        "supcon": BASE_FROM_FILE, "ce": BASE_FROM_FILE}
+    epochs = ds.dataset(storage / "tiny" / "epochs").to_table()
+    assert epochs.schema.names == EPOCH_SCHEMA.names
+    per_trial = epochs.to_pandas().groupby("trial_id").size().to_dict()
+    assert per_trial == {t: (3 if t.startswith("supcon") else 1) for t in trials["trial_id"]}
+    # the same storage again, without --resume, refuses instead of mixing two runs
+    assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 2
+    # with --resume, nothing is run twice
+    assert main(["--space", str(space), "--storage", str(storage), "--resume", "--no-report"]) == 0
+    assert len(pd.read_parquet(storage / "tiny" / "trials")) == 4
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that still run (zombies excluded: they can write nothing), from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _wait_until_gone(pgid: int) -> None:
+    """Return once no process of the group ``pgid`` runs (SIGKILL is sent to all at once, but takes effect
+    as each is next scheduled)."""
+    for _ in range(600):
+        if not _live_members(pgid):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"processes {_live_members(pgid)} of group {pgid} outlived SIGKILL by 60 s")
+
+
+def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
+    text = TINY.replace("epochs: 1,", "epochs: 3,").replace("seeds: [0]", "seeds: [0, 1]")
+    space = _study(tmp_path, text)
+    storage = tmp_path / "results"
+    trials_dir = storage / "tiny" / "trials"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [sys.executable, "-m", "supcon_ray.tune", "--space", str(space), "--storage", str(storage), "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # the kill lands after 2 of 8 trials are recorded (a trial of 3 epochs takes seconds; 8 take far longer
+        # than the gap between two polls); the deadline only bounds a broken run and fails it by name
+        deadline = time.monotonic() + 600
+        while not (trials_dir.is_dir() and len(list(trials_dir.glob("*.parquet"))) >= 2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the study {'ended' if proc.poll() is not None else 'recorded < 2 trials in 600 s'} "
+                            "before it could be interrupted")
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+        proc.wait(timeout=60)
+        _wait_until_gone(proc.pid)  # no trial process of the group can still write
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    recorded = {p.name for p in trials_dir.glob("*.parquet")}
+    assert 2 <= len(recorded) < 8
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(recorded)} already recorded" in done.stdout
+    trials = pd.read_parquet(trials_dir)
+    assert len(trials) == 8 and trials["trial_id"].is_unique
+    assert (trials["status"] == "completed").all()
+    assert not list((storage / "tiny" / ".tmp").glob("*")), "no half-written files left behind"
+
+
+def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
+    text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
+                        "search:\n  sampler: tpe\n  num_samples: 2\n  seed: 7\n  space: {lr: {loguniform: [0.01, 0.5]}}\n")
+    text = text.replace("seeds: [0]", "seeds: [0, 1]").replace("losses: [supcon, ce]", "losses: [ce]")
+    text += "tune_base: {sampler: tpe, budget: 2, space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n"
+    storage = tmp_path / "results"
+    assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
+    everything = pd.read_parquet(storage / "tiny" / "trials")
+    # stage 1 is a TPE search too (2 configurations x 1 seed); stage 2 starts from its best
+    stage1 = everything[everything["phase"] == "tune_base"]
+    assert len(stage1) == 2 and set(stage1["design"]) == {"tune_base:tpe"} and not stage1["in_stats"].any()
+    manifest = read_manifest(str(storage / "tiny"))
+    base = manifest.bases["ce"]
+    assert base["source"] == BASE_FROM_STAGE1 and base["mean"] == stage1["val_top1"].max()
+    trials = everything[everything["phase"] == "study"]
+    assert (trials["weight_decay"] == base["values"]["weight_decay"]).all()
+    assert len(trials) == 4 and everything["trial_id"].is_unique  # 2 suggestions x 2 seeds
+    assert set(trials["design"]) == {"search:tpe"} and set(trials["sampler_seed"]) == {7}
+    assert sorted(trials["seed"]) == [0, 0, 1, 1]
+    assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
+    # the manifest lists what each adaptive search ran, and the statistics read exactly the search's trials
+    assert sorted(manifest.stages["tune_base"]) == sorted(stage1["trial_id"])
+    assert sorted(e["trial_id"] for e in manifest.analysed) == sorted(trials["trial_id"])
+
+
+def test_two_worker_trials_go_through_ray_train(ray_session, tmp_path):
+    text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "vary:\n  optimizer: [sgd]")
+    text = text.replace("losses: [supcon, ce]", "losses: [supcon]")
+    text = text.replace("workers_per_trial: 1, cpus_per_worker: 1", "workers_per_trial: 2, cpus_per_worker: 0.5")
+    storage = tmp_path / "results"
+    assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 1 and trials["world_size"].tolist() == [2] and trials["status"].tolist() == ["completed"]
+    epochs = pd.read_parquet(storage / "tiny" / "epochs")
+    assert epochs["stage"].tolist() == ["pretrain", "linear", "linear"]
+
+
+def test_trials_that_fail_before_reporting_are_recorded_as_failed(ray_session, tmp_path, capsys):
+    """No trial ever reports (its Tune result has no config): each is recorded ``failed`` with its
+    error from the plan, the summary is printed, and the exit status is 1, without a traceback."""
+    broken = tmp_path / "absent"  # files that exist (so the study starts) but cannot be read
+    broken.mkdir()
+    for split in ("train", "test"):
+        (broken / f"{split}.parquet").write_bytes(b"not parquet")
+    text = TINY.replace("dataset: digits", f"dataset: 'parquet:{broken}'").replace("losses: [supcon, ce]", "losses: [ce]")
+    storage = tmp_path / "results"
+    assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 1
+    captured = capsys.readouterr()
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert len(trials) == 2 and (trials["status"] == "failed").all()
+    assert trials["error"].str.contains("absent").all(), trials["error"].tolist()
+    assert set(trials["setting"]) == {"optimizer=sgd", "optimizer=rmsprop,lr=0.01"} and set(trials["loss"]) == {"ce"}
+    assert "test_top1 mean" in captured.out and "results:" in captured.out
+    assert len([ln for ln in captured.out.splitlines() if re.match(r"\[\d/2\] ce .* failed ", ln)]) == 2
+    assert "Traceback" not in captured.out + captured.err
+    assert "2 trial(s) failed" in captured.err and "--resume" in captured.err
+
+
+def test_a_reused_trial_process_gives_bit_identical_results(ray_session, tmp_path):
+    """The same CE trial, run first in a fresh trial process and then in a process that has just run a
+    SupCon trial (Tune reuses it), ends with the same weights bit for bit."""
+    one = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "vary:\n  optimizer: [sgd]")
+    one = one.replace("max_concurrent_trials: 2", "max_concurrent_trials: 1")
+    fresh_storage, reused_storage = tmp_path / "fresh", tmp_path / "reused"
+    assert main(["--space", str(_study(tmp_path, one.replace("losses: [supcon, ce]", "losses: [ce]"))),
+                 "--storage", str(fresh_storage), "--no-report"]) == 0
+    assert main(["--space", str(_study(tmp_path, one)), "--storage", str(reused_storage), "--no-report"]) == 0
+    fresh = pd.read_parquet(fresh_storage / "tiny" / "trials").set_index("loss")
+    reused = pd.read_parquet(reused_storage / "tiny" / "trials").set_index("loss")
+    assert fresh.loc["ce", "process_trials_before"] == 0
+    # one process ran both trials, SupCon first (plan order, one at a time), so CE's run is the reused one
+    assert reused.loc["supcon", "process_trials_before"] == 0 and reused.loc["ce", "process_trials_before"] == 1
+    assert fresh.loc["ce", "trial_id"] == reused.loc["ce", "trial_id"]
+    assert isinstance(fresh.loc["ce", "weights_digest"], str) and len(fresh.loc["ce", "weights_digest"]) > 8
+    assert fresh.loc["ce", "weights_digest"] == reused.loc["ce", "weights_digest"]
+    assert fresh.loc["ce", "test_top1"] == reused.loc["ce", "test_top1"]
