@@ -2,7 +2,7 @@
 and every reader (the statistics, the report) asks here what a name means, never by its substrings.
 
 The values are the ``design`` column of the trials (a data contract): ``one_factor`` (a setting of a
-varied factor), ``search:<sampler>`` (a sampled space), ``tune_base:<sampler>`` (stage 1, choosing each
+varied factor), ``search:<sampler>`` (a sampled space), ``tune_base:<sampler>`` (step 1, choosing each
 loss's base), and ``one_factor+nuisance:<sampler>`` (a setting whose nuisance hyperparameters were
 re-tuned by a search of that sampler).
 """
@@ -59,5 +59,5 @@ def is_adaptive(design: str | None) -> bool:
 
 
 def is_tune_base(design: str | None) -> bool:
-    """Whether the trial belongs to stage 1 (choosing each loss's base)."""
+    """Whether the trial belongs to step 1 (choosing each loss's base)."""
     return kind_of(design) == DesignKind.TUNE_BASE

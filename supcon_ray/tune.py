@@ -4,12 +4,12 @@ Validates the study file, plans its trials (one factor at a time, or a sampled s
 on Ray Tune (joining ``--address`` / ``RAY_ADDRESS``, or a local Ray instance), records each trial
 in Parquet under ``<storage>/<study>/``, prints a per-loss summary and writes the stability report.
 
-A study runs in stages (:mod:`supcon_ray.study.protocol`): stage 1 (``tune_base``) finds each loss's base
-on the same budget, stage 2 changes one factor at a time from there (with ``nuisance``
-hyperparameters searched per setting on selection seeds), stage 3 runs each nuisance pick on the
+A study runs in steps (:mod:`supcon_ray.study.protocol`): step 1 (``tune_base``) finds each loss's base
+on the same budget, step 2 changes one factor at a time from there (with ``nuisance``
+hyperparameters searched per setting on selection seeds), step 3 runs each nuisance pick on the
 study seeds. One manifest (:mod:`supcon_ray.results.manifest`) records the plan, every decision and the
 trials the statistics read. ``--quick`` applies the file's ``quick`` block (offline, CPU, small).
-``--dry-run`` prints the stages with their budgets and trial counts. ``--resume`` continues an
+``--dry-run`` prints the steps with their budgets and trial counts. ``--resume`` continues an
 interrupted study after checking that the study file still computes the same trials (exit 2
 naming the changed keys otherwise): recorded trials and decisions are not redone, failed trials are
 (their rows kept under ``attempts/``), interrupted ones restart from their last checkpoint.
@@ -61,7 +61,7 @@ def check_dataset_files(study: Study, source: str) -> None:
 
 
 def print_plan(study: Study, out=None) -> None:
-    """The ``--dry-run`` plan: resources, then every stage with its budgets and trial counts."""
+    """The ``--dry-run`` plan: resources, then every step with its budgets and trial counts."""
     from supcon_ray.study.protocol import print_protocol
 
     out = out or sys.stdout
@@ -137,7 +137,7 @@ def summarize(results_dir: str, out=None) -> None:
 
 @dataclass
 class Outcome:
-    """How a run ended: its results folder, failed and unfinished trials, and why a stage could not decide."""
+    """How a run ended: its results folder, failed and unfinished trials, and why a step could not decide."""
 
     folder: str
     failed: int = 0
@@ -147,8 +147,8 @@ class Outcome:
 
 def run_study(study: Study, storage: str = "./results", resume: bool = False, address: str | None = None,
               max_concurrent: int | None = None, console=None, verbose: bool = False) -> Outcome:
-    """Run the study's stages on Ray Tune: for each stage, run what is planned and not recorded, then record
-    its decision in the manifest. Stops at the first stage that cannot decide (failed trials) or when
+    """Run the study's steps on Ray Tune: for each step, run what is planned and not recorded, then record
+    its decision in the manifest. Stops at the first step that cannot decide (failed trials) or when
     trials are left unfinished (Ctrl-C); ``--resume`` goes on from there with the same decisions.
     ``console``: a :class:`supcon_ray.execution.progress.StudyConsole` (made here if None); ``verbose``: Ray's tables too."""
     from supcon_ray.execution.progress import StudyConsole, configure_console, set_current
@@ -180,21 +180,21 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     outcome = Outcome(store.uri)
     analysed: list[dict[str, str]] = []
     try:
-        for stage in protocol.STAGES:
-            planned = protocol.plan(study, stage, manifest.decisions)
+        for step in protocol.STEPS:
+            planned = protocol.plan(study, step, manifest.decisions)
             analysed += planned.analysed
-            if stage == "tune_base" and "bases" in manifest.decisions:
-                console.write("stage 1 already recorded: stage 2 starts from the recorded bases")
+            if step == "tune_base" and "bases" in manifest.decisions:
+                console.write("step 1 already recorded: step 2 starts from the recorded bases")
                 console.not_to_run(planned.trial_count)
                 continue
-            manifest.stages[stage], manifest.analysed = planned.ids, analysed
+            manifest.stages[step], manifest.analysed = planned.ids, analysed
             save_manifest(store, manifest)
             ran = executor.run(planned, study.model_dump(mode="json"))
-            manifest.stages[stage] += [i for i in dict.fromkeys(ran) if i not in planned.ids]
-            analysed += protocol.adaptive_entries(read_results(store.uri)[0].to_pandas(), ran) if stage == "study" else []
+            manifest.stages[step] += [i for i in dict.fromkeys(ran) if i not in planned.ids]
+            analysed += protocol.adaptive_entries(read_results(store.uri)[0].to_pandas(), ran) if step == "study" else []
             manifest.analysed = analysed
             save_manifest(store, manifest)
-            if executor.unfinished or not _decide(study, stage, planned, manifest, store, console, outcome):
+            if executor.unfinished or not _decide(study, step, planned, manifest, store, console, outcome):
                 break
     finally:
         outcome.failed, outcome.unfinished = executor.failed, executor.unfinished
@@ -204,18 +204,18 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     return outcome
 
 
-def _decide(study: Study, stage: str, planned, manifest, store, console, outcome: Outcome) -> bool:
-    """Record ``stage``'s decision in the manifest once (never recomputed); False if it cannot be made."""
+def _decide(study: Study, step: str, planned, manifest, store, console, outcome: Outcome) -> bool:
+    """Record ``step``'s decision in the manifest once (never recomputed); False if it cannot be made."""
     from supcon_ray.study import protocol
     from supcon_ray.results.manifest import save_manifest
     from .stats.base_margin import margin_sentence
     from supcon_ray.results.storage import read_results
 
-    if stage == "tune_base" and "bases" in manifest.decisions or stage == "study" and "nuisance" in manifest.decisions:
+    if step == "tune_base" and "bases" in manifest.decisions or step == "study" and "nuisance" in manifest.decisions:
         return True
     try:
-        decision = protocol.select(study, stage, planned, read_results(store.uri)[0].to_pandas())
-    except protocol.StageIncomplete as err:
+        decision = protocol.select(study, step, planned, read_results(store.uri)[0].to_pandas())
+    except protocol.StepIncomplete as err:
         outcome.incomplete = str(err)
         return False
     manifest.decisions.update(decision)
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         study, size_note = at_own_size(study)
         if size_note:
             print(f"note: {size_note}", flush=True)
-        total = planned_trial_count(study)  # plans (and so checks) every stage before anything starts
+        total = planned_trial_count(study)  # plans (and so checks) every step before anything starts
         if args.max_concurrent_trials is not None and args.max_concurrent_trials < 1:
             raise ConfigError("--max-concurrent-trials must be >= 1")
         if args.dry_run:

@@ -1,8 +1,8 @@
-"""Running a stage's trials on Ray Tune: planned ones as a grid, adaptive ones as Optuna TPE searches.
+"""Running a step's trials on Ray Tune: planned ones as a grid, adaptive ones as Optuna TPE searches.
 
-:class:`Executor` joins (or starts) Ray, checks the trial resources fit, and runs what a stage
+:class:`Executor` joins (or starts) Ray, checks the trial resources fit, and runs what a step
 planned and the storage has not recorded. ``--resume`` restores the latest Tune experiment of a
-stage (interrupted trials continue from their checkpoints), then runs a fresh one for any left
+step (interrupted trials continue from their checkpoints), then runs a fresh one for any left
 over. Every trial that ends in an error, including one that never started, gets a ``failed`` row
 (:func:`supcon_ray.execution.runner.record_failures`); trials left unfinished (Ctrl-C: Tune stops and
 returns) are counted in :attr:`Executor.unfinished`, never signalled by an exception.
@@ -24,7 +24,7 @@ from supcon_ray.study.definition import Study, optuna_space
 #: (:func:`supcon_ray.execution.runner.reset_process_state`), so results match a fresh process bit for bit.
 REUSE_TRIAL_PROCESSES = True
 
-STAGE_TITLES = {"tune_base": "stage 1 (tune_base)", "study": "stage 2", "replicates": "stage 3 (replicates)"}
+STEP_TITLES = {"tune_base": "step 1 (tune_base)", "study": "step 2", "replicates": "step 3 (replicates)"}
 
 
 def trial_name(trial) -> str:
@@ -73,10 +73,10 @@ class Executor:
             cpus, gpus = self.per_trial["CPU"], self.per_trial.get("GPU", 0.0)
         self.concurrency = max_concurrent or r.max_concurrent_trials or default_concurrency(cpus, gpus)
 
-    # -- one stage ------------------------------------------------------------------------------
+    # -- one step ------------------------------------------------------------------------------
 
     def run(self, planned: Plan, tpe_study: dict[str, Any]) -> list[str]:
-        """Run a stage's planned trials, then its TPE searches; record failures. Returns the ids the TPE
+        """Run a step's planned trials, then its TPE searches; record failures. Returns the ids the TPE
         searches ran (planned ids are already known)."""
         self._run_planned(planned)
         ran: list[str] = []
@@ -118,16 +118,16 @@ class Executor:
                               failure_config=tune.FailureConfig(max_failures=self.study.resources.max_failures))
 
     def _run_planned(self, planned: Plan) -> None:
-        """Run the planned trials not yet recorded: restore the stage's latest Tune experiment on resume,
+        """Run the planned trials not yet recorded: restore the step's latest Tune experiment on resume,
         then a fresh one for any left over."""
         from ray import tune
 
-        name = {"tune_base": "tune-base", "study": "tune", "replicates": "tune-replicates"}[planned.stage]
+        name = {"tune_base": "tune-base", "study": "tune", "replicates": "tune-replicates"}[planned.step]
         specs = planned.specs
         finished = self.store.finished_ids()
         todo = [s for s in specs if s.trial_id not in finished]
         if specs:
-            self.console.write(f"{STAGE_TITLES[planned.stage]}: {len(specs)} trials planned, {len(specs) - len(todo)} "
+            self.console.write(f"{STEP_TITLES[planned.step]}: {len(specs)} trials planned, {len(specs) - len(todo)} "
                                f"already recorded, {len(todo)} to run; up to {self.concurrency} at once. "
                                f"Results: {self.store.uri}")
         self.console.not_to_run(len(specs) - len(todo))

@@ -152,7 +152,7 @@ def spec_of(config: dict[str, Any], tpe: tuple | None) -> dict[str, Any]:
     """The trial spec of a Tune config: planned (``config["spec"]``) or a TPE suggestion.
 
     ``tpe``: ``(study as a dict, loss)`` for the ``search`` block, optionally followed by the block
-    (``"search"`` or ``"tune_base"``) and the loss's tuned base values (stage 2 only).
+    (``"search"`` or ``"tune_base"``) and the loss's tuned base values (step 2 only).
     """
     if tpe is None:
         return config["spec"]
@@ -162,9 +162,9 @@ def spec_of(config: dict[str, Any], tpe: tuple | None) -> dict[str, Any]:
     block = rest[0] if rest else "search"
     tuned = rest[1] if len(rest) > 1 else None
     if block == "tune_base":
-        from supcon_ray.study.protocol import tpe_stage1_spec
+        from supcon_ray.study.protocol import tpe_step1_spec
 
-        return asdict(tpe_stage1_spec(Study(**study_dict), loss, config))
+        return asdict(tpe_step1_spec(Study(**study_dict), loss, config))
     return asdict(tpe_spec(Study(**study_dict), loss, config, tuned))
 
 

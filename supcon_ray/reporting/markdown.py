@@ -272,7 +272,7 @@ def results_markdown(numbers: dict[str, Any]) -> str:
                           + (f" ({margin_sentence(rec['margin'])})" if rec.get("margin") else "")
                           for loss, rec in per_loss.items())
         if any(rec.get("values") for rec in per_loss.values()):
-            out.append(f"Tuned bases ({study}, stage 1, picked on validation): {tuned}.")
+            out.append(f"Tuned bases ({study}, step 1, picked on validation): {tuned}.")
     (b, m), pairs = columns(numbers)
     B, M = ("baseline", "method") if pairs else (display(b), display(m))
     for f in numbers["factors"]:

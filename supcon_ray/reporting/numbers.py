@@ -199,8 +199,8 @@ def compute(trials: pd.DataFrame, metric: str, with_importance: bool = True,
 
 
 def with_margins(bases: dict[str, dict[str, Any]], trials: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Each stage-1 base with its pick's ``margin`` (:func:`supcon_ray.stats.base_margins`), computed
-    from the stage-1 rows: a folder whose manifest predates the margin gets it too."""
+    """Each step-1 base with its pick's ``margin`` (:func:`supcon_ray.stats.base_margins`), computed
+    from the step-1 rows: a folder whose manifest predates the margin gets it too."""
     out: dict[str, dict[str, Any]] = {}
     for study, per_loss in bases.items():
         rows = trials[trials["study"] == study]

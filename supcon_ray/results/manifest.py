@@ -5,9 +5,9 @@ Every step of a run reads and writes this record, and nothing else decides what 
 * ``fingerprint``: everything in the study that changes what a trial computes (the validated study
   without its description, resources or quick block). ``--resume`` compares it first and refuses,
   naming the changed keys, before anything runs (:func:`changed_keys`).
-* ``stages``: the planned trial ids of every stage, in plan order (``tune_base``, ``study``,
-  ``replicates``; :data:`supcon_ray.study.protocol.STAGES`). Adaptive TPE stages list the ids they ran.
-* ``decisions``: what each stage decided, with its inputs: ``bases`` (each loss's base from stage 1,
+* ``stages``: the planned trial ids of every step of the protocol, in plan order (``tune_base``, ``study``,
+  ``replicates``; :data:`supcon_ray.study.protocol.STEPS`, recorded under the key ``stages``). Adaptive TPE steps list the ids they ran.
+* ``decisions``: what each step decided, with its inputs: ``bases`` (each loss's base from step 1,
   or the study file's) and ``nuisance`` (per factor setting and loss, the re-tuned configuration and
   the selection runs it was chosen on). A decision is recorded once and never recomputed.
 * ``analysed``: exactly the trials that enter the statistics, as ``{trial_id, factor, setting}``
@@ -64,7 +64,7 @@ class Manifest:
 
     @property
     def bases(self) -> dict[str, dict[str, Any]]:
-        """``{loss: record}``: the base each loss's stage 2 started from (empty until stage 1 ends)."""
+        """``{loss: record}``: the base each loss's step 2 started from (empty until step 1 ends)."""
         return self.decisions.get("bases") or {}
 
 

@@ -21,7 +21,7 @@ Beside those two folders:
   error), moved there by ``--resume`` before the trial runs again, so its error stays on record
   while ``trials/`` keeps one row per trial.
 
-Column ``phase``: ``tune_base`` for stage 1, ``nuisance`` for nuisance-search (selection) trials,
+Column ``phase``: ``tune_base`` for step 1, ``nuisance`` for nuisance-search (selection) trials,
 ``study`` for trials the statistics may read; ``in_stats`` is True for ``study`` trials. Which
 rows enter the statistics is the manifest's ``analysed`` list alone
 (:func:`supcon_ray.results.manifest.analysed_rows`). Folders written before the manifest keep their

@@ -15,7 +15,7 @@
 * :mod:`.divergence`: divergence counts and Fisher's exact test.
 * :mod:`.tuning_curve`: expected best accuracy versus number of random configurations.
 * :mod:`.importance`: fANOVA importance with seed spread and a permuted-metric baseline.
-* :mod:`.base_margin`: how clearly stage 1 picked each loss's base (lead over the runner-up, its SE).
+* :mod:`.base_margin`: how clearly step 1 picked each loss's base (lead over the runner-up, its SE).
 * :mod:`.tolerance`: the one resolution at which computed statistics are compared (no last-bit decisions).
 * :mod:`.stability`: the per-factor and pooled analysis that the report formats.
 * :mod:`.simulate`: studies with known truth, for calibration.

@@ -1,7 +1,7 @@
-"""How clearly stage 1 picked each loss's base: the best configuration's lead over the runner-up.
+"""How clearly step 1 picked each loss's base: the best configuration's lead over the runner-up.
 
 Every factor is changed from the tuned base, so a base picked within noise should be said so. From
-the stage-1 rows (``design`` ``tune_base:*``, or ``phase`` ``tune_base`` where there is no design), per loss: the configurations' mean selection metric
+the step-1 rows (``design`` ``tune_base:*``, or ``phase`` ``tune_base`` where there is no design), per loss: the configurations' mean selection metric
 (validation top-1) over the selection seeds, the best minus the runner-up (``margin``), and its
 standard error:
 
@@ -28,7 +28,7 @@ from supcon_ray.designs import DesignKind, is_tune_base
 
 from .tolerance import RTOL
 
-STAGE1_PREFIX = str(DesignKind.TUNE_BASE)  # the phase of a stage-1 trial where rows have no design
+STEP1_PHASE = str(DesignKind.TUNE_BASE)  # the phase of a step-1 trial where rows have no design
 #: The largest validation set whose size is read back from its accuracies.
 MAX_VALIDATION_IMAGES = 1_000_000
 
@@ -48,12 +48,12 @@ def validation_images(values: pd.Series) -> int | None:
 
 def base_margins(trials: pd.DataFrame, select: str = "val_top1") -> dict[str, dict[str, dict[str, Any]]]:
     """``{study: {loss: {best, runner_up, margin, se, se_basis, validation_images, within_noise}}}`` for
-    every loss with at least two completed stage-1 configurations."""
+    every loss with at least two completed step-1 configurations."""
     if select not in trials or not {"design", "phase"} & set(trials):
         return {}
-    stage1 = (trials["design"].map(is_tune_base) if "design" in trials
-              else trials["phase"] == STAGE1_PREFIX)
-    rows = trials[stage1 & (trials["status"] == "completed") & trials[select].notna()]
+    step1 = (trials["design"].map(is_tune_base) if "design" in trials
+              else trials["phase"] == STEP1_PHASE)
+    rows = trials[step1 & (trials["status"] == "completed") & trials[select].notna()]
     if "study" not in rows:
         rows = rows.assign(study="study")
     out: dict[str, dict[str, dict[str, Any]]] = {}

@@ -5,7 +5,7 @@ trials, and the protocol's steps (tune each loss's base, then the factors, then 
 from supcon_ray.exports import exports
 
 __all__ = [
-    "STAGES",
+    "STEPS",
     "Study",
     "TrialSpec",
     "base_config",
@@ -22,5 +22,5 @@ __getattr__, __dir__ = exports(__name__, {
     "make_spec": "definition",
     "base_config": "definition",
     "plan": "protocol",
-    "STAGES": "protocol",
+    "STEPS": "protocol",
 })

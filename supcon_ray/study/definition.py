@@ -16,15 +16,15 @@ and what is allowed. :func:`plan_trials` expands a validated study into :class:`
 
 Two more blocks describe the paper's protocol; :mod:`supcon_ray.study.protocol` plans and runs them:
 
-* ``tune_base`` (stage 1): each loss's base is found by a search of ``budget`` configurations
+* ``tune_base`` (step 1): each loss's base is found by a search of ``budget`` configurations
   (the same for every loss) x ``seeds``, picked by the mean of ``select`` (a validation metric)
-  over seeds. Stage 2 (``vary`` / ``search``) starts from there.
+  over seeds. Step 2 (``vary`` / ``search``) starts from there.
 * ``nuisance``: per factor, hyperparameters re-tuned for each setting and loss on a small equal
   budget (e.g. ``lr`` per optimizer); the best configuration's seed replicates enter the statistics.
 
 A setting may give a numeric key relative to the (tuned) base: ``lr: x0.1`` is a tenth of the
 base's learning rate. That is how a tuned key can also be a varied factor (absolute values of a
-tuned key are refused: stage 1's choice would be thrown away).
+tuned key are refused: step 1's choice would be thrown away).
 
 Trial ids are built from the full configuration (a hash of every TrainConfig value, the phase and
 the factor), so close floats never share an id; identical random draws are dropped up front and
@@ -116,7 +116,7 @@ def _validation_metric(select: str) -> str:
     return select
 
 
-#: Default seeds of the selection runs (stage 1, nuisance searches): disjoint from any study's seeds as
+#: Default seeds of the selection runs (step 1, nuisance searches): disjoint from any study's seeds as
 #: written in the shipped files, so no run that chose a configuration is also an analysed replicate.
 SELECTION_SEEDS = [1000]
 
@@ -145,7 +145,7 @@ class _TuningSpace(_Strict):
 
 
 class TuneBase(_TuningSpace):
-    """Stage 1: find each loss's base on the same budget."""
+    """Step 1: find each loss's base on the same budget."""
 
     sampler: Literal["tpe", "random", "qmc"] = "tpe"
     budget: int = Field(ge=1, description="configurations per loss, the same for every loss")
@@ -334,7 +334,7 @@ def analysis_settings(study: Study) -> dict[str, Any]:
     return out
 
 
-#: ``phase`` of a trial: stage 1, a nuisance search of stage 2, or an ordinary stage-2 trial.
+#: ``phase`` of a trial: step 1, a nuisance search of step 2, or an ordinary step-2 trial.
 PHASES = ("tune_base", "nuisance", "study")
 
 
@@ -634,7 +634,7 @@ def _check_protocol(study: Study, source: str) -> None:
             for key, (i, value) in _absolute_keys(factor, settings).items():
                 if key in tb.space:
                     raise ConfigError(
-                        f"{source}: tune_base.space.{key}: {key!r} is tuned in stage 1 and also varied by factor "
+                        f"{source}: tune_base.space.{key}: {key!r} is tuned in step 1 and also varied by factor "
                         f"{factor!r} (vary.{factor}[{i}] sets {key}={value!r}), which would overwrite the tuned value. "
                         f"Leave {key!r} out of tune_base.space, or give the settings relative to the tuned base "
                         f"(e.g. {key}: x0.5)")
@@ -699,7 +699,7 @@ def space_for(space: dict[str, Distribution], loss: str) -> dict[str, Distributi
 
 
 def base_config(study: Study, loss: str, tuned: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The loss's base: the study file's ``base`` with stage 1's ``tuned`` values on top."""
+    """The loss's base: the study file's ``base`` with step 1's ``tuned`` values on top."""
     r = study.resources
     return {
         "dataset": study.dataset,
@@ -891,8 +891,8 @@ def sample_design(search: Search) -> list[dict[str, Any]]:
 
 def plan_trials(study: Study, tuned: dict[str, dict[str, Any]] | None = None,
                 skip_factors: set[str] | frozenset = frozenset(), check: bool = True) -> list[TrialSpec]:
-    """Every ordinary stage-2 trial of a (non-adaptive) study, in a stable order, from each loss's base
-    (with stage 1's ``tuned`` values per loss). TPE trials are planned by the runner; factors with
+    """Every ordinary step-2 trial of a (non-adaptive) study, in a stable order, from each loss's base
+    (with step 1's ``tuned`` values per loss). TPE trials are planned by the runner; factors with
     nuisance hyperparameters (``skip_factors``) by :func:`supcon_ray.study.protocol.plan`. ``check``: refuse two
     trials of the same id (:func:`check_unique`)."""
     tuned = tuned or {}

@@ -1,8 +1,8 @@
-"""The paper's protocol as stages: each plans its trials from the decisions before it, then decides.
+"""The paper's protocol as steps: each plans its trials from the decisions before it, then decides.
 
 Khosla et al.'s Fig. 4a changes the optimizer, the augmentation or the learning rate "from each
-loss's best setting". A study runs the stages of :data:`STAGES` in order; :func:`plan` builds any
-stage's trials from the decisions recorded so far, and :func:`select` makes the stage's decision
+loss's best setting". A study runs the steps of :data:`STEPS` in order; :func:`plan` builds any
+step's trials from the decisions recorded so far, and :func:`select` makes the step's decision
 from its rows. Both are pure: the runner (:mod:`supcon_ray.tune`) runs what is planned and not yet
 recorded, and records each decision once in the manifest (:mod:`supcon_ray.results.manifest`).
 
@@ -16,15 +16,15 @@ recorded, and records each decision once in the manifest (:mod:`supcon_ray.resul
    loss, the configuration best by validation mean over the selection seeds.
 3. ``replicates``: each nuisance pick run on the study's seeds (``phase = "study"``, analysed).
 
-Fair by construction: selection seeds (stage 1, nuisance searches) are disjoint from the study
+Fair by construction: selection seeds (step 1, nuisance searches) are disjoint from the study
 seeds (the study file refuses an overlap), so no run that chose a configuration is an analysed
 replicate; every loss gets the same number of distinct configurations; a configuration reached from
 several factors (the base) is one trial, analysed under each factor. One tie rule everywhere
 (:func:`best`): the highest finite mean, and among equals the first in the design's order. A pick
 at the edge of its search space is flagged (:func:`edge_flags`): the best may lie outside.
 
-Diverged runs count at the chance level recorded for them; a stage with failed or missing trials
-decides nothing (:class:`StageIncomplete`).
+Diverged runs count at the chance level recorded for them; a step with failed or missing trials
+decides nothing (:class:`StepIncomplete`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import pandas as pd
@@ -42,21 +43,32 @@ from supcon_ray.stats.base_margin import base_margins
 from supcon_ray.study.definition import (applies_to, base_config, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
                     plan_trials, setting_label, setting_values, space_for)
 
-STAGES = ("tune_base", "study", "replicates")
-STAGE1 = "tune_base"
+class Step(StrEnum):
+    """The protocol's steps, in order (the manifest records their trial ids under the key ``stages``;
+    the training stages of one run, pre-training and the linear read-out, are :mod:`supcon_ray.engine.stages`)."""
+
+    TUNE_BASE = "tune_base"
+    STUDY = "study"
+    REPLICATES = "replicates"
+
+
+STEPS = tuple(Step)
+STEP1 = "tune_base"
 BASE_FROM_FILE = "given in the study file"
-BASE_FROM_STAGE1 = "stage 1 (tune_base)"
+#: How a tuned base's source reads in manifests (kept as recorded since the first studies, which named the
+#: protocol's steps "stages").
+BASE_FROM_STEP1 = "stage 1 (tune_base)"
 #: Share of a range (log scale for loguniform) at either end where a pick counts as on the edge.
 EDGE_SHARE = 0.1
 
 
-class StageIncomplete(RuntimeError):
-    """A stage has failed or missing trials, so it cannot decide on an equal budget yet."""
+class StepIncomplete(RuntimeError):
+    """A step has failed or missing trials, so it cannot decide on an equal budget yet."""
 
 
 @dataclass
 class Adaptive:
-    """One adaptive TPE search the runner runs for a stage (it cannot be planned up front)."""
+    """One adaptive TPE search the runner runs for a step (it cannot be planned up front)."""
 
     name: str
     loss: str
@@ -71,10 +83,10 @@ class Adaptive:
 
 @dataclass
 class Plan:
-    """A stage's planned trials (unique ids, in order), the statistics' entries among them
+    """A step's planned trials (unique ids, in order), the statistics' entries among them
     (``{trial_id, factor, setting}``; a shared trial appears under each factor) and its TPE searches."""
 
-    stage: str
+    step: str
     specs: list[TrialSpec] = field(default_factory=list)
     analysed: list[dict[str, str]] = field(default_factory=list)
     adaptive: list[Adaptive] = field(default_factory=list)
@@ -85,7 +97,7 @@ class Plan:
 
     @property
     def trial_count(self) -> int:
-        """How many trials the stage runs: its planned specs plus every TPE search's budget on its seeds."""
+        """How many trials the step runs: its planned specs plus every TPE search's budget on its seeds."""
         return len(self.specs) + sum(a.budget * len(a.seeds) for a in self.adaptive)
 
 
@@ -102,25 +114,25 @@ def _finite(x: float | None) -> float:
 
 # ------------------------------------------------------------------------------------------ plans
 
-def plan(study: Study, stage: str, decisions: dict[str, Any]) -> Plan:
-    """The trials of ``stage`` given the ``decisions`` recorded so far (``bases`` before ``study``,
+def plan(study: Study, step: str, decisions: dict[str, Any]) -> Plan:
+    """The trials of ``step`` given the ``decisions`` recorded so far (``bases`` before ``study``,
     ``nuisance`` before ``replicates``). Raises ConfigError for a plan with a setting listed twice."""
-    if stage == "tune_base":
-        return _plan_stage1(study)
-    if stage == "study":
+    if step == "tune_base":
+        return _plan_step1(study)
+    if step == "study":
         return _plan_study(study, decisions.get("bases"))
-    if stage == "replicates":
+    if step == "replicates":
         return _plan_replicates(study, decisions.get("bases"), decisions.get("nuisance") or [])
-    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
 
 
-def stage1_design(study: Study, loss: str) -> Design:
-    """The configurations stage 1 tries for ``loss`` (random / QMC; the same count for every loss)."""
+def step1_design(study: Study, loss: str) -> Design:
+    """The configurations step 1 tries for ``loss`` (random / QMC; the same count for every loss)."""
     tb = study.tune_base
     return draw_design(tb.sampler, space_for(tb.space, loss), tb.budget, tb.seed)
 
 
-def _plan_stage1(study: Study) -> Plan:
+def _plan_step1(study: Study) -> Plan:
     tb = study.tune_base
     out = Plan("tune_base")
     if tb is None:
@@ -130,32 +142,32 @@ def _plan_stage1(study: Study) -> Plan:
                                  tb.seed, tb.select, "tune_base") for loss in study.losses]
         return out
     for loss in study.losses:
-        configs = stage1_design(study, loss).configs
+        configs = step1_design(study, loss).configs
         for values, label in zip(configs, distinct_labels(configs)):
             for seed in tb.seeds:
-                out.specs.append(make_spec(study, loss, STAGE1, values, seed, design_name(DesignKind.TUNE_BASE, tb.sampler), tb.seed,
+                out.specs.append(make_spec(study, loss, STEP1, values, seed, design_name(DesignKind.TUNE_BASE, tb.sampler), tb.seed,
                                            phase="tune_base", label=label))
     _unique(out.specs)
     return out
 
 
-def tpe_stage1_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec:
-    """The stage-1 trial a TPE suggestion stands for (``__trial_index__`` picks the seed)."""
+def tpe_step1_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec:
+    """The step-1 trial a TPE suggestion stands for (``__trial_index__`` picks the seed)."""
     tb = study.tune_base
     values = {k: config[k] for k in space_for(tb.space, loss)}
     seed = tb.seeds[int(config.get("__trial_index__", 0)) % len(tb.seeds)]
-    return make_spec(study, loss, STAGE1, values, seed, design_name(DesignKind.TUNE_BASE, "tpe"), tb.seed, phase="tune_base",
+    return make_spec(study, loss, STEP1, values, seed, design_name(DesignKind.TUNE_BASE, "tpe"), tb.seed, phase="tune_base",
                      label=setting_label(values, None))
 
 
-def stage1_budget(study: Study) -> dict[str, int]:
-    """Distinct configurations per loss in stage 1 (equal: the study file refuses a design that is not)."""
+def step1_budget(study: Study) -> dict[str, int]:
+    """Distinct configurations per loss in step 1 (equal: the study file refuses a design that is not)."""
     tb = study.tune_base
     if tb is None:
         return {}
     if tb.sampler == "tpe":
         return {loss: tb.budget for loss in study.losses}
-    return {loss: len(stage1_design(study, loss).configs) for loss in study.losses}
+    return {loss: len(step1_design(study, loss).configs) for loss in study.losses}
 
 
 def nuisance_designs(study: Study) -> dict[tuple[str, str], Design]:
@@ -245,18 +257,18 @@ def _unique(specs: list[TrialSpec]) -> tuple[list[TrialSpec], list[dict[str, str
 
 # -------------------------------------------------------------------------------------- decisions
 
-def select(study: Study, stage: str, planned: Plan, trials: pd.DataFrame) -> dict[str, Any]:
-    """The decision of ``stage`` from its rows: ``{"bases": ...}``, ``{"nuisance": [...]}`` or ``{}``.
+def select(study: Study, step: str, planned: Plan, trials: pd.DataFrame) -> dict[str, Any]:
+    """The decision of ``step`` from its rows: ``{"bases": ...}``, ``{"nuisance": [...]}`` or ``{}``.
 
-    Raises :class:`StageIncomplete` if a trial the decision needs failed or has no row."""
-    if stage == "tune_base":
+    Raises :class:`StepIncomplete` if a trial the decision needs failed or has no row."""
+    if step == "tune_base":
         return {"bases": pick_bases(study, trials, planned.specs) if study.tune_base else file_bases(study)}
-    if stage == "study" and study.nuisance:
+    if step == "study" and study.nuisance:
         picks = select_nuisance(study, planned.specs, trials)
         missing = [p for p in picks if not p["complete"]]
         if missing:
             p = missing[0]
-            raise StageIncomplete(f"nuisance search of {p['loss']} at {p['factor']}={p['setting']} has failed or "
+            raise StepIncomplete(f"nuisance search of {p['loss']} at {p['factor']}={p['setting']} has failed or "
                                   f"missing trials ({len(missing)} setting(s) so); no configuration is picked on an "
                                   "unequal budget. Run again with --resume (failed trials are re-run).")
         return {"nuisance": picks}
@@ -264,10 +276,10 @@ def select(study: Study, stage: str, planned: Plan, trials: pd.DataFrame) -> dic
 
 
 def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None = None) -> dict[str, dict[str, Any]]:
-    """Each loss's best stage-1 configuration by the mean of ``select`` over seeds (:func:`best`).
+    """Each loss's best step-1 configuration by the mean of ``select`` over seeds (:func:`best`).
 
-    ``specs``: the planned stage-1 trials (random / QMC), whose order breaks ties; a TPE stage is
-    ordered by start time. Raises :class:`StageIncomplete` if a loss has failed or missing trials.
+    ``specs``: the planned step-1 trials (random / QMC), whose order breaks ties; a TPE step is
+    ordered by start time. Raises :class:`StepIncomplete` if a loss has failed or missing trials.
     Returns ``{loss: record}`` (see :func:`supcon_ray.results.manifest.Manifest.bases`).
     """
     tb = study.tune_base
@@ -286,7 +298,7 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
             want = 1
         failed = int((rows["status"] == "failed").sum())
         if failed or len(rows) < want:
-            raise StageIncomplete(f"stage 1 for {loss}: {len(rows) - failed} of {want} trials finished, {failed} failed; "
+            raise StepIncomplete(f"step 1 for {loss}: {len(rows) - failed} of {want} trials finished, {failed} failed; "
                                   "no base is picked on an unequal budget. Run again with --resume (failed trials "
                                   "are re-run).")
         keys = list(space_for(tb.space, loss))
@@ -297,11 +309,11 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
                 groups.append((float(g[tb.select].mean()),
                                {"values": dict(zip(keys, values)), "trial_ids": sorted(g["trial_id"])}))
         if not groups:
-            raise StageIncomplete(f"stage 1 for {loss}: no configuration has all {len(tb.seeds)} seeds recorded")
+            raise StepIncomplete(f"step 1 for {loss}: no configuration has all {len(tb.seeds)} seeds recorded")
         chosen = best(groups)
         mean = next(m for m, g in groups if g is chosen)
         bases[loss] = {
-            "source": BASE_FROM_STAGE1,
+            "source": BASE_FROM_STEP1,
             "values": {k: _python(v) for k, v in chosen["values"].items()},
             "select": tb.select,
             "mean": mean,
@@ -321,12 +333,12 @@ def _python(value: Any) -> Any:
 
 
 def file_bases(study: Study) -> dict[str, dict[str, Any]]:
-    """Bases of a study without a tuning stage: the study file's own."""
+    """Bases of a study without a tuning step: the study file's own."""
     return {loss: {"source": BASE_FROM_FILE, "values": {}} for loss in study.losses}
 
 
 def tuned_values(bases: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """``{loss: values stage 1 put on top of the file's base}``."""
+    """``{loss: values step 1 put on top of the file's base}``."""
     return {loss: dict(rec.get("values") or {}) for loss, rec in (bases or {}).items()}
 
 
@@ -409,12 +421,12 @@ def adaptive_entries(trials: pd.DataFrame, ran: list[str]) -> list[dict[str, str
 # ------------------------------------------------------------------------------------------ print
 
 def planned_trial_count(study: Study) -> int:
-    """How many trials the whole study runs: every stage, TPE searches included (a progress bar's total).
+    """How many trials the whole study runs: every step, TPE searches included (a progress bar's total).
     Replicates are counted before the nuisance picks exist: one per setting, loss and study seed."""
     bases = {loss: {"values": {}} for loss in study.losses}
     n = 0
-    for stage in ("tune_base", "study"):
-        n += plan(study, stage, {"bases": bases}).trial_count
+    for step in ("tune_base", "study"):
+        n += plan(study, step, {"bases": bases}).trial_count
     return n + _replicate_count(study)
 
 
@@ -425,27 +437,27 @@ def _replicate_count(study: Study) -> int:
 
 
 def print_protocol(study: Study, out) -> int:
-    """Print every stage, its budgets and trial counts (``--dry-run``); return the number of planned trials."""
+    """Print every step, its budgets and trial counts (``--dry-run``); return the number of planned trials."""
     total = 0
     tb = study.tune_base
     if tb is None:
-        print("stage 1: none (no tune_base block): each loss starts from the study file's base", file=out)
+        print("step 1: none (no tune_base block): each loss starts from the study file's base", file=out)
     else:
-        budget = stage1_budget(study)
+        budget = step1_budget(study)
         n = sum(budget.values()) * len(tb.seeds)
         total += n
-        print(f"stage 1 (tune_base): sampler={tb.sampler} (seed {tb.seed}), select={tb.select} (mean over selection "
+        print(f"step 1 (tune_base): sampler={tb.sampler} (seed {tb.seed}), select={tb.select} (mean over selection "
               f"seeds {tb.seeds}), space: {', '.join(tb.space)}", file=out)
         for loss in study.losses:
-            note = stage1_design(study, loss).note if tb.sampler != "tpe" else "adaptive"
+            note = step1_design(study, loss).note if tb.sampler != "tpe" else "adaptive"
             print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s) = {budget[loss] * len(tb.seeds)}"
                   f" trials{' (' + note + ')' if note else ''}", file=out)
-        print(f"  stage 1 total: {n} trials; each loss's best configuration becomes its base", file=out)
+        print(f"  step 1 total: {n} trials; each loss's best configuration becomes its base", file=out)
     p = plan(study, "study", {"bases": {loss: {"values": {}} for loss in study.losses}})
     total += len(p.specs)
     nuisance = [s for s in p.specs if s.phase == "nuisance"]
     shared = len(p.analysed) - (len(p.specs) - len(nuisance))
-    print(f"stage 2: {len(p.specs)} planned trials ({len(p.specs) - len(nuisance)} ordinary, {len(nuisance)} in "
+    print(f"step 2: {len(p.specs)} planned trials ({len(p.specs) - len(nuisance)} ordinary, {len(nuisance)} in "
           f"nuisance searches)" + (", from each loss's tuned base (tuned keys shown at the file's values)" if tb else "")
           + (f"; {shared} analysed entries reuse a trial of another factor (the base runs once)" if shared else ""),
           file=out)
@@ -462,7 +474,7 @@ def print_protocol(study: Study, out) -> int:
     replicates = _replicate_count(study)
     if replicates:
         total += replicates
-        print(f"stage 3 (replicates): {replicates} trials, each nuisance pick on the study seeds {study.seeds}", file=out)
+        print(f"step 3 (replicates): {replicates} trials, each nuisance pick on the study seeds {study.seeds}", file=out)
     if study.search is not None and study.search.sampler == "tpe":
         n = (study.search.num_samples or 0) * len(study.seeds) * len(study.losses)
         total += n

@@ -14,7 +14,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from supcon_ray.results.manifest import read_manifest
-from supcon_ray.study.protocol import BASE_FROM_FILE, BASE_FROM_STAGE1
+from supcon_ray.study.protocol import BASE_FROM_FILE, BASE_FROM_STEP1
 from supcon_ray.results.storage import EPOCH_SCHEMA, TRIAL_SCHEMA
 from supcon_ray.tune import main
 
@@ -64,7 +64,7 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert (trials["status"] == "completed").all() and trials["test_top1"].between(0, 1).all()
     assert list(trials.columns) == TRIAL_SCHEMA.names
     assert trials["node_id"].notna().all() and trials["torch_version"].notna().all()
-    # no tuning stage: every trial is an ordinary stage-2 trial, and the bases are the file's
+    # no tuning stage: every trial is an ordinary step-2 trial, and the bases are the file's
     assert set(trials["phase"]) == {"study"} and trials["in_stats"].all()
     assert {loss: rec["source"] for loss, rec in read_manifest(str(storage / "tiny")).bases.items()} == {
         "supcon": BASE_FROM_FILE, "ce": BASE_FROM_FILE}
@@ -144,12 +144,12 @@ def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     storage = tmp_path / "results"
     assert main(["--space", str(_study(tmp_path, text)), "--storage", str(storage), "--no-report"]) == 0
     everything = pd.read_parquet(storage / "tiny" / "trials")
-    # stage 1 is a TPE search too (2 configurations x 1 seed); stage 2 starts from its best
-    stage1 = everything[everything["phase"] == "tune_base"]
-    assert len(stage1) == 2 and set(stage1["design"]) == {"tune_base:tpe"} and not stage1["in_stats"].any()
+    # step 1 is a TPE search too (2 configurations x 1 seed); step 2 starts from its best
+    step1 = everything[everything["phase"] == "tune_base"]
+    assert len(step1) == 2 and set(step1["design"]) == {"tune_base:tpe"} and not step1["in_stats"].any()
     manifest = read_manifest(str(storage / "tiny"))
     base = manifest.bases["ce"]
-    assert base["source"] == BASE_FROM_STAGE1 and base["mean"] == stage1["val_top1"].max()
+    assert base["source"] == BASE_FROM_STEP1 and base["mean"] == step1["val_top1"].max()
     trials = everything[everything["phase"] == "study"]
     assert (trials["weight_decay"] == base["values"]["weight_decay"]).all()
     assert len(trials) == 4 and everything["trial_id"].is_unique  # 2 suggestions x 2 seeds
@@ -157,7 +157,7 @@ def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     assert sorted(trials["seed"]) == [0, 0, 1, 1]
     assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
     # the manifest lists what each adaptive search ran, and the statistics read exactly the search's trials
-    assert sorted(manifest.stages["tune_base"]) == sorted(stage1["trial_id"])
+    assert sorted(manifest.stages["tune_base"]) == sorted(step1["trial_id"])
     assert sorted(e["trial_id"] for e in manifest.analysed) == sorted(trials["trial_id"])
 
 

@@ -1,4 +1,4 @@
-"""The base pick's margin: the best stage-1 configuration's lead over the runner-up, with its standard error
+"""The base pick's margin: the best step-1 configuration's lead over the runner-up, with its standard error
 (paired over selection seeds, or binomial on the validation set with one seed), flagged when within noise."""
 
 import math

@@ -1,4 +1,4 @@
-"""The two-stage protocol: stage 1 picks each loss's base on an equal budget, stage 2 starts there;
+"""The two-stage protocol: step 1 picks each loss's base on an equal budget, step 2 starts there;
 nuisance re-tuning per setting; resume across stages; failed trials re-run; unique trial ids."""
 
 import json
@@ -89,7 +89,7 @@ def test_ids_name_what_a_trial_computes_not_where_it_runs(tmp_path):
     tb = "tune_base: {sampler: random, budget: 2, seeds: [1000], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n"
     study = load_study(write(tmp_path, tb + body, name="tb.yaml"))
     s1 = protocol.plan(study, "tune_base", {}).specs
-    assert {s.seed for s in s1} == {1000}  # selection seeds, so no stage-1 run is a stage-2 replicate
+    assert {s.seed for s in s1} == {1000}  # selection seeds, so no step-1 run is a step-2 replicate
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -131,7 +131,7 @@ def test_stage1_budget_is_equal_per_loss_and_ce_skips_contrastive_keys(tmp_path)
     specs = protocol.plan(study, "tune_base", {}).specs
     per_loss = pd.Series([s.loss for s in specs]).value_counts().to_dict()
     assert per_loss == {"supcon": 10, "ce": 10}
-    assert protocol.stage1_budget(study) == {"supcon": 5, "ce": 5}
+    assert protocol.step1_budget(study) == {"supcon": 5, "ce": 5}
     assert {s.phase for s in specs} == {"tune_base"} and {s.seed for s in specs} == {1000, 1003}
     ce_settings = {s.setting for s in specs if s.loss == "ce"}
     assert len(ce_settings) == 5 and not any("temperature" in x for x in ce_settings)
@@ -203,7 +203,7 @@ def test_pick_bases_is_the_best_validation_mean_over_seeds(tmp_path):
                 best, best_mean = runs.iloc[0], runs.val_top1.mean()
         assert bases[loss]["values"] == {"lr": best.lr, "weight_decay": best.weight_decay}
         assert bases[loss]["mean"] == pytest.approx(best_mean) and bases[loss]["configurations"] == 6
-        assert len(bases[loss]["trial_ids"]) == 3 and bases[loss]["source"] == protocol.BASE_FROM_STAGE1
+        assert len(bases[loss]["trial_ids"]) == 3 and bases[loss]["source"] == protocol.BASE_FROM_STEP1
         # how clearly it won, recorded with the decision: the lead over the runner-up, paired over the 3 seeds
         means = trials[trials.loss == loss].groupby("lr").val_top1.mean().sort_values()
         margin = bases[loss]["margin"]
@@ -211,9 +211,9 @@ def test_pick_bases_is_the_best_validation_mean_over_seeds(tmp_path):
     # a failed trial (or a missing one) means no base is picked on an unequal budget
     failed = trials.copy()
     failed.loc[3, "status"] = "failed"
-    with pytest.raises(protocol.StageIncomplete, match="1 failed"):
+    with pytest.raises(protocol.StepIncomplete, match="1 failed"):
         protocol.pick_bases(study, failed, specs)
-    with pytest.raises(protocol.StageIncomplete):
+    with pytest.raises(protocol.StepIncomplete):
         protocol.pick_bases(study, trials.drop(index=0), specs)
 
 
@@ -321,7 +321,7 @@ def _manifest(folder):
 
 @pytest.mark.ray
 def test_stages_interrupted_resumed_edited_and_moved(ray_session, tmp_path, monkeypatch, capsys):
-    """The manifest is the study's one state: a Ctrl-C after stage 1 or in stage 2 resumes with the same
+    """The manifest is the study's one state: a Ctrl-C after step 1 or in step 2 resumes with the same
     decisions and every planned trial recorded once; an edit that changes what trials compute is refused
     (exit 2, naming the key, nothing added); an unchanged resume runs nothing and writes the same report;
     a copied folder resumes elsewhere without re-running anything; a failed trial runs again."""
@@ -344,42 +344,42 @@ def test_stages_interrupted_resumed_edited_and_moved(ray_session, tmp_path, monk
             return real_plan(study, at, decisions)
         return plan
 
-    # 1. a Ctrl-C right after stage 1 decides (before stage 2 is planned)
+    # 1. a Ctrl-C right after step 1 decides (before step 2 is planned)
     monkeypatch.setattr(protocol, "plan", interrupt_at("study"))
     assert main(args) == 130
     monkeypatch.setattr(protocol, "plan", real_plan)
-    stage1 = pd.read_parquet(folder / "trials")
-    assert len(stage1) == 2 * 2 * 2 and set(stage1["phase"]) == {"tune_base"} and not stage1["in_stats"].any()
-    assert stage1.groupby("loss").size().to_dict() == {"ce": 4, "supcon": 4}  # equal budgets per loss
-    assert set(stage1["seed"]) == {1000, 1001}  # selection seeds, not study seeds
+    step1 = pd.read_parquet(folder / "trials")
+    assert len(step1) == 2 * 2 * 2 and set(step1["phase"]) == {"tune_base"} and not step1["in_stats"].any()
+    assert step1.groupby("loss").size().to_dict() == {"ce": 4, "supcon": 4}  # equal budgets per loss
+    assert set(step1["seed"]) == {1000, 1001}  # selection seeds, not study seeds
     bases = _manifest(folder)["decisions"]["bases"]
     stamps = _stamps(folder)
     capsys.readouterr()
 
-    # 2. a Ctrl-C in stage 2 (after its nuisance picks, before their replicates) and a trial killed in flight
+    # 2. a Ctrl-C in step 2 (after its nuisance picks, before their replicates) and a trial killed in flight
     monkeypatch.setattr(protocol, "plan", interrupt_at("replicates"))
     assert main(args + ["--resume"]) == 130
     monkeypatch.setattr(protocol, "plan", real_plan)
-    assert "stage 1 already recorded" in capsys.readouterr().out
+    assert "step 1 already recorded" in capsys.readouterr().out
     first = _manifest(folder)
     assert first["decisions"]["bases"] == bases and len(first["decisions"]["nuisance"]) == 2
     killed = first["stages"]["study"][0]
     (folder / "trials" / f"{killed}.parquet").unlink()
     assert main(args + ["--resume"]) == 0
     out = capsys.readouterr().out
-    assert "stage 2: 6 trials planned, 5 already recorded, 1 to run" in out
-    # the progress total is what this sitting runs (stage 2's one trial and the 2 replicates), not
-    # counting stage 1's or stage 2's recorded trials
+    assert "step 2: 6 trials planned, 5 already recorded, 1 to run" in out
+    # the progress total is what this sitting runs (step 2's one trial and the 2 replicates), not
+    # counting step 1's or step 2's recorded trials
     assert "[3/3] " in out, out
     done = _manifest(folder)
     assert done["decisions"] == first["decisions"]  # recorded once, never recomputed
     trials = pd.read_parquet(folder / "trials")
     planned = [i for ids in done["stages"].values() for i in ids]
     assert sorted(trials["trial_id"]) == sorted(planned) and len(set(planned)) == len(planned)
-    assert {p: n for p, n in _stamps(folder).items() if p in stamps} == stamps  # stage 1 never ran again
+    assert {p: n for p, n in _stamps(folder).items() if p in stamps} == stamps  # step 1 never ran again
     assert trials.groupby("phase").size().to_dict() == {"tune_base": 8, "nuisance": 2 * 2, "study": 2 + 2}
 
-    # stage 2's base is the best stage-1 configuration by validation mean over seeds, per loss
+    # step 2's base is the best step-1 configuration by validation mean over seeds, per loss
     for loss in ("supcon", "ce"):
         s1 = trials[(trials.phase == "tune_base") & (trials.loss == loss)]
         means = s1.groupby(["lr", "weight_decay"])["val_top1"].mean()

@@ -127,9 +127,9 @@ BAD = [
     ("search: {sampler: random, num_samples: 2, space: {seed: {int: [0, 3]}}}", "search.space.seed: 'seed' cannot be tuned"),
     # the two-stage protocol (tune_base, nuisance)
     ("vary:\n  lr: [0.1, 0.5]\ntune_base: {budget: 4, space: {lr: {loguniform: [0.01, 1]}}}",
-     "tune_base.space.lr: 'lr' is tuned in stage 1 and also varied by factor 'lr' (vary.lr[0] sets lr=0.1)"),
+     "tune_base.space.lr: 'lr' is tuned in step 1 and also varied by factor 'lr' (vary.lr[0] sets lr=0.1)"),
     ("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]\ntune_base: {budget: 4, space: {lr: {loguniform: [0.01, 1]}}}",
-     "tune_base.space.lr: 'lr' is tuned in stage 1 and also varied by factor 'optimizer'"),
+     "tune_base.space.lr: 'lr' is tuned in step 1 and also varied by factor 'optimizer'"),
     ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 0, space: {lr: {loguniform: [0.01, 1]}}}",
      "tune_base.budget: Input should be greater than or equal to 1"),
     ("vary:\n  optimizer: [sgd]\ntune_base: {budget: 2, select: test_top1, space: {lr: {loguniform: [0.01, 1]}}}",
@@ -195,12 +195,12 @@ def test_yaml_is_loaded_safely(tmp_path):
 def test_dry_run_prints_both_stages(capsys):
     assert main(["--space", str(SPACES[[p.stem for p in SPACES].index("optimizers")]), "--quick", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "stage 1 (tune_base): sampler=qmc" in out
+    assert "step 1 (tune_base): sampler=qmc" in out
     assert "space: lr\n" in out  # the quick block's space replaces the body's (lr, weight_decay) whole
     assert "supcon  4 configurations x 1 seed(s) = 4 trials" in out and "ce      4 configurations x 1 seed(s) = 4 trials" in out
     # the nuisance search runs on the selection seed, its picks on the study seeds
-    assert "stage 2: 24 planned trials (0 ordinary, 24 in nuisance searches)" in out  # 3 optimizers x 4 lr x 2 losses
-    assert "stage 3 (replicates): 12 trials, each nuisance pick on the study seeds [0, 1]" in out
+    assert "step 2: 24 planned trials (0 ordinary, 24 in nuisance searches)" in out  # 3 optimizers x 4 lr x 2 losses
+    assert "step 3 (replicates): 12 trials, each nuisance pick on the study seeds [0, 1]" in out
     assert "optimizer=rmsprop [lr=10]" in out and "total: 44 trials" in out
 
 
@@ -251,10 +251,10 @@ def test_dry_run_counts_nuisance_searches(tmp_path, capsys):
         "tune_base: {sampler: tpe, budget: 5, seeds: [1000, 1001], space: {weight_decay: {loguniform: [1.0e-5, 1.0e-3]}}}\n")
     assert main(["--space", str(write(tmp_path, text)), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "stage 1 total: 20 trials" in out
-    assert "stage 2: 18 planned trials (0 ordinary, 18 in nuisance searches)" in out  # 3 settings x 3 lr x 2 losses
+    assert "step 1 total: 20 trials" in out
+    assert "step 2: 18 planned trials (0 ordinary, 18 in nuisance searches)" in out  # 3 settings x 3 lr x 2 losses
     assert "nuisance optimizer/ce: lr re-tuned per setting: 3 configurations x selection seeds [1000]" in out
-    assert "stage 3 (replicates): 6 trials" in out  # 3 settings x 2 losses x 1 study seed
+    assert "step 3 (replicates): 6 trials" in out  # 3 settings x 2 losses x 1 study seed
     assert "total: 44 trials" in out
 
 
@@ -299,7 +299,7 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
     import yaml
 
     from supcon_ray.results.manifest import read_manifest
-    from supcon_ray.study.protocol import STAGES, plan
+    from supcon_ray.study.protocol import STEPS, plan
     from supcon_ray.study.definition import Study, at_own_size
 
     root = Path(__file__).resolve().parents[2] / "docs" / "results"
@@ -310,7 +310,7 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
         study = Study.model_validate(yaml.safe_load((folder / "study.yaml").read_text()))
         assert at_own_size(study)[0] == study  # sizes come from train_size / the built-in datasets
         analysed = []
-        for stage in STAGES:
+        for stage in STEPS:
             planned = plan(study, stage, manifest.decisions)
             assert [s.trial_id for s in planned.specs] == manifest.stages[stage][:len(planned.specs)], (folder, stage)
             analysed += planned.analysed
