@@ -69,7 +69,7 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
     """The Parquet row of a finished (or failed) trial."""
     row = {**spec["train"], "study": study, "trial_id": spec["trial_id"], "loss": spec["loss"], "seed": spec["seed"],
            "factor": spec["factor"], "setting": spec["setting"], "design": spec["design"],
-           # nuisance trials enter the statistics only if selected (selection.json, see supcon_ray.study.protocol)
+           # nuisance trials enter the statistics only if selected (the manifest's analysed list)
            "phase": spec.get("phase", "study"), "in_stats": spec.get("phase", "study") == "study",
            "sampler_seed": spec.get("sampler_seed"), "node_id": node_id, "started_at": started,
            "finished_at": finished, "error": error, **_versions()}

@@ -135,6 +135,8 @@ def activate(sources: list[PluginSource | dict]) -> None:
             else:
                 module = types.ModuleType(s.module)
                 module.__file__ = s.path
+                module.__spec__ = importlib.util.spec_from_loader(s.module, loader=None, origin=s.path)
+                module.__spec__.has_location = True
                 sys.modules[s.module] = module
                 exec(compile(s.source, s.path, "exec"), module.__dict__)  # the user's own plugin code
         except PluginError as err:

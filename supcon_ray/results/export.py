@@ -29,7 +29,7 @@ def export(results_dir: str, output: str) -> list[Path]:
     if manifest is not None and manifest.analysed is not None:  # folders from before manifests have none
         (out / MANIFEST_FILE).write_text(manifest.to_json())
         written.append(out / MANIFEST_FILE)
-    for name in ("study.yaml", "selection.json"):
+    for name in ("study.yaml",):
         text = read_text(results_dir, name)
         if text is not None:
             (out / name).write_text(text)

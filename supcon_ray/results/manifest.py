@@ -19,8 +19,8 @@ Every step of a run reads and writes this record, and nothing else decides what 
   file says later.
 
 The storage writes it atomically (a temporary file renamed into place; one PUT on object stores).
-:func:`read_manifest` is the only reader. Folders written before the manifest existed have none;
-:func:`analysed_rows` then applies the rules they were written under.
+:func:`read_manifest` is the only reader. A trials folder without one (results produced elsewhere) is
+read by its ``in_stats`` column (:func:`analysed_rows`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,6 @@ from supcon_ray.results.storage import read_text
 from supcon_ray.study.definition import ANALYSIS_KEYS, EXECUTION_KEYS, analysis_settings
 
 MANIFEST_FILE = "manifest.json"
-#: Files of folders written before the manifest: the bases in study.yaml, nuisance picks in selection.json.
-LEGACY_STUDY_FILE = "study.yaml"
-LEGACY_SELECTION_FILE = "selection.json"
 FORMAT = 1
 
 
@@ -102,21 +99,9 @@ def changed_keys(old: Any, new: Any, path: str = "") -> list[str]:
 
 
 def read_manifest(study_dir: str) -> Manifest | None:
-    """The folder's manifest; for a folder written before manifests, one rebuilt from its legacy files
-    (``analysed`` None); None for a folder with neither."""
+    """The folder's manifest, or None for a folder without one (trials produced elsewhere)."""
     text = read_text(study_dir, MANIFEST_FILE)
-    if text:
-        return Manifest.from_json(text)
-    import yaml
-
-    legacy = read_text(study_dir, LEGACY_STUDY_FILE)
-    if not legacy:
-        return None
-    data = yaml.safe_load(legacy) or {}
-    selection = read_text(study_dir, LEGACY_SELECTION_FILE)
-    nuisance = json.loads(selection).get("settings", []) if selection else []
-    return Manifest(str(data.get("study", "")), {}, decisions={"bases": data.get("bases") or {}, "nuisance": nuisance},
-                    analysed=None)
+    return Manifest.from_json(text) if text else None
 
 
 def analysed_rows(trials: pd.DataFrame, study_dir: str, manifest: Manifest | None = None) -> pd.DataFrame:
@@ -124,12 +109,12 @@ def analysed_rows(trials: pd.DataFrame, study_dir: str, manifest: Manifest | Non
     two factors appears once under each, with that factor and setting). Failed rows stay in (the
     statistics count them and do not score them); planned trials without a row are simply absent.
 
-    Folders without a manifest: rows marked ``in_stats`` (rows from before that column count as
-    such), plus the seed replicates of each nuisance pick listed in ``selection.json``.
+    A trials folder without a manifest (results produced elsewhere, with the documented columns): every
+    row whose ``in_stats`` is true, or that has no ``phase`` (a table without those columns: every row).
     """
     manifest = manifest if manifest is not None else read_manifest(study_dir)
     if manifest is None or manifest.analysed is None:
-        return _legacy_analysed(trials, manifest)
+        return _rows_in_stats(trials)
     if not manifest.analysed or trials.empty:
         return trials.iloc[0:0]
     entries = pd.DataFrame(manifest.analysed)
@@ -138,15 +123,11 @@ def analysed_rows(trials: pd.DataFrame, study_dir: str, manifest: Manifest | Non
     return out.set_index("_row").rename_axis(None)[list(trials.columns)]
 
 
-def _legacy_analysed(trials: pd.DataFrame, manifest: Manifest | None) -> pd.DataFrame:
-    if "in_stats" in trials:
-        legacy = trials["phase"].isna() if "phase" in trials else pd.Series(True, index=trials.index)
-        keep = trials["in_stats"].fillna(False).astype(bool) | legacy
-    else:
-        keep = pd.Series(True, index=trials.index)
-    picks = (manifest.decisions.get("nuisance") or []) if manifest is not None else []
-    chosen = {i for e in picks if e.get("best") for i in e["best"]["trial_ids"]}
-    return trials[keep | trials["trial_id"].isin(chosen)]
+def _rows_in_stats(trials: pd.DataFrame) -> pd.DataFrame:
+    if "in_stats" not in trials:
+        return trials
+    no_phase = trials["phase"].isna() if "phase" in trials else pd.Series(True, index=trials.index)
+    return trials[trials["in_stats"].fillna(False).astype(bool) | no_phase]
 
 
 def open_manifest(store, study, resume: bool, plugin_digests: dict[str, str] | None = None) -> Manifest:

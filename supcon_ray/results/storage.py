@@ -24,8 +24,8 @@ Beside those two folders:
 Column ``phase``: ``tune_base`` for step 1, ``nuisance`` for nuisance-search (selection) trials,
 ``study`` for trials the statistics may read; ``in_stats`` is True for ``study`` trials. Which
 rows enter the statistics is the manifest's ``analysed`` list alone
-(:func:`supcon_ray.results.manifest.analysed_rows`). Folders written before the manifest keep their
-``selection.json`` and the ``bases`` in ``study.yaml``, and still open in the report.
+(:func:`supcon_ray.results.manifest.analysed_rows`); a trials folder without a manifest (results
+produced elsewhere) is read by its ``in_stats`` column.
 """
 
 from __future__ import annotations

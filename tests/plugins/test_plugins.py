@@ -255,3 +255,30 @@ def test_listing_names_loads_no_plugin_and_the_report_reads_plugin_studies_witho
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['poly9', 'ce'] {'lr': 0.1}"
     assert "poly9" not in registry.LOSSES
+
+
+def test_an_installed_package_offers_a_plugin_through_the_entry_point_group_only_when_named(tmp_path, monkeypatch,
+                                                                                           capsys):
+    import importlib.metadata
+
+    from supcon_ray.plugins import ENTRY_POINT_GROUP
+
+    site = tmp_path / "site"
+    (site / "ep_pkg").mkdir(parents=True)
+    (site / "ep_pkg" / "__init__.py").write_text("")
+    (site / "ep_pkg" / "losses.py").write_text(PLUGIN.format(prefix="ep_"))
+    monkeypatch.syspath_prepend(str(site))
+    offered = [importlib.metadata.EntryPoint(name="ep-losses", value="ep_pkg.losses", group=ENTRY_POINT_GROUP)]
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: offered if kw.get("group") == ENTRY_POINT_GROUP else real(**kw))
+    study = STUDY.replace("[../plugins_dir/my_losses.py]", "[ep-losses]")
+    space = _write(tmp_path, "ep_", study)
+    (tmp_path / "plugins_dir" / "my_losses.py").unlink()  # only the installed package offers the names
+    s = load_study(space)
+    assert s.losses == ["ep_focal", "ep_align"] and registry.LOSSES.meta("ep_focal", "module") == "ep_pkg.losses"
+    assert set(fingerprint(s)["plugins"]) == {"ep-losses"}
+    registry.forget_plugins()
+    # a study that does not name the entry point never loads it
+    plain = load_study(Path(__file__).resolve().parents[2] / "search_spaces" / "fig4a_digits.yaml")
+    assert plain.plugins == [] and "ep_focal" not in registry.LOSSES

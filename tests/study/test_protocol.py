@@ -265,16 +265,17 @@ def test_the_statistics_read_exactly_the_manifests_entries(tmp_path):
     assert used["setting"].tolist() == ["lr=x1", "optimizer=sgd", "optimizer=lars"]
 
 
-def test_folders_without_a_manifest_use_the_rules_they_were_written_under(tmp_path):
-    from supcon_ray.results.manifest import analysed_rows
+def test_a_trials_folder_without_a_manifest_is_read_by_its_in_stats_column(tmp_path):
+    from supcon_ray.results.manifest import analysed_rows, read_manifest
 
     old = pd.DataFrame({"trial_id": ["a", "b"], "phase": [None, None], "in_stats": [None, None]})
-    assert len(analysed_rows(old, str(tmp_path))) == 2
+    assert len(analysed_rows(old, str(tmp_path))) == 2  # no phase: rows from before the column, all analysed
     (tmp_path / "study.yaml").write_text("study: s\nbases: {ce: {values: {lr: 0.1}}}\n")
-    (tmp_path / "selection.json").write_text(json.dumps({"settings": [{"best": {"trial_ids": ["n1"]}}]}))
     rows = pd.DataFrame({"trial_id": ["s1", "n1", "n2"], "phase": ["study", "nuisance", "nuisance"],
                          "in_stats": [True, False, False]})
-    assert analysed_rows(rows, str(tmp_path))["trial_id"].tolist() == ["s1", "n1"]
+    assert read_manifest(str(tmp_path)) is None  # a study file alone is no manifest
+    assert analysed_rows(rows, str(tmp_path))["trial_id"].tolist() == ["s1"]
+    assert analysed_rows(rows.drop(columns=["phase", "in_stats"]), str(tmp_path))["trial_id"].tolist() == ["s1", "n1", "n2"]
 
 
 def test_resume_refuses_a_study_that_computes_something_else(tmp_path):
