@@ -11,7 +11,7 @@ For every policy (``supcon_ray.data.augment.POLICIES`` but ``none``) at 32 px (C
 Decoding is excluded (``decode: false``): sources are uint8 tensors in memory. A row's
 ``views_per_second_per_core`` is views per second divided by the CPU cores used (one here; for a GPU
 row, the core feeding it), and ``cores_per_gpu_at_2500`` is the cores that path needs to feed a GPU
-consuming 2,500 views/s (a ResNet-50 at 224 px on an A100-class GPU, the README's assumption).
+consuming 2,500 views/s (a ResNet-50 at 224 px on an A100-class GPU, docs/performance.md's assumption).
 Each figure is the median of ``--repeats`` timed blocks after one warm-up block.
 
 Decoding is measured on its own (``decode_and_crop``): an ImageNet-sized JPEG (500 x 375, quality

@@ -4,7 +4,7 @@ A study on this 2-core machine runs two one-core trials at once; so does this be
 (training images, resolution, epochs, encoder) is one ``python -m supcon_ray.train`` run per loss with
 AutoAugment, a fixed learning rate per loss (CE 0.1; SupCon 1.5, the loss scaled by tau) and the
 default converged probe, on a fixed stratified 2,000-image test subset. The table says what a
-recipe reaches and what it costs per trial; pick the one a study can afford (README, Results).
+recipe reaches and what it costs per trial; pick the one a study can afford (docs/results.md).
 
 Needs the shared CIFAR-10 parquet (``../shared/data/cifar10`` next to the checkout, or ``--data``).
 

@@ -95,8 +95,8 @@ def _print_plan(name: str, m: Measured, result: dict[str, Any]) -> None:
                   f"at ratio 2, {label}.")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m supcon_ray.power", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.power") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("results_dirs", nargs="+", metavar="STUDY_DIR", help="finished or pilot study folders")
     p.add_argument("--sims", type=int, default=100, help="simulated studies per design and ratio (default 100)")
     p.add_argument("--metric", default="test_top1", help="the trial column (default test_top1)")

@@ -87,8 +87,8 @@ def write_figure(trials: pd.DataFrame, numbers: dict[str, Any], output: str) -> 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m supcon_ray.report", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.report") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR", help="one or more study folders: <storage>/<study>")
     p.add_argument("-o", "--output", help="HTML file (default RESULTS_DIR/report.html for one folder, ./report.html for several)")
     p.add_argument("--json", help="also write every number to this JSON file")

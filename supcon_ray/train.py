@@ -1,4 +1,4 @@
-"""``python -m supcon_ray.train``: one training run.
+"""``supcon-ray train`` (or ``python -m supcon_ray.train``): one training run.
 
 With ``--workers 1`` (the default) the run trains in this process; with ``--workers N > 1`` (or
 ``--ray``) it runs on Ray Train with N data-parallel workers, joining the cluster named by
@@ -37,14 +37,37 @@ def _flag_type(annotation: Any):
     return annotation
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m supcon_ray.train", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+PROG = "python -m supcon_ray.train"
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of ``--option``, the value read as a YAML scalar (``2``, ``0.5``, ``true``, ``name``)."""
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, e.g. --option epsilon=2")
+    return name, yaml.safe_load(value)
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """Every :class:`TrainConfig` field as a flag (``--batch-size`` is ``batch_size``), described in words with
+    its default and, for registered kinds, the names registered now (load plugins first to list theirs)."""
+    from supcon_ray.flags import describe
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plugins", nargs="+", metavar="MODULE", default=[],
+                        help="modules (names or paths to .py files) registering losses, encoders or datasets to use "
+                             "in this run; their names then appear below (see supcon_ray.plugins)")
     for name, field in TrainConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         kind = _flag_type(field.annotation)
-        help_text = f"default: {field.default}"
-        if kind is bool:
+        default = "empty" if field.default is None else field.default
+        help_text = f"{describe(name)} (default: {default})"
+        if name == "options":
+            parser.add_argument("--option", dest="options", action="append", type=_option, metavar="NAME=VALUE",
+                                help=f"{describe(name)}; repeat for several")
+        elif kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             literal = [a for a in typing.get_args(field.annotation)] if typing.get_origin(field.annotation) is typing.Literal else []
@@ -57,13 +80,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one final JSON object on stdout")
     parser.add_argument("--ray", action="store_true", help="run through Ray Train even with one worker")
     parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local instance)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="do not draw progress bars (default: drawn on a terminal)")
     return parser
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    args = build_parser().parse_args(argv)
+def load_cli_plugins(argv: list[str] | None) -> list:
+    """Load the plugins ``--plugins`` names (relative paths against the working directory) before the parser
+    lists the registered names; return their sources (for Ray Train workers)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugins", nargs="+", default=[])
+    entries = pre.parse_known_args(argv)[0].plugins
+    if not entries:
+        return []
+    from supcon_ray.plugins import PluginError, load_plugins
+
+    try:
+        return load_plugins(entries, os.getcwd())
+    except PluginError as err:
+        raise ConfigError(f"--plugins: {err}") from None
+
+
+def parse_config(argv: list[str] | None = None, prog: str = PROG) -> tuple[TrainConfig, argparse.Namespace]:
+    sources = load_cli_plugins(argv)
+    args = build_parser(prog).parse_args(argv)
+    args.plugin_sources = [s.as_dict() for s in sources]
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
+    if "options" in values:
+        values["options"] = dict(values["options"])
     values = at_own_size(values)
     try:
         return TrainConfig(**values), args
@@ -130,7 +173,7 @@ def run_local(cfg: TrainConfig, output: Path | None, resume: bool, progress: boo
     return train(cfg, session)
 
 
-def run_ray(cfg: TrainConfig, output: Path | None, address: str | None) -> dict[str, Any]:
+def run_ray(cfg: TrainConfig, output: Path | None, address: str | None, plugins: list[dict] | None = None) -> dict[str, Any]:
     """Train on Ray Train; checkpoints live under OUTPUT (default ./results/train)."""
     from supcon_ray.execution.distributed import fit_distributed
     from supcon_ray.execution.ray_runtime import init_ray
@@ -140,12 +183,12 @@ def run_ray(cfg: TrainConfig, output: Path | None, address: str | None) -> dict[
     # the name covers the whole configuration: a run with other settings never resumes this one's checkpoints
     digest = hashlib.sha1(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
     name = f"{cfg.loss}-{cfg.dataset.replace(':', '_').replace('/', '_')}-{cfg.model}-s{cfg.seed}-{digest}"
-    return fit_distributed(cfg, name, str(storage))
+    return fit_distributed(cfg, name, str(storage), plugins=plugins)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     try:
-        cfg, args = parse_config(argv)
+        cfg, args = parse_config(argv, prog)
         if args.resume and args.output is None:
             raise ConfigError("--resume needs --output (the folder holding checkpoint.pt)")
         from supcon_ray.data.datasets import DataError
@@ -153,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             if args.ray or cfg.workers > 1:
-                result = run_ray(cfg, args.output, args.address)
+                result = run_ray(cfg, args.output, args.address, args.plugin_sources)
             else:
                 result = run_local(cfg, args.output, args.resume, progress=not args.no_progress and sys.stderr.isatty())
         except DataError as err:

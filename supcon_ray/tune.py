@@ -34,16 +34,20 @@ from .config import EXIT_USAGE, ConfigError, TrainConfig, make_train_config
 from supcon_ray.study.definition import Study, at_own_size, base_config, load_study
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m supcon_ray.tune", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "python -m supcon_ray.tune") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--space", required=True, type=Path, help="study file (YAML), e.g. search_spaces/optimizers.yaml")
-    p.add_argument("--quick", action="store_true", help="apply the file's quick block: offline, CPU, minutes")
-    p.add_argument("--dry-run", action="store_true", help="print the planned trials and resources, then exit")
+    p.add_argument("--quick", action="store_true", help="apply the file's quick block: offline, CPU, minutes "
+                   "(default: off)")
+    p.add_argument("--dry-run", action="store_true", help="print the planned trials and resources, then exit "
+                   "(default: off)")
     p.add_argument("--storage", default="./results", help="results root: a folder, s3://bucket/path or gs://... (default ./results)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted study in the same storage")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted study in the same storage "
+                   "(default: off; refused if the study file now computes something else)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else start a local instance)")
-    p.add_argument("--max-concurrent-trials", type=int, help="override resources.max_concurrent_trials")
-    p.add_argument("--no-report", action="store_true", help="do not build the HTML report at the end")
+    p.add_argument("--max-concurrent-trials", type=int, help="trials at once, overriding "
+                   "resources.max_concurrent_trials (default: the study file's, else as many as the cluster fits)")
+    p.add_argument("--no-report", action="store_true", help="do not build the HTML report at the end (default: built)")
     p.add_argument("--verbose", action="store_true",
                    help="also show Ray's status tables, checkpoint lines and log deduplication notices")
     return p
@@ -105,6 +109,7 @@ def summarize(results_dir: str, out=None) -> None:
     on their own line)."""
     from supcon_ray.results.manifest import analysed_rows, read_manifest
     from supcon_ray.results.storage import read_results
+    from supcon_ray.study import protocol
 
     out = out or sys.stdout
     df = read_results(results_dir)[0].to_pandas()
@@ -113,7 +118,7 @@ def summarize(results_dir: str, out=None) -> None:
     if bases:
         print("\nbase per loss:", file=out)
         for loss, rec in bases.items():
-            origin = rec.get("source", "?")
+            origin = protocol.source_text(rec.get("source"))
             if rec.get("trial_ids"):
                 origin += (f", {rec.get('select')} mean {rec['mean']:.4f} over seeds {rec.get('seeds')} "
                            f"(best of {rec.get('configurations')}; trial {rec['trial_ids'][0]})")
@@ -226,7 +231,7 @@ def _decide(study: Study, step: str, planned, manifest, store, console, outcome:
     save_manifest(store, manifest)
     for loss, rec in (decision.get("bases") or {}).items():
         if study.tune_base is not None:
-            console.write(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({rec.get('source')}"
+            console.write(f"base of {loss}: {_fmt_values(rec.get('values') or {})} ({protocol.source_text(rec.get('source'))}"
                           + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")")
                           + (f"; {margin_sentence(rec['margin'])}" if rec.get("margin") else ""))
     return True
@@ -243,8 +248,8 @@ def plugin_sources(study: Study) -> list:
         raise ConfigError(str(err)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.tune") -> int:
+    args = build_parser(prog).parse_args(argv)
     t0 = time.perf_counter()
     from supcon_ray.execution.progress import StudyConsole, configure_console
 
@@ -282,18 +287,29 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(["", "verdict:", *(f"  {line}" for line in headline(numbers))]))
         print(f"report: {path}")
     print(f"results: {outcome.folder}  ({time.perf_counter() - t0:.0f} s)")
+    problem = outcome_problem(outcome)
+    if problem:
+        print(f"{problem}\n{resume_cmd}", file=sys.stderr)
+    return exit_status(outcome)
+
+
+def exit_status(outcome: Outcome) -> int:
+    """What the command exits with: 130 with trials unfinished (Ctrl-C), 1 with a step that could not decide
+    or failed trials, else 0."""
+    return 130 if outcome.unfinished else (1 if outcome.incomplete or outcome.failed else 0)
+
+
+def outcome_problem(outcome: Outcome) -> str:
+    """What went wrong, in one sentence that ends by saying how to continue (empty when nothing did)."""
     if outcome.unfinished:
-        print(f"\nStopped with {outcome.unfinished} trial(s) unfinished. Finished trials are saved. Resume with:\n"
-              f"{resume_cmd}", file=sys.stderr)
-        return 130
+        return (f"\nStopped with {outcome.unfinished} trial(s) unfinished. Finished trials are saved. "
+                "Resume with:")
     if outcome.incomplete:
-        print(f"error: {outcome.incomplete}\n{resume_cmd}", file=sys.stderr)
-        return 1
+        return f"error: {outcome.incomplete}"
     if outcome.failed:
-        print(f"error: {outcome.failed} trial(s) failed; their rows hold the error text (status 'failed'). "
-              f"Fix the cause, then run them again with:\n{resume_cmd}", file=sys.stderr)
-        return 1
-    return 0
+        return (f"error: {outcome.failed} trial(s) failed; their rows hold the error text (status 'failed'). "
+                "Fix the cause, then run them again with:")
+    return ""
 
 
 if __name__ == "__main__":

@@ -112,9 +112,14 @@ class Executor:
 
         from supcon_ray.execution.tune_events import TuneEvents
 
+        tracking = []
+        if self.study.tracking is not None:
+            from supcon_ray.execution.tracking import callbacks
+
+            tracking = callbacks(self.study.tracking, self.study.study, self.store.finished_ids(), tpe_args)
         return tune.RunConfig(name=name, storage_path=self.store.uri, verbose=1 if self.verbose else 0,
                               progress_reporter=_progress_reporter() if self.verbose else None,
-                              callbacks=[TuneEvents(tpe_args)],
+                              callbacks=[TuneEvents(tpe_args), *tracking],
                               failure_config=tune.FailureConfig(max_failures=self.study.resources.max_failures))
 
     def _run_planned(self, planned: Plan) -> None:

@@ -7,7 +7,7 @@ Every trial is a Ray Tune function trial that trains one :class:`TrainConfig`:
   and reserves only :data:`~supcon_ray.execution.ray_runtime.TRIAL_DRIVER_CPUS` for itself.
 * one worker with ``launcher: auto``: the trial trains inside the Tune trial process, reserving
   the worker's CPUs/GPUs, and checkpoints through ``ray.tune.report``. This skips the ~20 s that
-  starting a TorchTrainer costs on a small machine (see README, Performance).
+  starting a TorchTrainer costs on a small machine (see docs/performance.md).
 
 When a trial ends, its row and epochs are written to Parquet (:class:`ResultStore`); a trial whose
 row already exists returns it without training, so retries and resumed studies never duplicate.

@@ -53,7 +53,7 @@ from supcon_ray.config import AUTHORS_BASE_TEMPERATURE
 
 
 #: ``method="auto"`` uses the dense form while anchors x contrast stays within this many entries.
-#: From ``python -m benchmarks.loss`` on the project's 2-core CPU (README, Performance): dense is
+#: From ``python -m benchmarks.loss`` on the project's 2-core CPU (docs/performance.md): dense is
 #: faster only at batch 32 (1.8 vs 2.0 ms); blockwise wins from batch 128 (2.7 vs 3.4 ms) upwards.
 AUTO_DENSE_MAX_ENTRIES = 64 * 64
 #: ``tau_b`` of the PyTorch re-implementation (HobbitLong/SupContrast): the loss x ``tau / 0.07``.

@@ -35,7 +35,7 @@ class EncoderSpec:
 
 ENCODERS: dict[str, EncoderSpec] = {
     "resnet-mini": EncoderSpec(BasicBlock, (2, 2, 2, 2), (16, 32, 64, 128)),
-    # One block per stage: half of resnet-mini's compute, for CPU studies (README, Results: the regime table).
+    # One block per stage: half of resnet-mini's compute, for CPU studies (docs/results.md: the regime table).
     "resnet-micro": EncoderSpec(BasicBlock, (1, 1, 1, 1), (16, 32, 64, 128)),
     "resnet18": EncoderSpec(BasicBlock, (2, 2, 2, 2), (64, 128, 256, 512)),
     "resnet34": EncoderSpec(BasicBlock, (3, 4, 6, 3), (64, 128, 256, 512)),

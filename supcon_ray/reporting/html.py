@@ -17,6 +17,7 @@ from supcon_ray.stats import divergence as div
 from supcon_ray.stats.base_margin import margin_sentence
 from supcon_ray.stats.claims import display
 from supcon_ray.stats.settings import ALPHA, MIN_SETTINGS_BEYOND
+from supcon_ray.study.protocol import source_text
 
 
 CSS = """
@@ -92,7 +93,7 @@ def _bases_html(bases: dict[str, Any]) -> str:
     for study, per_loss in bases.items():
         for loss, b in per_loss.items():
             values = ", ".join(f"{k}={_num(v, 4) if isinstance(v, float) else v}" for k, v in (b.get("values") or {}).items())
-            source = b.get("source", "")
+            source = source_text(b.get("source"))
             if "mean" in b:
                 source += (f": best of {b.get('configurations', '?')} configurations by mean {b.get('select', 'val_top1')} "
                            f"{_num(b['mean'], 4)} over seeds {b.get('seeds')}")

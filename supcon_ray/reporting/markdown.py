@@ -1,4 +1,4 @@
-"""The report's numbers as Markdown: the tables of the README's Results section.
+"""The report's numbers as Markdown: the tables of docs/results.md.
 
 :func:`results_markdown` formats what :func:`supcon_ray.reporting.numbers.compute` returned (the ``--json``
 contract) and computes nothing new, so every number it prints is one the HTML report shows too.

@@ -70,7 +70,8 @@ def fingerprint(study, plugin_digests: dict[str, str] | None = None) -> dict[str
     the folder it was read from, the analysis keys (``study.ANALYSIS_KEYS``), or the base's execution settings
     (``study.EXECUTION_KEYS``); none of them changes a trial's result. Its plugins enter as ``{entry: SHA-256 of
     the module's bytes}`` (``plugin_digests``, else read now); a study without plugins has no ``plugins`` key."""
-    dumped = study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder", *ANALYSIS_KEYS})
+    dumped = study.model_dump(mode="json", exclude={"quick", "description", "resources", "folder", "tracking",
+                                                    *ANALYSIS_KEYS})
     entries = dumped.pop("plugins", None) or []
     if entries:
         if plugin_digests is None:

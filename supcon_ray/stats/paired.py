@@ -29,7 +29,7 @@ it is the common ratio at which ``sum_f D_f = 0`` (the value the interval is cen
 
 Centring each loss on its own estimated mean leaves a small bias: a swapped group mixes two
 centrings, which widens it a little, so the test is slightly liberal for many settings; the
-calibration table in the README measures it.
+calibration table in docs/method.md measures it.
 
 Discreteness is honest: with K settings the smallest two-sided p-value is ``2 / 2^K`` (0.25 for 3
 settings, 0.0625 for 5), and :attr:`PairedResult.min_p` says when a design can never reach alpha:

@@ -41,7 +41,7 @@ small excess there: 0.055 to 0.058 false claims at 3 settings x 3 seeds with spr
 the seed noise (9,000 simulations), the bootstrap-t's small-sample error with 2 between-setting
 degrees of freedom; flooring the spread at one standard error instead of shifting it does not
 change that and is liberal at low signal (0.062) (those figures are from the pooled-variance version;
-the calibration table in the README has today's). Setting means and each setting's seed variance
+the calibration table in docs/method.md has today's). Setting means and each setting's seed variance
 are drawn from their exact sampling distributions (normal, scaled chi-square with ``n_s - 1``
 degrees of freedom, so the few degrees of freedom of a per-setting variance are in the reference
 distribution),

@@ -1,6 +1,6 @@
 """Study files: schema, validation and expansion into trials.
 
-A study file (YAML, loaded with ``yaml.safe_load``) describes one study; see README "Study files".
+A study file (YAML, loaded with ``yaml.safe_load``) describes one study; see docs/usage.md, "Study files".
 :func:`load_study` validates it completely before anything starts: any problem raises
 :class:`~supcon_ray.config.ConfigError` naming the file, the key path (``vary.optimizer[2].lr``)
 and what is allowed. :func:`plan_trials` expands a validated study into :class:`TrialSpec` s:
@@ -216,6 +216,19 @@ def _registered_loss(name: str, info: ValidationInfo) -> str:
     return registry.LOSSES.check(name)
 
 
+class Tracking(_Strict):
+    """Experiment tracking through Ray Tune's integrations: an execution setting (in neither the fingerprint
+    nor any trial id). ``mlflow``: a tracking URI, a local folder (relative to the study file) or a server
+    (``http://...``); ``experiment``: the MLflow experiment (default: the study's name); ``tensorboard``: also
+    write TensorBoard event files into the study folder's Tune directories."""
+
+    mlflow: str | None = None
+    experiment: str | None = None
+    tensorboard: bool = False
+    #: Set by :func:`load_study` from ``mlflow``: the URI MLflow is given (a local folder made absolute).
+    mlflow_uri: str | None = Field(None, exclude=True)
+
+
 class Study(_Strict):
     study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -243,6 +256,8 @@ class Study(_Strict):
     #: ``{baseline: <loss>}``: every other loss is compared with this one (default ``ce`` where the study
     #: has it). Analysis only, like ``primary``.
     compare: Compare | None = None
+    #: Experiment tracking (MLflow, TensorBoard): how trials are watched, not what they compute.
+    tracking: Tracking | None = None
     #: Set by :func:`load_study`, never written in a study file: the study file's folder, against which
     #: relative dataset paths resolve when files are opened. Not part of any trial id or the fingerprint.
     folder: str | None = None
@@ -520,6 +535,14 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         raise ConfigError(f"{source}: no such study file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    return study_from_dict(raw, path.resolve().parent, quick, source)
+
+
+def study_from_dict(raw: Any, folder: str | Path | None = None, quick: bool = False, source: str = "study") -> Study:
+    """Validate a study given as a mapping (the keys of a study file), exactly as :func:`load_study` validates a
+    file: ``folder`` is where relative dataset and plugin paths resolve (default: the working directory);
+    ``source`` names it in error messages."""
+    path = Path(folder or ".").resolve() / "study.yaml"  # only its folder is used
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a study file is a mapping with keys study, losses, seeds, base, vary/search, ...")
     if "folder" in raw or "folder" in (raw.get("quick") or {}):
@@ -537,6 +560,8 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
         study = Study(**{**raw, "folder": str(path.resolve().parent)})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    if study.tracking is not None:
+        _check_tracking(study.tracking, str(path.resolve().parent), source)
     _check_partial({"dataset": study.dataset, "model": study.model}, "", source)
     for part in ("common", *type(study.base).model_fields, *(study.base.model_extra or {})):
         if part not in ("common", *type(study.base).model_fields) and part not in registry.LOSSES:
@@ -580,6 +605,22 @@ def load_study(path: str | Path, quick: bool = False) -> Study:
             _check_tpe_space(study.search.space, "search.space", source)
     _check_protocol(study, source)
     return study
+
+
+def _check_tracking(tracking: Tracking, folder: str, source: str) -> None:
+    """The packages a ``tracking`` block needs (exit 2 saying what to install), and its MLflow URI resolved."""
+    import importlib.util
+
+    if tracking.mlflow:
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError(f"{source}: tracking.mlflow: needs MLflow, an optional extra: pip install -e '.[tracking]'")
+        uri = tracking.mlflow
+        if "://" not in uri and not uri.startswith("file:"):
+            uri = Path(folder, uri).resolve().as_uri()
+        tracking.mlflow_uri = uri
+    if tracking.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        raise ConfigError(f"{source}: tracking.tensorboard: needs tensorboardX, an optional extra: "
+                          "pip install -e '.[tracking]'")
 
 
 def _check_space(space: dict[str, Distribution], path: str, source: str) -> None:
@@ -932,5 +973,5 @@ def check_unique(specs: list[TrialSpec]) -> list[TrialSpec]:
 
 def study_as_yaml(study: Study) -> str:
     """The validated study (after --quick) as YAML, stored beside its results: no machine path in it."""
-    unset = {k for k in ("plugins", "compare") if not getattr(study, k)}  # added keys: absent while unset
+    unset = {k for k in ("plugins", "compare", "tracking") if not getattr(study, k)}  # added keys: absent while unset
     return yaml.safe_dump(study.model_dump(mode="json", exclude={"quick", "folder", *unset}), sort_keys=False)

@@ -58,6 +58,11 @@ BASE_FROM_FILE = "given in the study file"
 #: How a tuned base's source reads in manifests (kept as recorded since the first studies, which named the
 #: protocol's steps "stages").
 BASE_FROM_STEP1 = "stage 1 (tune_base)"
+
+
+def source_text(source: str | None) -> str:
+    """A recorded base source as the console and the report name it (the protocol's steps, today's word)."""
+    return "step 1 (tune_base)" if source == BASE_FROM_STEP1 else str(source or "?")
 #: Share of a range (log scale for loguniform) at either end where a pick counts as on the edge.
 EDGE_SHARE = 0.1
 

@@ -1,0 +1,119 @@
+"""The Python API: what the commands do, from a notebook or a script.
+
+.. code-block:: python
+
+    import supcon_ray
+
+    study = supcon_ray.load_study("search_spaces/optimizers.yaml", quick=True)   # or a dict of the same keys
+    run = supcon_ray.run(study, storage="./results")            # the folder, the outcome, the exit status
+    numbers = supcon_ray.analyze(supcon_ray.read_trials(run.folder))   # the dict `report --json` writes
+
+    # any table of runs, e.g. from Ray Tune, Optuna or a spreadsheet:
+    numbers = supcon_ray.analyze(df, metric="acc", columns={"loss": "method", "setting": "value"})
+
+:func:`analyze` needs the columns ``loss``, ``factor``, ``setting``, ``seed`` and the metric; ``status``
+(``completed`` / ``diverged`` / ``failed``; default completed), ``study`` (default ``study``),
+``trial_id`` and ``design`` are optional. ``columns`` maps those names to the table's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from supcon_ray.config import ConfigError
+
+#: The columns :func:`analyze` needs besides the metric, and the optional ones with their defaults.
+REQUIRED_COLUMNS = ("loss", "factor", "setting", "seed")
+OPTIONAL_COLUMNS = {"status": "completed", "study": "study"}
+
+
+def load_study(source: str | Path | Mapping[str, Any], *, folder: str | Path | None = None, quick: bool = False):
+    """A validated :class:`~supcon_ray.study.definition.Study` from a study file's path or from a mapping of
+    the same keys, with the same validation and errors (:class:`~supcon_ray.config.ConfigError`, naming the
+    key). ``folder``: where relative dataset and plugin paths resolve for a mapping (default: the working
+    directory); ``quick`` applies the ``quick`` block."""
+    from supcon_ray.study.definition import load_study as from_file, study_from_dict
+
+    if isinstance(source, Mapping):
+        return study_from_dict(dict(source), folder, quick)
+    if folder is not None:
+        raise ConfigError("folder: only for a study given as a mapping; a study file's own folder is used")
+    return from_file(source, quick=quick)
+
+
+@dataclass
+class Run:
+    """What :func:`run` did: the study's results ``folder``, the ``outcome`` (failed and unfinished trials, a
+    step that could not decide) and the ``exit_status`` the command would give (0, 1, 130; 2 for bad input)."""
+
+    folder: str | None
+    outcome: Any
+    exit_status: int
+    error: str | None = None
+
+
+def run(study, storage: str = "./results", *, resume: bool = False, address: str | None = None,
+        max_concurrent_trials: int | None = None, report: bool = True, verbose: bool = False) -> Run:
+    """Run a study (a :class:`Study`, a path, or a mapping) as ``supcon-ray tune`` does; with ``report`` the
+    HTML report is written into its folder when every trial has a row. Bad input gives ``exit_status`` 2 with
+    the message in ``error`` and runs nothing."""
+    from supcon_ray.study.definition import Study
+    from supcon_ray.tune import check_dataset_files, exit_status, run_study
+    from supcon_ray.study.definition import at_own_size
+
+    try:
+        study = study if isinstance(study, Study) else load_study(study)
+        check_dataset_files(study, study.study)
+        study, _ = at_own_size(study)
+        outcome = run_study(study, storage, resume, address, max_concurrent_trials, verbose=verbose)
+    except ConfigError as err:
+        return Run(None, None, 2, str(err))
+    if report and not (outcome.unfinished or outcome.incomplete):
+        from supcon_ray.report import build_report
+
+        build_report(outcome.folder)
+    return Run(outcome.folder, outcome, exit_status(outcome))
+
+
+def read_trials(folder: str | Path) -> pd.DataFrame:
+    """The trials of a study folder, each marked ``analysed`` (whether it enters the statistics), as the
+    report reads them."""
+    from supcon_ray.results.folders import load
+
+    return load([str(folder)])[0]
+
+
+def analyze(trials: pd.DataFrame, metric: str = "test_top1", *, columns: Mapping[str, str] | None = None,
+            baseline: str | None = None) -> dict[str, Any]:
+    """The report's numbers (the dict ``report --json`` writes: :mod:`supcon_ray.reporting.numbers`) for any
+    table of runs with the documented columns; ``columns`` maps a documented name to the table's own
+    (``{"loss": "method"}``), ``baseline`` is the loss every other one is compared with (default: ``ce``
+    where the table has it). A missing column raises :class:`~supcon_ray.config.ConfigError` naming it."""
+    from supcon_ray.reporting.numbers import clean_json, compute
+
+    mapping = dict(columns or {})
+    unknown = set(mapping) - {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "trial_id", "design", metric}
+    if unknown:
+        raise ConfigError(f"columns: {sorted(unknown)[0]!r} is not a column analyze reads; they are: "
+                          f"{', '.join([*REQUIRED_COLUMNS, metric, *OPTIONAL_COLUMNS, 'trial_id', 'design'])}")
+    table = trials.rename(columns={theirs: ours for ours, theirs in mapping.items()})
+    for name in (*REQUIRED_COLUMNS, metric):
+        if name not in table:
+            given = f" (mapped from {mapping[name]!r})" if name in mapping else ""
+            raise ConfigError(f"column {name!r}{given} is missing; the table has: {', '.join(map(str, trials.columns))}")
+    for name, default in OPTIONAL_COLUMNS.items():
+        if name not in table:
+            table = table.assign(**{name: default})
+    table = table.assign(loss=table["loss"].astype(str), factor=table["factor"].astype(str),
+                         setting=table["setting"].astype(str), **{metric: pd.to_numeric(table[metric])})
+    bad = sorted(set(table["status"]) - {"completed", "diverged", "failed"})
+    if bad:
+        raise ConfigError(f"column 'status': {bad[0]!r}; must be one of: completed, diverged, failed")
+    if "design" not in table:
+        table = table.assign(design="one_factor")
+    metas = {str(s): {"compare": {"baseline": baseline}} for s in table["study"].unique()} if baseline else None
+    return clean_json(compute(table, metric, with_importance=False, metas=metas))
