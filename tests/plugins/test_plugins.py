@@ -282,3 +282,18 @@ def test_an_installed_package_offers_a_plugin_through_the_entry_point_group_only
     # a study that does not name the entry point never loads it
     plain = load_study(Path(__file__).resolve().parents[2] / "search_spaces" / "fig4a_digits.yaml")
     assert plain.plugins == [] and "ep_focal" not in registry.LOSSES
+
+
+@pytest.mark.ray
+def test_ray_train_workers_load_the_plugin_from_the_shipped_source(ray_session, tmp_path):
+    """A 2-worker trial goes through Ray Train: its worker processes never imported the plugin and build the
+    plugin's contrastive loss from the sources in their train_loop_config."""
+    study = STUDY.replace("losses: [{prefix}focal, {prefix}align]", "losses: [{prefix}align]").replace(
+        "compare: {{baseline: {prefix}focal}}\n", "").replace(
+        "workers_per_trial: 1, cpus_per_worker: 1", "workers_per_trial: 2, cpus_per_worker: 0.5")
+    space = _write(tmp_path, "rt_", study)
+    storage = tmp_path / "results"
+    assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 0
+    trials = pd.read_parquet(storage / "mine" / "trials")
+    assert trials["loss"].tolist() == ["rt_align"] and trials["world_size"].tolist() == [2]
+    assert trials["status"].tolist() == ["completed"]
