@@ -61,9 +61,8 @@ def run(study, storage: str = "./results", *, resume: bool = False, address: str
     """Run a study (a :class:`Study`, a path, or a mapping) as ``supcon-ray tune`` does; with ``report`` the
     HTML report is written into its folder when every trial has a row. Bad input gives ``exit_status`` 2 with
     the message in ``error`` and runs nothing."""
-    from supcon_ray.study.definition import Study
+    from supcon_ray.study.definition import Study, at_own_size
     from supcon_ray.tune import check_dataset_files, exit_status, run_study
-    from supcon_ray.study.definition import at_own_size
 
     try:
         study = study if isinstance(study, Study) else load_study(study)
