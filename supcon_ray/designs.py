@@ -3,8 +3,8 @@ and every reader (the statistics, the report) asks here what a name means, never
 
 The values are the ``design`` column of the trials (a data contract): ``one_factor`` (a setting of a
 varied factor), ``search:<sampler>`` (a sampled space), ``tune_base:<sampler>`` (step 1, choosing each
-loss's base), and ``one_factor+nuisance:<sampler>`` (a setting whose nuisance hyperparameters were
-re-tuned by a search of that sampler).
+loss's base), ``one_factor+nuisance:<sampler>`` (a setting whose nuisance hyperparameters were
+re-tuned by a search of that sampler) and ``nuisance_search:<sampler>`` (a selection run of that search).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class DesignKind(StrEnum):
     SEARCH = "search"
     TUNE_BASE = "tune_base"
     NUISANCE = "one_factor+nuisance"
+    NUISANCE_SEARCH = "nuisance_search"
 
 
 #: Samplers that draw configurations up front, so their spread is a sample of the space.
@@ -56,6 +57,11 @@ def is_nuisance(design: str | None) -> bool:
 def is_adaptive(design: str | None) -> bool:
     """Whether an adaptive sampler (TPE) chose the configuration: not a sample of the space."""
     return sampler_of(design) == "tpe"
+
+
+def is_nuisance_search(design: str | None) -> bool:
+    """Whether the trial is a selection run of a nuisance search (never analysed)."""
+    return kind_of(design) == DesignKind.NUISANCE_SEARCH
 
 
 def is_tune_base(design: str | None) -> bool:

@@ -26,6 +26,7 @@ from supcon_ray.reporting import plots
 from supcon_ray.reporting.html import render
 from supcon_ray.reporting.markdown import results_markdown
 from supcon_ray.reporting.numbers import clean_json, compute, headline, with_margins
+from supcon_ray.stats.base_margin import nuisance_margins
 from supcon_ray.results.export import export
 from supcon_ray.results.folders import load, stats_rows
 
@@ -43,6 +44,9 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     bases = {s: m["bases"] for s, m in metas.items() if m.get("bases")}
     if bases:
         numbers["bases"] = with_margins(bases, trials)
+    picks = {s: m["nuisance_picks"] for s, m in metas.items() if m.get("nuisance_picks")}
+    if picks:
+        numbers["nuisance"] = {s: nuisance_margins(trials[trials["study"] == s], p) for s, p in picks.items()}
     flags = [f"{s}: {flag['text']}" for s, m in metas.items() for flag in m.get("flags") or []]
     if flags:
         numbers["flags"] = flags
@@ -69,7 +73,8 @@ FIGURE_FORMATS = (".svg", ".png")
 
 
 def write_figure(trials: pd.DataFrame, numbers: dict[str, Any], output: str) -> Path:
-    """Write the combined Fig. 4a view of ``numbers`` as a static image (plotly's kaleido export)."""
+    """Write the combined per-setting view of ``numbers`` (one panel per study and factor: the paper's Fig. 4a,
+    or its Fig. 4b-d curves for numeric factors) as a static image (plotly's kaleido export)."""
     try:
         import kaleido  # noqa: F401
     except ImportError:
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.report
     p.add_argument("--json", help="also write every number to this JSON file")
     p.add_argument("--metric", default="test_top1", help="the trial column to compare (default test_top1)")
     p.add_argument("--markdown", metavar="FILE", help="also write the results tables as Markdown to FILE ('-': print them)")
-    p.add_argument("--figure", metavar="FILE", help="also write the combined Fig. 4a view as a static .svg or .png "
+    p.add_argument("--figure", metavar="FILE", help="also write the combined per-setting view (Fig. 4a; 4b-d for numeric "
+                   "factors) as a static .svg or .png "
                    "(needs pip install -e '.[figures]' and Chrome or Chromium)")
     p.add_argument("--export", metavar="OUT", help="write one study folder's trials, epochs, manifest and study file to "
                    "OUT for publishing (compacted Parquet, no machine paths), then exit")

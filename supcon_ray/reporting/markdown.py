@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from supcon_ray.stats.claims import Claim, display, less_sensitive_loss
-from supcon_ray.stats.agreement import PAPER_FIG4A
+from supcon_ray.stats.agreement import PAPER_FIG4A, pooled_direction
 from supcon_ray.stats.base_margin import margin_sentence
 from supcon_ray.stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 
@@ -223,6 +223,8 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
     paper_entries = [f for f in numbers["factors"] if pair_of(f) == PAPER_PAIR] or numbers["factors"]
     if any(pair_of(f) for f in paper_entries) and not any(pair_of(f) == PAPER_PAIR for f in paper_entries):
         return out  # the paper's directions are of SupCon against CE, which these studies do not compare
+    if not any(f["factor"] in PAPER_FIG4A for f in paper_entries):
+        return out  # no factor the paper states a direction for (Fig. 4b-d state accuracy levels only)
     by = {}
     for f in paper_entries:
         by.setdefault((f["study"], f["factor"]), f)
@@ -260,6 +262,128 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
     return out
 
 
+def _setting_key(setting: str) -> tuple[int, float]:
+    """Sort key of a setting label: numeric values (``x`` multiples included) in order, before any names."""
+    value = setting.split("=", 1)[-1]
+    try:
+        return (0, float(value[1:] if value.startswith("x") else value))
+    except ValueError:
+        return (1, 0.0)
+
+
+def curve_table(numbers: dict[str, Any]) -> list[str]:
+    """Each factor's curve: every setting's mean over seeds with its 95% t-interval and seed count, per loss
+    (the points of the figure), numeric settings in order."""
+    metric = numbers["metric"]
+    out = ["", f"**Per setting** ({metric}: the mean over seeds, its 95% t-interval and the number of seeds; the "
+           "base setting in bold; the curve the figure draws):"]
+    several = len(numbers.get("studies", [])) > 1
+    seen: set[tuple[str, str]] = set()
+    for f in numbers["factors"]:
+        key = (f["study"], f["factor"])
+        if key in seen:
+            continue
+        seen.add(key)
+        entries = [g for g in numbers["factors"] if (g["study"], g["factor"]) == key]
+        losses: dict[str, dict[str, Any]] = {}
+        bases: dict[str, str] = {}
+        for g in entries:
+            for loss, le in g["losses"].items():
+                losses.setdefault(loss, le)
+            for loss, d in ((g.get("drop") or {}).get("losses") or {}).items():
+                if d.get("base_setting"):
+                    bases.setdefault(loss, d["base_setting"])
+        every = list(dict.fromkeys(s for le in losses.values() for s in le.get("settings", {})))
+        settings = sorted(every, key=lambda s: (_setting_key(s), every.index(s)))
+        title = f"{f['study']} / {f['factor']}" if several else f["factor"]
+        out += ["", f"| {title} | " + " | ".join(display(loss) for loss in losses) + " |",
+                "|---|" + "---|" * len(losses)]
+        for s in settings:
+            cells = []
+            for loss, le in losses.items():
+                v = le.get("settings", {}).get(s)
+                cell = f"{_n(v['mean'])} {_interval(v['ci95'])} ({v['n']})" if v else "not run"
+                cells.append(f"**{cell}**" if v and bases.get(loss) == s else cell)
+            out.append(f"| {s.split('=', 1)[-1]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def nuisance_table(numbers: dict[str, Any]) -> list[str]:
+    """Each re-tuned setting's pick (e.g. the learning rate per optimizer or per batch size) with its lead over
+    the runner-up of its search, on the selection seeds; the runs behind it are never analysed."""
+    out: list[str] = []
+    several = len(numbers.get("studies", [])) > 1
+    for study, picks in (numbers.get("nuisance") or {}).items():
+        if not picks:
+            continue
+        out += ["", f"**Re-tuned per setting** ({study}: each setting's nuisance search on the selection seeds, "
+                "picked on validation; the pick then ran on the study seeds):", "",
+                "| factor | setting | method | pick | validation mean | configurations | lead over the runner-up (SE) |",
+                "|---|---|---|---|---|---|---|"]
+        for p in sorted(picks, key=lambda p: (p["factor"], _setting_key(p["setting"]), p["setting"], p["loss"])):
+            m = p.get("margin")
+            lead = margin_sentence(m).removeprefix("lead ") if m else "n/a (one configuration)"
+            pick = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in p["pick"].items())
+            name = f"{study} / {p['factor']}" if several else p["factor"]
+            out.append(f"| {name} | {p['setting'].split('=', 1)[-1]} | {display(p['loss'])} | {pick} | {_n(p.get('mean'))} "
+                       f"| {p.get('configurations') or 'n/a'} | {lead} |")
+        out.append("")
+    return out
+
+
+def _one_method_markdown(numbers: dict[str, Any], out: list[str]) -> str:
+    """A study of one method (every entry a one-method answer): its own spread and drop per factor, each
+    tested against no effect beyond seed noise; no ratio, no agreement (there is nothing to compare)."""
+    several = len(numbers.get("studies", [])) > 1
+    loss_names = sorted({f["method"] for f in numbers["factors"] if f.get("method")})
+    who = ", ".join(display(x) for x in loss_names) or "the method"
+    out += ["", f"One method ({who}), so each factor has its own answers, not a comparison. **For these settings**: "
+            "does the mean accuracy move across the settings tried beyond seed noise? Spread = std of the setting "
+            "means with seed noise removed, tested against no effect. **Drop from the base**: the base setting's mean "
+            "minus the mean of the other settings' means (each setting's own seed noise; Welch-Satterthwaite), tested "
+            "against no drop. Both are one Holm family each over the factors and the pooled test. \"Beyond these "
+            "settings\" compares two methods, so it has no answer here. " + INTERVAL_NOTE, "",
+            "| factor | method | settings | spread [95% CI] | p (Holm) | claim | drop from the base [95% CI] "
+            "| p (Holm) | claim | worst drop (at) | diverged |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [(f"{f['study']} / {f['factor']}" if several else f["factor"], f) for f in numbers["factors"]]
+    if len(numbers["factors"]) > 1:
+        rows += [(f"**all pooled**{key}", o) for key, o in _pooled(numbers)]
+    for name, f in rows:
+        t, d = f.get("these_settings") or {}, f.get("drop") or {}
+        method = f.get("method") or next(iter(t.get("losses") or {}), None)
+        spread = (t.get("losses") or {}).get(method) if method else None
+        drop = (d.get("losses") or {}).get(method) if method else None
+        worst = (f"{_n(drop.get('worst'))} ({str(drop.get('worst_setting', '')).split('=', 1)[-1]})"
+                 if drop and drop.get("worst") is not None else "n/a")
+        out.append(f"| {name} | {display(method) if method else 'n/a'} | {t.get('n_settings', f.get('n_settings', 'n/a'))} "
+                   f"| {_spread(spread)} | {_p(t.get('p_adjusted'))} | {claim_words(t.get('claim', Claim.INSUFFICIENT))} "
+                   f"| {_drop_cell(drop)} | {_p(d.get('p_adjusted'))} | {claim_words(d.get('claim', Claim.INSUFFICIENT))} "
+                   f"| {worst} | {_diverged((f.get('losses') or {}).get(method)) if 'losses' in f else ''} |")
+    out.extend(curve_table(numbers))
+    o = numbers["overall"]
+    out.append("")
+    out.append(f"Conclusion: {o['these_settings']['sentence']}")
+    if (o.get("drop") or {}).get("sentence"):
+        out.append(f"Conclusion: {o['drop']['sentence']}")
+    _tail(numbers, o, out)
+    return "\n".join(out) + "\n"
+
+
+def _tail(numbers: dict[str, Any], o: dict[str, Any], out: list[str]) -> None:
+    """The sensitivity views' verdict and the divergence count over every trial."""
+    changed = [view for view in ("logit", "conservative") if o.get(view, {}).get("changes_conclusion")]
+    out.append("Sensitivity views (logit scale; diverged runs scored at chance): "
+               + (f"the {' and '.join(changed)} view changes the pooled claim." if changed
+                  else "neither changes the pooled claim."))
+    every = numbers.get("divergence_all_trials")
+    if every:
+        runs = ", ".join(f"{loss} {c['diverged']} of {c['completed'] + c['diverged'] + c.get('failed', 0)}"
+                         for loss, c in every["per_loss"].items())
+        out.append(f"Diverged runs over every trial of the study (tuning and re-tuning included): {runs}"
+                   + (f" (Fisher exact p = {every['fisher_p']:.3g})." if math.isfinite(every["fisher_p"]) else "."))
+
+
 def results_markdown(numbers: dict[str, Any]) -> str:
     """Markdown tables for one study's ``numbers``: bases and base accuracy, each factor's spread per
     loss with its interval, the paired test and claim beside the paper's direction, divergence, and
@@ -273,6 +397,10 @@ def results_markdown(numbers: dict[str, Any]) -> str:
                           for loss, rec in per_loss.items())
         if any(rec.get("values") for rec in per_loss.values()):
             out.append(f"Tuned bases ({study}, step 1, picked on validation): {tuned}.")
+    out.extend(f"Edge of the search space: {flag}." for flag in numbers.get("flags") or [])
+    out.extend(nuisance_table(numbers))
+    if numbers["factors"] and all(pair_of(f) is None for f in numbers["factors"]):
+        return _one_method_markdown(numbers, out)
     (b, m), pairs = columns(numbers)
     B, M = ("baseline", "method") if pairs else (display(b), display(m))
     for f in numbers["factors"]:
@@ -309,7 +437,7 @@ def results_markdown(numbers: dict[str, Any]) -> str:
             f"| {agreement(f['claim'], paper)} | {_diverged(losses.get(mm))} / {_diverged(losses.get(bb))} |")
     for key, o in _pooled(numbers):
         ot = o["these_settings"]
-        paper = "supcon_less_sensitive" if pair_of(o) in (PAPER_PAIR, None) else None
+        paper = pooled_direction({f["factor"] for f in numbers["factors"]}, PAPER_PAIR) if pair_of(o) in (PAPER_PAIR, None) else None
         out.append(f"| **all pooled**{key} | {o['n_settings']} | | | {_n(ot['ratio'], 2)} {_interval(ot['ci95'], 2)} "
                    f"| {_p(ot['p_adjusted'])} | {claim_words(ot['claim'])} | {outcome(ot)} "
                    f"| {_n(o['ratio'], 2)} {_interval(o['ci95'], 2)} | {_p(o['p_adjusted'])} | {claim_words(o['claim'])} "
@@ -317,24 +445,20 @@ def results_markdown(numbers: dict[str, Any]) -> str:
     o = numbers["overall"]
     ot = o["these_settings"]
     out.append("")
-    out.append("The paper's Fig. 4a direction is \"SupCon less sensitive\" for every factor. Each question is one Holm "
-               "family over the factors and the pooled test" + (" of every study in this table. " if several else ". ")
-               + INTERVAL_NOTE)
+    directed = any(f["factor"] in PAPER_FIG4A for f in numbers["factors"])
+    out.append(("The paper's Fig. 4a direction is \"SupCon less sensitive\" for every factor it varied (optimizer, "
+                "augmentation, learning rate). " if directed else
+                "The paper states no direction of sensitivity for these factors (its Fig. 4b-d give accuracy levels), "
+                "so no agreement is scored. ")
+               + "Each question is one Holm family over the factors and the pooled test"
+               + (" of every study in this table. " if several else ". ") + INTERVAL_NOTE)
     out.extend(drop_table(numbers))
     out.append("")
     out.append(f"Conclusion: {ot['sentence']}")
     if (o.get("drop") or {}).get("sentence"):
         out.append(f"Conclusion: {o['drop']['sentence']}")
     out.append(f"Conclusion: {o['sentence']}")
-    changed = [view for view in ("logit", "conservative") if o.get(view, {}).get("changes_conclusion")]
-    out.append("Sensitivity views (logit scale; diverged runs scored at chance): "
-               + (f"the {' and '.join(changed)} view changes the pooled claim." if changed
-                  else "neither changes the pooled claim."))
-    every = numbers.get("divergence_all_trials")
-    if every:
-        runs = ", ".join(f"{loss} {c['diverged']} of {c['completed'] + c['diverged'] + c.get('failed', 0)}"
-                         for loss, c in every["per_loss"].items())
-        out.append(f"Diverged runs over every trial of the study (tuning and re-tuning included): {runs}"
-                   + (f" (Fisher exact p = {every['fisher_p']:.3g})." if math.isfinite(every["fisher_p"]) else "."))
+    _tail(numbers, o, out)
+    out.extend(curve_table(numbers))
     out.extend(_across_tables(numbers))
     return "\n".join(out) + "\n"

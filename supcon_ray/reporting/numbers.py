@@ -39,9 +39,13 @@ spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says 
      "importance": {loss: {hyperparameter: {mean, sd, noise_mean, noise_sd, above_noise}}},
      "bases": {study: {loss: {..., "margin": {"best", "runner_up", "best_mean", "runner_up_mean", "margin",
                                               "se", "se_basis", "validation_images", "within_noise"}}}},
+     "nuisance"?: {study: [{"loss", "factor", "setting", "pick": {key: value}, "mean", "configurations", "select",
+                            "margin": {...} | null}]},
      "notes": [str]}
 
-Each setting's ``ci95`` is a t-interval over that setting's own seeds (null with one run).
+Each setting's ``ci95`` is a t-interval over that setting's own seeds (null with one run). ``nuisance``
+(studies with re-tuned nuisance hyperparameters) gives each setting's pick with its lead over the
+runner-up of its search, as ``bases`` does for step 1.
 
 Two-method entries compare ``method`` with ``baseline`` (ratio = baseline / method). A factor run by one
 loss (``baseline`` null, ``method`` that loss) has no ratio: its ``these_settings`` and ``drop`` test "no

@@ -128,10 +128,11 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
     n = max(len(factors), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    height = 380 * rows + 80
-    # plotly needs spacing <= 1 / (rows - 1): keep a fixed 90 px gap, whatever the number of rows
+    height = 380 * rows + 40 * (rows - 1) + 80
+    # plotly needs spacing <= 1 / (rows - 1): keep a fixed 130 px gap (a row's axis title, then the next
+    # row's two-line panel title), whatever the number of rows
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[panel_title(f) for f in factors],
-                        horizontal_spacing=0.07, vertical_spacing=min(0.18, 90 / height))
+                        horizontal_spacing=0.07, vertical_spacing=min(0.18, 130 / height))
     shown: set[str] = set()
     floor = float(trials[metric].min()) if trials[metric].notna().any() else 0.0
     for i, f in enumerate(factors):
@@ -167,7 +168,9 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
         if positions:
             relative = all(_multiple(s) is not None for s in order)
             title = f"{f['factor']} (x each loss's tuned base)" if relative else f["factor"]
-            fig.update_xaxes(type="log" if log else "linear", title_text=title, row=r, col=c)
+            ticks = {} if relative else {"tickmode": "array", "tickvals": [positions[s] for s in order],
+                                         "ticktext": [short_label(s) for s in order]}  # each setting tried, by its value
+            fig.update_xaxes(type="log" if log else "linear", title_text=title, row=r, col=c, **ticks)
         else:
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order, tickmode="array",
                              tickvals=order, ticktext=[short_label(s) for s in order], row=r, col=c)

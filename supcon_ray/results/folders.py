@@ -35,6 +35,7 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
         t = pd.concat([used, t[~t["trial_id"].isin(used["trial_id"])].assign(analysed=False)], ignore_index=True)
         metas[str(t["study"].iloc[0])] = {**study_meta(d), "bases": manifest.bases if manifest else {},
                                           "flags": manifest.flags if manifest else [],
+                                          "nuisance_picks": (manifest.decisions.get("nuisance") or []) if manifest else [],
                                           "analysis": manifest.analysis if manifest else None}
         trials.append(t)
         epochs.append(e)

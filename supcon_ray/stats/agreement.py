@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
+from collections.abc import Iterable
 from typing import Any
 
 from .claims import DIRECTIONS, Claim
@@ -34,10 +35,24 @@ PAPER_FIG4A = {
     "augment": Claim.SUPCON_LESS,
     "lr": Claim.SUPCON_LESS,
 }
-#: The paper's text ("more stable to hyperparameter settings") for every factor pooled.
+#: The paper's text ("more stable to hyperparameter settings such as optimizers and data augmentations")
+#: for the factors pooled, where they include one of Fig. 4a's (:func:`pooled_direction`).
 PAPER_POOLED = Claim.SUPCON_LESS
+#: The pair the paper compares: ``(baseline, method)``.
+PAPER_PAIR = ("ce", "supcon")
 #: A ratio within [1/m, m] counts as no meaningful difference.
 DEFAULT_EQUIVALENCE_RATIO = 1.25
+
+
+def pooled_direction(factors: Iterable[str], pair: tuple[str, str] | None) -> str | None:
+    """The paper's direction for a pooled answer over ``factors``: :data:`PAPER_POOLED` for SupCon against
+    CE where at least one factor is one the paper states a direction for (:data:`PAPER_FIG4A`), else
+    ``None``. The paper's stability claims name optimizers, augmentations and learning rates; its batch
+    size, epoch and temperature panels (Fig. 4b-d) state accuracy levels, not which loss moves less, so
+    a study of those alone has no direction to agree with."""
+    if tuple(pair or ()) != PAPER_PAIR:
+        return None
+    return PAPER_POOLED if any(f in PAPER_FIG4A for f in factors) else None
 
 
 class Outcome(StrEnum):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supcon_ray.designs import DesignKind, is_tune_base
+from supcon_ray.designs import DesignKind, is_nuisance_search, is_tune_base
 
 from .tolerance import RTOL
 
@@ -58,26 +58,67 @@ def base_margins(trials: pd.DataFrame, select: str = "val_top1") -> dict[str, di
         rows = rows.assign(study="study")
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for (study, loss), g in rows.groupby(["study", "loss"], sort=True):
-        means = g.groupby("setting")[select].mean().sort_values(ascending=False, kind="stable")
-        if len(means) < 2:
-            continue
-        best, runner = str(means.index[0]), str(means.index[1])
-        margin = float(means.iloc[0] - means.iloc[1])
-        by_seed = g.pivot_table(index="seed", columns="setting", values=select, aggfunc="mean")
-        paired = (by_seed[best] - by_seed[runner]).dropna()
-        n_val = validation_images(g[select])
-        if len(paired) >= 2:
-            se, basis = float(paired.std(ddof=1) / math.sqrt(len(paired))), f"{len(paired)} selection seeds (paired)"
-        elif n_val:
-            p1, p2 = float(means.iloc[0]), float(means.iloc[1])
-            se = math.sqrt(p1 * (1 - p1) / n_val + p2 * (1 - p2) / n_val)
-            basis = f"binomial, {n_val} validation images, one seed"
-        else:
-            se, basis = math.nan, "unknown (one seed and no validation set size)"
-        out.setdefault(str(study), {})[str(loss)] = {
-            "best": best, "runner_up": runner, "best_mean": float(means.iloc[0]), "runner_up_mean": float(means.iloc[1]),
+        lead = _lead(g, "setting", select)
+        if lead is not None:
+            out.setdefault(str(study), {})[str(loss)] = lead
+    return out
+
+
+def _lead(g: pd.DataFrame, config: str, select: str, picked: str | None = None) -> dict[str, Any] | None:
+    """The best configuration's lead over the runner-up among ``g``'s rows (configurations told apart by
+    the column ``config``), with its standard error; ``None`` with fewer than two configurations. ``picked``
+    names the configuration that was chosen (ties are broken by the design's order, not known here)."""
+    means = g.groupby(config)[select].mean().sort_values(ascending=False, kind="stable")
+    if len(means) < 2 or (picked is not None and picked not in means.index):
+        return None
+    if picked is not None:
+        means = pd.concat([means[[picked]], means.drop(picked)])
+    best, runner = str(means.index[0]), str(means.index[1])
+    margin = float(means.iloc[0] - means.iloc[1])
+    by_seed = g.pivot_table(index="seed", columns=config, values=select, aggfunc="mean")
+    paired = (by_seed[best] - by_seed[runner]).dropna()
+    n_val = validation_images(g[select])
+    if len(paired) >= 2:
+        se, basis = float(paired.std(ddof=1) / math.sqrt(len(paired))), f"{len(paired)} selection seeds (paired)"
+    elif n_val:
+        p1, p2 = float(means.iloc[0]), float(means.iloc[1])
+        se = math.sqrt(p1 * (1 - p1) / n_val + p2 * (1 - p2) / n_val)
+        basis = f"binomial, {n_val} validation images, one seed"
+    else:
+        se, basis = math.nan, "unknown (one seed and no validation set size)"
+    return {"best": best, "runner_up": runner, "best_mean": float(means.iloc[0]), "runner_up_mean": float(means.iloc[1]),
             "margin": margin, "se": se, "se_basis": basis, "validation_images": n_val,
             "within_noise": bool(np.isfinite(se) and margin < se)}
+
+
+def config_label(values: dict[str, Any]) -> str:
+    """A configuration as ``key=value`` pairs (floats to 4 significant digits), as step-1 settings are written."""
+    return ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each nuisance pick (a manifest's ``decisions["nuisance"]`` records: loss, factor, setting, select and
+    ``best``) with the lead of the picked configuration over the runner-up of its search, as for step 1:
+    ``{loss, factor, setting, pick, mean, configurations, margin}`` (``margin`` None with one configuration).
+    The search's rows are the selection runs of that (loss, factor, setting); configurations are told apart
+    by the values of the searched keys."""
+    out = []
+    search = trials[trials["design"].map(is_nuisance_search)] if "design" in trials else trials.iloc[:0]
+    for rec in picks:
+        best = (rec.get("best") or {}).get("nuisance") or {}
+        select = rec.get("select", "val_top1")
+        keys = [k for k in best if k in search.columns]
+        g = search[(search["loss"] == rec["loss"]) & (search["factor"] == rec["factor"])
+                   & (search["setting"] == rec["setting"]) & (search["status"] == "completed")]
+        margin = None
+        if keys and select in g and len(g):
+            g = g[g[select].notna()]
+            labels = g[keys].apply(lambda r: config_label({k: r[k].item() if hasattr(r[k], "item") else r[k]
+                                                           for k in keys}), axis=1)
+            margin = _lead(g.assign(_config=labels), "_config", select, config_label(best)) if len(g) else None
+        out.append({"loss": rec["loss"], "factor": rec["factor"], "setting": rec["setting"], "pick": best,
+                    "mean": (rec.get("best") or {}).get("mean"), "configurations": rec.get("configurations"),
+                    "select": select, "margin": margin})
     return out
 
 

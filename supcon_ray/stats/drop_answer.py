@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .claims import Claim, display, less_sensitive
-from .agreement import PAPER_POOLED, agreement_entry
+from .agreement import agreement_entry, pooled_direction
 from .drop import DropComparison, LossDrop, compare_drops, equivalence_p, fieller, loss_drop
 from .multiplicity import holm_with_pooled
 from .settings import ALPHA, MIN_SEEDS_THESE
@@ -244,7 +244,7 @@ def drop_section(entries: list[dict[str, Any]], inputs: list[DropInput], pairs: 
         reason = "No factor has its base among 2 or more settings with 2 or more seeds each."
         scope = "All factors pooled" if len(groups) == 1 else (
             f"All factors pooled ({_name(pair[1])} vs {_name(pair[0])})" if pair else f"All factors pooled ({_name(key)})")
-        paper = PAPER_POOLED if pair == ("ce", "supcon") else None
+        paper = pooled_direction((entries[i]["factor"] for i in idx), pair)
         out[key] = _entry(a, adj, claim, _sentence(scope, claim, a, adj, reason, pair if a else None), reason,
                           pair if a else None, paper, margin, t_adj)
         used = [i for i in idx if inputs[i].tables is not None]

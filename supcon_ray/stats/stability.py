@@ -41,7 +41,7 @@ from .multiplicity import holm, holm_with_pooled
 from .paired import PairedResult, compare, uneven_noise
 from .scoring import completed, logit, scored, status_counts, divergence_rate
 from .settings import ALPHA, MAX_ACCURACY_STD, MIN_SEEDS_THESE, MIN_SETTINGS_BEYOND, MIN_SETTINGS_THESE
-from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, PAPER_POOLED, agreement_entry
+from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, agreement_entry, pooled_direction
 from .drop_answer import DropInput, drop_input, drop_section, drop_unavailable
 from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
 from supcon_ray.designs import RANDOM_DESIGNS, is_nuisance
@@ -375,8 +375,8 @@ def _these_section(entries: list[dict[str, Any]], blocks: list[tuple[SettingTabl
         reason = "No factor has 2 or more paired settings with 2 or more seeds per loss."
         out[key] = _these_dict(r, adj, claim, _these_sentence(scope, names, claim, r, adj, reason, pair), pair)
         if r is not None:
-            out[key]["agreement"] = agreement_entry(claim, PAPER_POOLED if pair == PAIR else None, _ci_list(r.ci90),
-                                                    margin, r.tost_p, t_adj)
+            paper = pooled_direction((entries[i]["factor"] for i in idx), pair)
+            out[key]["agreement"] = agreement_entry(claim, paper, _ci_list(r.ci90), margin, r.tost_p, t_adj)
     return out
 
 

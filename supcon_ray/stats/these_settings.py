@@ -66,6 +66,7 @@ over unequal seed noise, collapses at chance, heavy-tailed setting effects and c
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -230,12 +231,17 @@ def _tost_p(ce: _Loss, sc: _Loss, margin: float) -> float:
 
 
 def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
-    """p-value of ``Theta = t`` for one loss, for each ``t``."""
+    """p-value of ``Theta = t`` for one loss, for each ``t``: equal-tailed, except at ``t = 0``, the edge of
+    the parameter space, where only the upper tail counts (``2 P(Z* >= Z)``). Setting means more alike
+    than seed noise predicts (a negative unbiased estimate) are no evidence of a spread above 0, so they
+    never reject ``Theta = 0``: no "moves" claim from them, and an interval that keeps 0 where the
+    estimate is 0. Against the equal-tailed test this only removes rejections."""
     n_f = len(loss.factors)
     z_obs = _z(np.full(len(t), loss.raw), n_f * t**2, np.full(len(t), loss.var))
     e, v = loss.draw(n_f * t**2)
     z_star = _z(e, n_f * (t**2)[:, None], v)
-    return _equal_tailed(z_star, z_obs)
+    upper, lower = _tails(z_star, z_obs)
+    return np.minimum(1.0, 2 * np.where(t == 0, upper, np.minimum(upper, lower)))
 
 
 def _spread_interval(loss: _Loss, alpha: float, bound: float | None) -> tuple[float, float]:
@@ -244,8 +250,35 @@ def _spread_interval(loss: _Loss, alpha: float, bound: float | None) -> tuple[fl
     if bound is not None:
         top = bound
     grid = np.concatenate([[0.0], np.geomspace(top * 1e-4, top, 60)])
-    return invert(lambda t: _spread_p(loss, t), grid, alpha, log=False, low_open=0.0,
-                  high_open=bound if bound is not None else math.inf, estimate=loss.spread, steps=BISECTION_STEPS)
+    high_open = bound if bound is not None else math.inf
+    low, high = invert(lambda t: _spread_p(loss, t), grid, alpha, log=False, low_open=0.0, high_open=high_open,
+                       estimate=loss.spread, steps=BISECTION_STEPS)
+    if loss.raw < 0:
+        # setting means more alike than seed noise predicts reject every spread in the lower tail, however
+        # small; they are no evidence against a spread that noise hides, so the upper end is never below
+        # the one the same noise gives when the means vary exactly as noise predicts (estimate 0)
+        level = copy.copy(loss)
+        level.raw = 0.0
+        _, high0 = invert(lambda t: _spread_p(level, t), grid, alpha, log=False, low_open=0.0, high_open=high_open,
+                          estimate=0.0, steps=BISECTION_STEPS)
+        low, high = 0.0, max(x for x in (high, high0, 0.0) if not math.isnan(x))
+    return low, high
+
+
+def _keep_edge(ci: tuple[float, float], ratio: float) -> tuple[float, float]:
+    """The ratio's interval, reaching 0 where the baseline's spread is estimated 0 (ratio 0), infinity
+    where the method's is (ratio inf), and both where both are (ratio undefined): the estimate then sits
+    at the edge of the parameter space, and the test can reject the ratios near it only because one
+    loss's setting means are more alike than its seed noise predicts, which is no evidence against them."""
+    low, high = ci
+    if math.isnan(ratio) or (ratio in (0.0, math.inf) and math.isnan(low)):
+        return 0.0, math.inf  # both spreads estimated 0, or no ratio accepted at all: nothing bounds it
+    if ratio == 0 and math.isfinite(low):
+        low = 0.0
+    if ratio == math.inf and (math.isnan(high) or high < math.inf):
+        high = math.inf
+        low = low if math.isfinite(low) else 0.0
+    return low, high
 
 
 def spread_bound(tables: list[SettingTable]) -> float:
@@ -290,8 +323,8 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         return TheseSettingsResult(ratio, nan2, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads,
                                    {names[0]: nan2, names[1]: nan2}, sum(len(c.settings) for c, _ in blocks), nan2, tost)
     # the ratio's p-value falls as rho moves away from the estimate on either side
-    ci = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,
-                estimate=ratio, steps=BISECTION_STEPS)
+    ci = _keep_edge(invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0,
+                           high_open=math.inf, estimate=ratio, steps=BISECTION_STEPS), ratio)
     bound = spread_bound([c for c, _ in blocks]) if bounded else None
     if spread_intervals:
         spread_ci = {names[0]: _spread_interval(ce, alpha, bound), names[1]: _spread_interval(sc, alpha, bound)}
@@ -299,8 +332,8 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         spread_ci = {names[0]: (math.nan, math.nan), names[1]: (math.nan, math.nan)}
     ci90, tost = (math.nan, math.nan), math.nan
     if equivalence_ratio is not None:
-        ci90 = invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, 2 * alpha, log=True, low_open=0.0, high_open=math.inf,
-                      estimate=ratio, steps=BISECTION_STEPS)
+        ci90 = _keep_edge(invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, 2 * alpha, log=True, low_open=0.0,
+                                 high_open=math.inf, estimate=ratio, steps=BISECTION_STEPS), ratio)
         tost = _tost_p(ce, sc, equivalence_ratio)
     return TheseSettingsResult(ratio, ci, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads, spread_ci,
                                sum(len(c.settings) for c, _ in blocks), ci90, tost)

@@ -212,7 +212,7 @@ def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
                                            label=label) for seed in study.seeds]
                     continue
                 for config in design.configs:
-                    searches += [make_spec(study, loss, factor, values, seed, f"nuisance_search:{nz.sampler}", nz.seed,
+                    searches += [make_spec(study, loss, factor, values, seed, design_name(DesignKind.NUISANCE_SEARCH, nz.sampler), nz.seed,
                                            tuned=tuned.get(loss), phase="nuisance", label=label, nuisance=config)
                                  for seed in nz.seeds]
     out.specs, out.analysed = _unique(ordinary)

@@ -172,6 +172,9 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     summary = json.loads((tmp_path / "s.json").read_text())
     main_table, side = text.split("Side by side with the paper")
     main_table, drop_table = main_table.split("**Drop from the base**")
+    drop_table, curves = drop_table.split("**Per setting**")
+    lr_curve = curves[curves.index("| lr | CE | SupCon |"):]  # each factor's curve, after the answers, in order,
+    assert lr_curve.index("| 0.01 |") < lr_curve.index("| 0.1 | **") < lr_curve.index("| 3.0 |")  # the base in bold
     drop_rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
                  for line in drop_table.splitlines() if line.startswith("| ") and not line.startswith("| factor")}
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]

@@ -321,3 +321,67 @@ def test_a_base_shared_by_several_factors_counts_its_seed_noise_once_when_pooled
     from scipy import stats as sps
     df = expected**2 / ((var_base**2 + 4 * (0.0625 * var_other) ** 2) / 2)
     assert half == pytest.approx(sps.t.ppf(0.975, df) * math.sqrt(expected), rel=1e-6)
+
+
+def test_the_paper_direction_applies_only_to_the_factors_it_names():
+    """Fig. 4b-d state accuracy levels, not which loss moves less: a study of batch size (or epochs, or
+    temperature) alone gets no agreement outcome, pooled or per factor; with a Fig. 4a factor in the pool
+    it gets one, and other pairs never do."""
+    from supcon_ray.stats.agreement import PAPER_POOLED, pooled_direction
+
+    assert pooled_direction(["batch_size", "epochs"], ("ce", "supcon")) is None
+    assert pooled_direction(["batch_size", "lr"], ("ce", "supcon")) == PAPER_POOLED
+    assert pooled_direction(["lr"], ("ce", "poly1")) is None and pooled_direction(["lr"], None) is None
+    rng = np.random.default_rng(5)
+    df = simulate_factor(rng, 5, 3, ratio=3.0, factor="batch_size", exact_spread=True)
+    bases = {(df["study"].iloc[0], "batch_size"): {"ce": "batch_size=2", "supcon": "batch_size=2"}}
+    factors, overall = analyze_factors(df, "test_top1", sensitivity=False, bases=bases)
+    assert overall["these_settings"]["claim"] == "supcon_less_sensitive"  # the claim is still made...
+    for answer in (factors[0]["these_settings"], overall["these_settings"], factors[0]["drop"], overall["drop"]):
+        assert answer["agreement"]["outcome"] is None  # ...but scored against no direction
+    lr = simulate_factor(rng, 5, 3, ratio=3.0, factor="lr", exact_spread=True)
+    _, overall = analyze_factors(pd.concat([df, lr]), "test_top1", sensitivity=False)
+    assert overall["these_settings"]["agreement"]["outcome"] == "agree"
+
+
+def test_each_nuisance_pick_gets_its_lead_over_the_runner_up():
+    """The pick recorded in the manifest (ties broken by the design's order, which the rows do not know) is
+    the one whose lead is reported, against the best of the other configurations of the same search."""
+    from supcon_ray.stats.base_margin import nuisance_margins
+
+    rows = []
+    for setting, vals in (("batch_size=16", {0.1: 0.50, 1.0: 0.75, 10.0: 0.75}), ("batch_size=64", {0.1: 0.9, 1.0: 0.8})):
+        for lr, val in vals.items():
+            rows.append({"study": "s", "loss": "ce", "factor": "batch_size", "setting": setting, "lr": lr, "seed": 1000,
+                         "status": "completed", "val_top1": val, "design": "nuisance_search:grid"})
+    rows.append({**rows[0], "design": "one_factor+nuisance:grid", "val_top1": 0.99, "seed": 0})  # a replicate: ignored
+    picks = [{"loss": "ce", "factor": "batch_size", "setting": "batch_size=16", "select": "val_top1", "configurations": 3,
+              "best": {"nuisance": {"lr": 10.0}, "mean": 0.75}},
+             {"loss": "ce", "factor": "batch_size", "setting": "batch_size=64", "select": "val_top1", "configurations": 2,
+              "best": {"nuisance": {"lr": 0.1}, "mean": 0.9}}]
+    a, b = nuisance_margins(pd.DataFrame(rows), picks)
+    assert a["margin"]["best"] == "lr=10" and a["margin"]["runner_up"] == "lr=1" and a["margin"]["margin"] == 0.0
+    assert a["margin"]["validation_images"] == 4 and a["margin"]["within_noise"]  # 0.5 and 0.75: 4 images at least
+    assert b["margin"]["margin"] == pytest.approx(0.1) and b["pick"] == {"lr": 0.1} and b["configurations"] == 2
+
+
+def test_setting_means_more_alike_than_seed_noise_never_claim_a_spread():
+    """Identical setting means with seed noise give a negative unbiased spread (estimate 0). The equal-tailed
+    test used to reject "no effect" in its lower tail (p = 0.001: a false "moves" claim) and gave intervals
+    that excluded their own estimate, or none at all. Now 0 is kept, the upper end reflects the seed noise,
+    and a ratio at the edge (one spread 0) keeps its edge; and under the null the "moves" claims stay at
+    or below alpha, underdispersed draws included."""
+    under = [_table([[0.65, 0.75, 0.85]] * k) for k in (3, 4)]
+    for t in under:
+        one = spread_of_one([t])
+        assert one.spread == 0 and one.p_value > 0.5
+        assert one.ci95[0] == 0 and one.ci95[1] > 0.05  # seed std 0.1 over 3 seeds cannot bound it near 0
+    sc = _table([[0.90, 0.91, 0.92], [0.80, 0.81, 0.82], [0.85, 0.86, 0.87], [0.70, 0.71, 0.72]])
+    r = compare_these([(under[1], sc)], equivalence_ratio=1.25)
+    assert r.ratio == 0 and r.ci95[0] == 0 and r.ci90[0] == 0 and r.spread_ci95["ce"][0] == 0
+    both = compare_these([(under[0], under[0])])
+    assert math.isnan(both.ratio) and both.ci95 == (0.0, math.inf)
+    rng = np.random.default_rng(11)
+    claims = [spread_of_one([_table(list(0.8 + 0.05 * rng.standard_normal((4, 3))))], interval=False).p_value < 0.05
+              for _ in range(300)]
+    assert np.mean(claims) <= 0.08, np.mean(claims)

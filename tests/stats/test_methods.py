@@ -108,3 +108,25 @@ def test_the_report_and_markdown_name_every_method_of_a_three_method_study():
     assert "**all pooled** (poly1 vs CE)" in md and "**all pooled** (SupCon vs CE)" in md
     assert "ratio baseline/method" in md
     assert not math.isnan(numbers["overall"]["these_settings"]["p_value"])
+
+
+def test_markdown_gives_a_one_method_study_its_own_table_and_every_study_its_curve():
+    """A one-method study (Fig. 4d: SupCon's temperature) prints its spread and drop against no effect, no
+    ratio or CE column; every study prints each factor's curve, numeric settings in numeric order, the
+    means and intervals matching a direct computation over the runs."""
+    temps = {"temperature": [f"temperature={t}" for t in (1, 0.1, 0.03, 0.5)]}
+    trials = _trials({"supcon": 0.05}, temps, seed=3)
+    numbers = compute(trials, "test_top1", with_importance=False)
+    md = results_markdown(numbers)
+    assert "| factor | method | settings | spread [95% CI] |" in md and "CE" not in md and "ratio" not in md
+    (row,) = [line for line in md.splitlines() if line.startswith("| temperature | SupCon | 4 |")]
+    assert "no detectable effect" in row or "moves" in row
+    curve = md[md.index("| temperature | SupCon |\n|---|---|"):].splitlines()[2:6]
+    assert [line.split(" | ")[0] for line in curve] == ["| 0.03", "| 0.1", "| 0.5", "| 1"]
+    runs = trials[trials["setting"] == "temperature=0.03"]["test_top1"]
+    half = 4.302652729749464 * runs.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert curve[0] == f"| 0.03 | {runs.mean():.3f} [{runs.mean() - half:.3f}, {runs.mean() + half:.3f}] (3) |"
+    two = results_markdown(compute(_trials({"ce": 0.08, "supcon": 0.02}), "test_top1", with_importance=False))
+    assert "**Per setting**" in two and "| lr | CE | SupCon |" in two
+    lr = two[two.index("| lr | CE | SupCon |"):]
+    assert lr.index("| x0.1 |") < lr.index("| x0.3 |") < lr.index("| x1 |") < lr.index("| x3 |") < lr.index("| x10 |")

@@ -298,6 +298,7 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
 
     import yaml
 
+    from supcon_ray.plugins import load_plugins
     from supcon_ray.results.manifest import read_manifest
     from supcon_ray.study.protocol import STEPS, plan
     from supcon_ray.study.definition import Study, at_own_size
@@ -307,7 +308,10 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
     assert folders, "no published study folders"
     for folder in folders:
         manifest = read_manifest(str(folder))
-        study = Study.model_validate(yaml.safe_load((folder / "study.yaml").read_text()))
+        data = yaml.safe_load((folder / "study.yaml").read_text())
+        if data.get("plugins"):  # paths as written in the study file, which lives in search_spaces/
+            load_plugins(data["plugins"], str(root.parents[1] / "search_spaces"))
+        study = Study.model_validate(data)
         assert at_own_size(study)[0] == study  # sizes come from train_size / the built-in datasets
         analysed = []
         for stage in STEPS:
