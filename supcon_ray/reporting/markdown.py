@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from supcon_ray.stats.claims import Claim, display, less_sensitive_loss
-from supcon_ray.stats.agreement import PAPER_FIG4A, pooled_direction
+from supcon_ray.stats.agreement import PAPER_FIG4A, PAPER_PAIR, pooled_direction
 from supcon_ray.stats.base_margin import margin_sentence
 from supcon_ray.stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 
@@ -28,8 +28,6 @@ CLAIM_WORDS = {
     Claim.MOVES: Claim.MOVES,
     Claim.NO_EFFECT: "no detectable effect",
 }
-#: The paper's pair, (baseline, method).
-PAPER_PAIR = ("ce", "supcon")
 
 
 def claim_words(claim: str) -> str:
@@ -223,7 +221,7 @@ def _across_tables(numbers: dict[str, Any]) -> list[str]:
     paper_entries = [f for f in numbers["factors"] if pair_of(f) == PAPER_PAIR] or numbers["factors"]
     if any(pair_of(f) for f in paper_entries) and not any(pair_of(f) == PAPER_PAIR for f in paper_entries):
         return out  # the paper's directions are of SupCon against CE, which these studies do not compare
-    if not any(f["factor"] in PAPER_FIG4A for f in paper_entries):
+    if pooled_direction((f["factor"] for f in paper_entries), PAPER_PAIR) is None:
         return out  # no factor the paper states a direction for (Fig. 4b-d state accuracy levels only)
     by = {}
     for f in paper_entries:
@@ -294,7 +292,7 @@ def curve_table(numbers: dict[str, Any]) -> list[str]:
                 if d.get("base_setting"):
                     bases.setdefault(loss, d["base_setting"])
         every = list(dict.fromkeys(s for le in losses.values() for s in le.get("settings", {})))
-        settings = sorted(every, key=lambda s: (_setting_key(s), every.index(s)))
+        settings = sorted(every, key=_setting_key)  # stable: names keep their order
         title = f"{f['study']} / {f['factor']}" if several else f["factor"]
         out += ["", f"| {title} | " + " | ".join(display(loss) for loss in losses) + " |",
                 "|---|" + "---|" * len(losses)]
@@ -445,7 +443,7 @@ def results_markdown(numbers: dict[str, Any]) -> str:
     o = numbers["overall"]
     ot = o["these_settings"]
     out.append("")
-    directed = any(f["factor"] in PAPER_FIG4A for f in numbers["factors"])
+    directed = pooled_direction((f["factor"] for f in numbers["factors"]), PAPER_PAIR) is not None
     out.append(("The paper's Fig. 4a direction is \"SupCon less sensitive\" for every factor it varied (optimizer, "
                 "augmentation, learning rate). " if directed else
                 "The paper states no direction of sensitivity for these factors (its Fig. 4b-d give accuracy levels), "

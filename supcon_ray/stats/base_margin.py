@@ -113,8 +113,7 @@ def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[
         margin = None
         if keys and select in g and len(g):
             g = g[g[select].notna()]
-            labels = g[keys].apply(lambda r: config_label({k: r[k].item() if hasattr(r[k], "item") else r[k]
-                                                           for k in keys}), axis=1)
+            labels = [config_label(dict(zip(keys, row))) for row in g[keys].itertuples(index=False)]
             margin = _lead(g.assign(_config=labels), "_config", select, config_label(best)) if len(g) else None
         out.append({"loss": rec["loss"], "factor": rec["factor"], "setting": rec["setting"], "pick": best,
                     "mean": (rec.get("best") or {}).get("mean"), "configurations": rec.get("configurations"),

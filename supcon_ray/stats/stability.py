@@ -41,7 +41,7 @@ from .multiplicity import holm, holm_with_pooled
 from .paired import PairedResult, compare, uneven_noise
 from .scoring import completed, logit, scored, status_counts, divergence_rate
 from .settings import ALPHA, MAX_ACCURACY_STD, MIN_SEEDS_THESE, MIN_SETTINGS_BEYOND, MIN_SETTINGS_THESE
-from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, agreement_entry, pooled_direction
+from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, PAPER_PAIR, agreement_entry, pooled_direction
 from .drop_answer import DropInput, drop_input, drop_section, drop_unavailable
 from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
 from supcon_ray.designs import RANDOM_DESIGNS, is_nuisance
@@ -52,7 +52,7 @@ CLAIMS = tuple(Claim)
 #: The measures of "how sensitive", each answered on its own: the paper's spread, and the drop from the base.
 MEASURES = ("spread", "drop")
 #: The paper's pair, (baseline, method): the only comparison the paper's directions (agreement) apply to.
-PAIR = ("ce", "supcon")
+PAIR = PAPER_PAIR
 #: A compared pair ``(baseline, method)``, or ``None`` for a one-method answer.
 Pair = tuple[str, str] | None
 #: How each question is named wherever a number is shown.
