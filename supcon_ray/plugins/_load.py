@@ -131,6 +131,7 @@ def activate(sources: list[PluginSource | dict]) -> None:
         _with_folder(parent if Path(parent).is_dir() else None)
         try:
             if s.source is None:
+                _forget_package(s.module)  # edited since, or its names forgotten: run its files again
                 module = importlib.import_module(s.module)
             else:
                 module = types.ModuleType(s.module)
@@ -146,6 +147,14 @@ def activate(sources: list[PluginSource | dict]) -> None:
             sys.modules.pop(s.module, None)
             raise PluginError(f"plugin module {s.entry!r} failed to load: {type(err).__name__}: {err}") from None
         module.__supcon_ray_digest__ = s.digest
+
+
+def _forget_package(name: str) -> None:
+    """Drop a package and its submodules from ``sys.modules``, so that importing it runs its files as they
+    are now (``import_module`` alone returns the module already loaded, with its old code)."""
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+    importlib.invalidate_caches()
 
 
 def _has_names(module: str) -> bool:

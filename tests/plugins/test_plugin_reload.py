@@ -229,3 +229,30 @@ def test_a_trial_process_runs_the_shipped_source_not_the_file_on_its_disk(plugin
     assert _loss_value(name) == pytest.approx(2.5 * _ce(), rel=1e-6)
 
 
+
+def test_an_edited_package_plugin_loaded_again_runs_its_new_files(tmp_path):
+    """A plugin that is a package is imported by name. ``import_module`` returned the package already in
+    ``sys.modules`` (its old code) while the new digest was stamped on it, and after ``forget_plugins`` its
+    names never came back: the package is now dropped and imported again whenever it must run anew."""
+    n = next(_counter)
+    package, name = f"reload_package_{os.getpid()}_{n}", f"reload{n}-package"
+    init = tmp_path / package / "__init__.py"
+    init.parent.mkdir()
+    saved_path = list(sys.path)
+    try:
+        versions = [("1.0", PLAIN), ("1.0", DOUBLED), ("1.0", DOUBLED)]
+        for factor, expr in versions:
+            data = _write(init, name, factor, expr)
+            (source,) = load_plugins([package], str(tmp_path))
+            assert source.source is None and source.digest == _sha(data)  # a package: imported by name
+            assert sys.modules[package].__supcon_ray_digest__ == source.digest
+            want = (2.0 if expr == DOUBLED else 1.0) * float(factor) * _ce()
+            assert _loss_value(name) == pytest.approx(want, rel=1e-12), (factor, expr)
+        registry.forget_plugins()
+        assert name not in registry.LOSSES
+        load_plugins([package], str(tmp_path))
+        assert name in registry.LOSSES and _loss_value(name) == pytest.approx(2.0 * _ce(), rel=1e-12)
+    finally:
+        for key in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
+            del sys.modules[key]
+        sys.path[:] = saved_path
