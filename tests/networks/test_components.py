@@ -135,7 +135,12 @@ def test_parquet_dataset(cifar_parquet, tmp_path):
     net = build_network("resnet-mini", 3, 10)
     views = torch.stack([tf(splits.train[i][0]) for i in range(4)])
     z = net.contrastive()(views.view(8, 3, 32, 32)).view(4, 2, -1)
-    SupConLoss()(z, torch.tensor([splits.train[i][1] for i in range(4)])).backward()
+    labels = torch.tensor([splits.train[i][1] for i in range(4)])
+    assert labels.tolist() == [label] + [splits.train[i][1] for i in range(1, 4)]
+    assert not torch.equal(views[0, 0], views[0, 1])  # two different random views of one image
+    loss = SupConLoss()(z, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and net.encoder.stem[0].weight.grad.abs().sum() > 0  # the images' loss trains the stem
 
 
 def _tiny_parquet(tmp_path, per_class: int = 12, size: int = 12):

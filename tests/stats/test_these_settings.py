@@ -11,6 +11,8 @@ import pytest
 from supcon_ray.stats import SettingTable, analyze_factors, compare_these, components, holm
 from supcon_ray.stats.simulate import bimodal_tables, pattern_tables, simulate_factor, simulate_tables, spread_ratio
 
+from rates import assert_coverage, assert_rate_at_most
+
 
 def _table(groups: list[list[float]]) -> SettingTable:
     settings = pd.Series([f"s{i}" for i, g in enumerate(groups) for _ in g])
@@ -124,12 +126,11 @@ def _rates(rng, k, s, ratio, sims, **kw):
 @pytest.mark.parametrize("k,truth", [(3, {}), (4, {"seed_std": (0.03, 0.01)}), (3, {"collapsed": 1}),
                                      (4, {"effects": "t3", "pair_corr": 0.9})])
 def test_null_false_claims_and_coverage_are_nominal(k, truth):
-    sims = 150
+    sims = 400
     kw = {"setting_std": 0.03, "seed_std": 0.01, "exact_spread": "collapsed" not in truth, **truth}
     false_claims, coverage = _rates(np.random.default_rng(k), k, 3, 1.0, sims, **kw)
-    se = math.sqrt(0.05 * 0.95 / sims)
-    assert false_claims <= 0.05 + 3 * se, false_claims
-    assert coverage >= 0.95 - 3 * se, coverage
+    assert_rate_at_most(false_claims, sims)
+    assert_coverage(coverage, sims)
 
 
 def _uneven_truths():
@@ -148,11 +149,18 @@ def _uneven_truths():
     }
 
 
-@pytest.mark.parametrize("name", ["CIFAR-10 subset lr noise pattern", "bimodal collapse", "heavy-tailed seed noise"])
-def test_uneven_seed_noise_keeps_false_claims_and_coverage_nominal(name):
+# The rates each truth is held to: nominal (false claims 0.05, coverage 0.95), except the known shortfalls
+# docs/method.md states, kept as guards against getting worse: under the bimodal collapse on 3 settings false
+# claims up to 0.065 and coverage down to 0.935 (these 400 draws: 0.0825 and 0.9175), and coverage 0.92 at
+# ratio 2 on the 9-setting learning-rate patterns (issue 40, item 8).
+@pytest.mark.parametrize("name,false_claims,coverage1,coverage2", [
+    ("CIFAR-10 subset lr noise pattern", 0.05, 0.95, 0.92),
+    ("bimodal collapse", 0.065, 0.935, 0.935),
+    ("heavy-tailed seed noise", 0.05, 0.95, 0.95)])
+def test_uneven_seed_noise_keeps_false_claims_and_coverage_nominal(name, false_claims, coverage1, coverage2):
     # a pooled seed variance, simulated evenly at every setting, made 35% of claims false on the CIFAR pattern
     draw = _uneven_truths()[name]
-    rng, sims = np.random.default_rng(21), 150
+    rng, sims = np.random.default_rng(21), 400
     claims = covered1 = covered2 = 0
     for _ in range(sims):
         block, truth = draw(rng, 1.0)
@@ -162,9 +170,9 @@ def test_uneven_seed_noise_keeps_false_claims_and_coverage_nominal(name):
         block, truth = draw(rng, 2.0)
         r = compare_these([block], spread_intervals=False)
         covered2 += r.ci95[0] <= spread_ratio(truth) <= r.ci95[1]
-    se = math.sqrt(0.05 * 0.95 / sims)
-    assert claims / sims <= 0.05 + 3 * se, claims / sims
-    assert covered1 / sims >= 0.95 - 3 * se and covered2 / sims >= 0.95 - 3 * se, (covered1 / sims, covered2 / sims)
+    assert_rate_at_most(claims / sims, sims, nominal=false_claims)
+    assert_coverage(covered1 / sims, sims, nominal=coverage1)
+    assert_coverage(covered2 / sims, sims, nominal=coverage2)
 
 
 def test_a_twofold_difference_is_found_on_the_cifar_lr_noise_pattern():
@@ -278,9 +286,8 @@ def test_pooling_over_studies_keeps_the_false_claim_rate_under_the_null():
     # exact_spread makes the truth ratio exactly 1)
     rng = np.random.default_rng(11)
     false = 0
-    sims = 200
+    sims = 400
     for _ in range(sims):
         blocks = [simulate_tables(rng, 3, 3, ratio=1.0, seed_std=(0.02, 0.01), exact_spread=True)[0] for _ in range(2)]
         false += compare_these(blocks, interval=False).p_value < 0.05
-    rate = false / sims
-    assert rate <= 0.05 + 2.6 * math.sqrt(0.05 * 0.95 / sims), rate
+    assert_rate_at_most(false / sims, sims)
