@@ -1,5 +1,6 @@
 """Every model, augmentation, optimizer, schedule and dataset name builds and runs one step."""
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -103,6 +104,9 @@ def test_warmup_cosine_shape():
         sched.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[-1] < 0.01 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    # after warm-up, half a cosine over the remaining 90 steps, from 1 towards 0
+    want = [0.5 * (1 + math.cos(math.pi * (s - 10) / 90)) for s in range(10, 100)]
+    assert lrs[10:] == pytest.approx(want, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("bad", [("adam", "must be one of: sgd, lars"), ])

@@ -368,3 +368,15 @@ def test_cases_cover_each_optimizer_with_and_without_its_buffers():
     combos = {(n, bool(k.get("momentum", 0.9))) for n, k in CASES}
     assert {("sgd", True), ("sgd", False), ("rmsprop", True), ("rmsprop", False)} <= combos
     assert any(n == "lars" and k["weight_decay"] > 0 for n, k in CASES)
+
+
+@pytest.mark.parametrize("linear_stage,needed", [("augmented", ("val", "test")), ("cached", ("train", "val", "test")),
+                                                 ("lbfgs", ("train", "val", "test"))])
+def test_the_linear_stage_reads_precomputed_training_features_unless_it_augments(linear_stage, needed):
+    """The augmented read-out encodes each augmented training batch itself; the others read frozen features of
+    the training split encoded once (and every read-out evaluates on frozen val and test features)."""
+    from supcon_ray.engine.stages import features_needed
+
+    cfg = TrainConfig(linear_stage=linear_stage)
+    assert features_needed("linear", cfg) == needed
+    assert features_needed("pretrain", cfg) == () and features_needed("ce", cfg) == ()

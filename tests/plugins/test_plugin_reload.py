@@ -245,6 +245,7 @@ def test_an_edited_package_plugin_loaded_again_runs_its_new_files(tmp_path):
             data = _write(init, name, factor, expr)
             (source,) = load_plugins([package], str(tmp_path))
             assert source.source is None and source.digest == _sha(data)  # a package: imported by name
+            assert source.path == str(init.parent) and source.module == package
             assert sys.modules[package].__supcon_ray_digest__ == source.digest
             want = (2.0 if expr == DOUBLED else 1.0) * float(factor) * _ce()
             assert _loss_value(name) == pytest.approx(want, rel=1e-12), (factor, expr)
@@ -256,3 +257,25 @@ def test_an_edited_package_plugin_loaded_again_runs_its_new_files(tmp_path):
         for key in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
             del sys.modules[key]
         sys.path[:] = saved_path
+
+
+def test_a_plugin_the_user_imported_first_is_loaded_under_its_digest(plugin):
+    """A module already in ``sys.modules`` that this loader never stamped (the user imported it in a notebook
+    before loading the study) is loaded again from its bytes and stamped, not taken as it is."""
+    path, module, name = plugin
+    data = _write(path, name, "3.0")
+    sys.path.insert(0, str(path.parent))
+    user = importlib.import_module(module)
+    assert not hasattr(user, "__supcon_ray_digest__")
+    registry.forget_plugins()  # as if the names were never registered by the loader
+    load_plugins([str(path)])
+    assert sys.modules[module].__supcon_ray_digest__ == _sha(data)
+    assert _loss_value(name) == pytest.approx(3.0 * _ce(), rel=1e-6)
+
+
+def test_a_file_whose_name_is_not_a_module_name_is_refused_by_name(tmp_path):
+    from supcon_ray.plugins import PluginError
+
+    (tmp_path / "my-plugin.py").write_text("X = 1\n")
+    with pytest.raises(PluginError, match=r"'my-plugin\.py': my-plugin\.py is not a Python module name"):
+        resolve(["my-plugin.py"], str(tmp_path))

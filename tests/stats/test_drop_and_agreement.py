@@ -389,3 +389,25 @@ def test_setting_means_more_alike_than_seed_noise_never_claim_a_spread():
     claims = [spread_of_one([_table(list(0.8 + 0.05 * rng.standard_normal((4, 3))))], interval=False).p_value < 0.05
               for _ in range(400)]
     assert_rate_at_most(float(np.mean(claims)), 400)
+
+
+def test_a_ratio_of_drops_needs_both_drops_above_zero():
+    """A drop of exactly 0 (the base's mean equals the other settings' mean) has no ratio: ``drop_CE / 0``."""
+    ce = loss_drop([(_table([[0.80, 0.81, 0.79], [0.50, 0.52, 0.51], [0.40, 0.41, 0.39]]), "s0")])
+    flat = loss_drop([(_table([[0.80, 0.81, 0.79], [0.70, 0.71, 0.69], [0.90, 0.91, 0.89]]), "s0")])
+    assert flat.drop == 0.0 and ce.drop > 0
+    c = compare_drops(ce, flat)
+    assert math.isnan(c.ratio) and all(math.isnan(e) for e in c.ratio_ci95)
+    assert c.difference == pytest.approx(ce.drop) and c.direction == 1
+
+
+def test_a_setting_with_one_seed_is_never_flagged_for_uneven_noise():
+    """A setting with one seed has no seed-noise estimate (0 by the rule's definition), so it cannot be the
+    concentration of the noise; the others, evenly noisy, flag nothing either."""
+    from supcon_ray.stats import uneven_noise
+
+    rng = np.random.default_rng(4)
+    groups = [list(0.8 + 0.01 * rng.standard_normal(3)) for _ in range(5)] + [[0.6]]
+    ce = _table(groups)
+    sc = _table([list(0.85 + 0.01 * rng.standard_normal(3)) for _ in range(6)])
+    assert uneven_noise(ce, sc) == []

@@ -261,6 +261,11 @@ def test_expected_max_band_is_paired_and_contains_the_curve():
     for loss in ("ce", "supcon"):
         assert all(lo - 1e-12 <= m <= hi + 1e-12 for lo, m, hi in zip(c[loss]["low"], c[loss]["mean"], c[loss]["high"]))
     assert np.allclose(np.array(c["supcon"]["low"]) - np.array(c["ce"]["low"]), 0.01)  # same resamples for both losses
+    # a bootstrap band, not the curve itself: at k = 1 (the mean of one configuration) its width is about
+    # 2 x 1.96 standard errors of the mean of 12 scores
+    half = 1.96 * v.std(ddof=1) / math.sqrt(len(v))
+    width = c["ce"]["high"][0] - c["ce"]["low"][0]
+    assert 1.5 * half < width < 2.5 * half, (width, half)
     with pytest.raises(ValueError):
         curves_with_band({"ce": v, "supcon": v[:5]})
 
@@ -303,3 +308,20 @@ def test_importance_handles_keys_missing_in_some_trials():
     out = importance(df, "test_top1", ["lr", "image_size", "dataset"])
     assert set(out["ce"]) == {"lr", "image_size", "dataset"}
     assert out["ce"]["lr"]["mean"] > out["ce"]["image_size"]["mean"]
+
+
+def test_logit_is_the_log_odds_clipped_at_eps():
+    from supcon_ray.stats import logit
+
+    assert logit(np.array([0.5, 0.9, 0.1])) == pytest.approx([0.0, math.log(9), -math.log(9)])
+    assert logit(np.array([1.0, 0.0]), eps=1e-3) == pytest.approx([math.log(999), -math.log(999)])
+    assert logit([1, 0]).dtype == float  # integers (all or nothing right) are proportions too
+
+
+def test_simulated_patterns_default_to_equal_spreads():
+    from benchmarks.calibration import study_patterns
+    from supcon_ray.stats.simulate import pattern_tables, spread_ratio
+
+    pattern = study_patterns()[0]
+    _, truth = pattern_tables(np.random.default_rng(0), pattern, 3)
+    assert spread_ratio(truth) == pytest.approx(1.0)

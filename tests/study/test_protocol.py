@@ -461,3 +461,29 @@ def test_stages_interrupted_resumed_edited_and_moved(ray_session, tmp_path, monk
 
     published = analysed_rows(read_results(str(out))[0].to_pandas(), str(out))
     assert published["trial_id"].tolist() == analysed_rows(after, str(folder))["trial_id"].tolist()
+
+
+def test_resume_names_an_edited_plugin_and_counts_the_changes_it_does_not_list(tmp_path):
+    """A plugin whose bytes changed is named as such (not as a changed key among others); with more than
+    eight changed keys the message lists eight and counts the rest."""
+    import copy
+
+    from supcon_ray.results.manifest import Manifest, fingerprint, open_manifest, save_manifest
+    from supcon_ray.results.storage import ResultStore
+
+    (tmp_path / "plug.py").write_text("X = 1\n")
+    study = load_study(write(tmp_path, "plugins: [plug.py]\nvary:\n  optimizer: [sgd]\n"))
+    now = fingerprint(study)
+    assert list(now["plugins"]) == ["plug.py"]
+    edited = copy.deepcopy(now)
+    edited["plugins"]["plug.py"] = "0" * 64  # the bytes recorded when the storage was started
+    store = ResultStore(str(tmp_path / "results"), "proto")
+    save_manifest(store, Manifest("proto", edited))
+    with pytest.raises(ConfigError, match=r"plugin module 'plug\.py' was edited since this storage was started"):
+        open_manifest(store, study, resume=True)
+    many = copy.deepcopy(now)
+    many.update({f"retired{i}": i for i in range(11)})  # 11 keys the study file no longer has
+    store = ResultStore(str(tmp_path / "results2"), "proto")
+    save_manifest(store, Manifest("proto", many))
+    with pytest.raises(ConfigError, match=r": retired0, retired1, .*, retired7 and 3 more\. Resuming"):
+        open_manifest(store, study, resume=True)
