@@ -291,3 +291,30 @@ def test_pooling_over_studies_keeps_the_false_claim_rate_under_the_null():
         blocks = [simulate_tables(rng, 3, 3, ratio=1.0, seed_std=(0.02, 0.01), exact_spread=True)[0] for _ in range(2)]
         false += compare_these(blocks, interval=False).p_value < 0.05
     assert_rate_at_most(false / sims, sims)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6, 9])
+def test_spread_bound_is_the_largest_std_values_in_0_1_allow(k):
+    """The cap on a spread's interval: no K accuracies in [0, 1] have a larger std (ddof 1) than
+    sqrt(K / (4 (K - 1))); the extreme points 0 and 1 reach it for an even K."""
+    import itertools
+
+    from supcon_ray.stats.these_settings import MAX_ACCURACY_STD, spread_bound
+
+    brute = max(float(np.std(v, ddof=1)) for v in itertools.product([0.0, 1.0], repeat=k))
+    bound = spread_bound([SettingTable.from_values(pd.Series([f"s{i}" for i in range(k)]), pd.Series([0.5] * k))])
+    assert bound == pytest.approx(math.sqrt(k / (4 * (k - 1))))
+    assert brute <= bound * (1 + 1e-12) and (k % 2 or brute == pytest.approx(bound))
+    assert spread_bound([]) == MAX_ACCURACY_STD
+
+
+def test_a_collapsed_truth_mirrors_ces_profile_at_the_stated_ratio():
+    """Under "collapse at chance" SupCon's true means are CE's profile reversed and shrunk by the ratio, around
+    CE's mean: the truth's spread ratio is exactly the ratio asked for."""
+    from supcon_ray.stats.simulate import true_means
+
+    for ratio in (1.0, 2.0, 0.5):
+        truth = true_means(np.random.default_rng(3), 5, ratio=ratio, collapsed=1)
+        assert truth["ce"][-1] == 0.1
+        assert spread_ratio(truth) == pytest.approx(ratio)
+        assert truth["supcon"].mean() == pytest.approx(truth["ce"].mean())
