@@ -325,3 +325,28 @@ def test_simulated_patterns_default_to_equal_spreads():
     pattern = study_patterns()[0]
     _, truth = pattern_tables(np.random.default_rng(0), pattern, 3)
     assert spread_ratio(truth) == pytest.approx(1.0)
+
+
+def test_divergence_odds_ratio_puts_the_baseline_first_whatever_the_names():
+    """Two losses other than CE and SupCon: CE (the baseline) is the first row of Fisher's table whatever
+    the alphabetical order, so the odds ratio reads "CE's odds of diverging over the other's"."""
+    rows = ([{"loss": "ce", "status": s} for s in ["diverged"] * 3 + ["completed"] * 7]
+            + [{"loss": "barlow", "status": s} for s in ["diverged"] * 1 + ["completed"] * 9 + ["failed"]])
+    out = divergence_summary(pd.DataFrame(rows))
+    assert out["odds_ratio"] == pytest.approx((3 / 7) / (1 / 9))
+    assert out["per_loss"]["barlow"] == {"completed": 9, "diverged": 1, "failed": 1, "divergence_rate": 0.1}
+    none = divergence_summary(pd.DataFrame([{"loss": "ce", "status": "failed"}, {"loss": "supcon", "status": "failed"}]))
+    assert math.isnan(none["per_loss"]["ce"]["divergence_rate"]) and math.isnan(none["fisher_p"])  # nothing finished
+
+
+def test_a_configuration_label_joins_its_values_with_commas():
+    from supcon_ray.stats.base_margin import config_label
+
+    assert config_label({"lr": 0.123456, "weight_decay": 1e-4, "optimizer": "sgd"}) == \
+        "lr=0.1235,weight_decay=0.0001,optimizer=sgd"
+
+
+def test_components_count_the_runs():
+    t = SettingTable.from_values(pd.Series(["a", "a", "b", "b", "b"]), pd.Series([0.8, 0.82, 0.7, 0.71, 0.72]))
+    c = components(t)
+    assert (c.n_settings, c.n_runs) == (2, 5)
