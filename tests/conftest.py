@@ -22,7 +22,7 @@ def cifar_parquet(tmp_path_factory) -> Path:
     return _cifar_stand_in(tmp_path_factory.mktemp("cifar10-stand-in"))
 
 
-def _cifar_stand_in(folder: Path, rows: dict[str, int] | None = None) -> Path:
+def _cifar_stand_in(folder: Path) -> Path:
     import io
 
     import numpy as np
@@ -31,7 +31,7 @@ def _cifar_stand_in(folder: Path, rows: dict[str, int] | None = None) -> Path:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split, n in (rows or {"train": 1200, "test": 400}).items():
+    for split, n in (("train", 1200), ("test", 400)):
         blobs, labels, paths = [], [], []
         for i in range(n):
             buf = io.BytesIO()

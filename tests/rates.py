@@ -43,13 +43,12 @@ def assert_rate_at_most(rate: float, draws: int, nominal: float = 0.05, what: st
     assert rate <= rate_bound(nominal, draws), f"{what} {rate:.4f} > {rate_bound(nominal, draws):.4f} ({draws} draws)"
 
 
-def assert_coverage(coverage: float, draws: int, nominal: float = 0.95, upper: float | None = None) -> None:
-    """Coverage at least ``nominal`` less ``Z`` standard errors; with ``upper`` (``nominal`` for an exact
-    method, a larger rate for one known to be conservative), at most ``upper`` plus ``Z`` standard errors,
-    so that intervals too wide to inform fail too."""
+def assert_coverage(coverage: float, draws: int, nominal: float = 0.95) -> None:
+    """Coverage at least ``nominal`` less ``Z`` standard errors (for both ends, see :func:`assert_between`)."""
     low = nominal - Z * se(nominal, draws)
     assert coverage >= low, f"coverage {coverage:.4f} < {low:.4f} ({draws} draws)"
-    if upper is not None:
-        high = upper + Z * se(upper, draws)
-        assert high < 1, f"{draws} draws cannot bound coverage below 1 at {upper}: draw more"
-        assert coverage <= high, f"coverage {coverage:.4f} > {high:.4f} ({draws} draws): intervals too wide"
+
+
+def assert_between(rate: float, low: float, high: float, what: str) -> None:
+    """``low <= rate <= high``: a rate bounded on both sides (intervals too wide fail as well as too narrow)."""
+    assert low <= rate <= high, f"{what} {rate:.4f} outside [{low:.4f}, {high:.4f}]"

@@ -35,6 +35,8 @@ from supcon_ray.stats.drop import Contrast, compare_drops, fieller, loss_drop
 from supcon_ray.stats.simulate import simulate_tables, spread_ratio
 from supcon_ray.stats.variance import SettingTable
 
+from rates import assert_between, se
+
 #: Bootstrap draws of ``compare_these``. Fewer than 2 / alpha - 1 = 39 cannot reach p < 0.05 at all.
 #: 200 puts the Monte-Carlo rejection region at exactly 5 draws per tail for both the claim rule
 #: (p < alpha) and the interval rule (p > alpha): 2 (h + 1) / 201 < 0.05 iff h <= 4 (199 would make
@@ -45,14 +47,6 @@ from supcon_ray.stats.variance import SettingTable
 DRAWS = 200
 NOMINAL = 0.95
 TAIL = (1 - NOMINAL) / 2
-
-
-def _se(rate: float, n: int) -> float:
-    return math.sqrt(rate * (1 - rate) / n)
-
-
-def _between(rate: float, low: float, high: float, what: str) -> None:
-    assert low <= rate <= high, f"{what} {rate:.4f} outside [{low:.4f}, {high:.4f}]"
 
 
 # -- "these settings": the spread ratio's interval at ratios below and above 1 ----------------------------
@@ -81,13 +75,13 @@ def test_spread_ratio_interval_covers_at_its_level_below_and_above_ratio_one(rat
         below += true_ratio < low
         above += true_ratio > high
     coverage = 1 - (below + above) / RATIO_SIMS
-    se = _se(NOMINAL, RATIO_SIMS)
-    _between(coverage, NOMINAL - 3 * se, NOMINAL + 3 * se, f"coverage at true ratio {ratio}")
+    one_se = se(NOMINAL, RATIO_SIMS)
+    assert_between(coverage, NOMINAL - 3 * one_se, NOMINAL + 3 * one_se, f"coverage at true ratio {ratio}")
     # each end misses about its 2.5% share; 3 SE at 1000 simulations is [0.010, 0.040] and the correct
     # code reaches both edges, so the band is [0.005, 0.050]: an interval one end of which never misses
     # (or misses twice its share) is built on the wrong scale on that side
     for end, misses in (("lower", below), ("upper", above)):
-        _between(misses / RATIO_SIMS, TAIL / 5, 2 * TAIL, f"misses beyond the {end} end at true ratio {ratio}")
+        assert_between(misses / RATIO_SIMS, TAIL / 5, 2 * TAIL, f"misses beyond the {end} end at true ratio {ratio}")
 
 
 #: Simulated null factors. 2000 gives an SE of 0.0049 at 0.05: a false-claim bound of 0.065, which a
@@ -115,12 +109,12 @@ def test_null_where_each_spread_equals_seed_noise_claims_at_its_level_and_covers
         claims += r.p_value < 0.05
         below += true_ratio < r.ci95[0]
         above += true_ratio > r.ci95[1]
-    se = _se(1 - NOMINAL, NULL_SIMS)
+    one_se = se(1 - NOMINAL, NULL_SIMS)
     rate = claims / NULL_SIMS
-    _between(rate, 1 - NOMINAL - 3 * se - NULL_CONSERVATIVE, 1 - NOMINAL + 3 * se, "false-claim rate")
-    assert 1 - NOMINAL + 3 * se < 0.07  # a doubled rate (0.10) is far outside
+    assert_between(rate, 1 - NOMINAL - 3 * one_se - NULL_CONSERVATIVE, 1 - NOMINAL + 3 * one_se, "false-claim rate")
+    assert 1 - NOMINAL + 3 * one_se < 0.07  # a doubled rate (0.10) is far outside
     coverage = 1 - (below + above) / NULL_SIMS
-    _between(coverage, NOMINAL - 3 * se, NOMINAL + 3 * se + NULL_CONSERVATIVE, "coverage of ratio 1")
+    assert_between(coverage, NOMINAL - 3 * one_se, NOMINAL + 3 * one_se + NULL_CONSERVATIVE, "coverage of ratio 1")
 
 
 # -- Fieller's interval against a brute-force inversion --------------------------------------------------
@@ -208,10 +202,10 @@ def test_drop_ratio_and_difference_intervals_cover_at_their_level(ratio, seed_st
         # a ratio only where both estimated drops are positive; otherwise it cannot cover (never here in practice)
         ratio_covered += not math.isnan(c.ratio) and c.ratio_ci95[0] <= true_ratio <= c.ratio_ci95[1]
         diff_covered += c.difference_ci95[0] <= true_diff <= c.difference_ci95[1]
-    se = _se(NOMINAL, DROP_SIMS)
-    _between(ratio_covered / DROP_SIMS, NOMINAL - 3 * se, NOMINAL + 3 * se + FIELLER_EXCESS,
+    one_se = se(NOMINAL, DROP_SIMS)
+    assert_between(ratio_covered / DROP_SIMS, NOMINAL - 3 * one_se, NOMINAL + 3 * one_se + FIELLER_EXCESS,
              f"Fieller coverage at true ratio {ratio}")
-    _between(diff_covered / DROP_SIMS, NOMINAL - 3 * se, NOMINAL + 3 * se + DIFFERENCE_EXCESS,
+    assert_between(diff_covered / DROP_SIMS, NOMINAL - 3 * one_se, NOMINAL + 3 * one_se + DIFFERENCE_EXCESS,
              f"difference coverage at true ratio {ratio}")
 
 
