@@ -37,8 +37,8 @@ CASES = {
 def run_case(name: str, resources: dict, root: Path) -> dict:
     import pandas as pd
 
-    from supcon_ray.study.definition import load_study
-    from supcon_ray.tune import run_study
+    from supcon_ray.execution import run_study
+    from supcon_ray.study import load_study
 
     res = ", ".join(f"{k}: {v}" for k, v in resources.items())
     study_name = "overhead_" + "".join(c for c in name if c.isalnum())
@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="output file (default benchmarks/out/trial_overhead.json)")
     p.add_argument("--no-reuse", action="store_true", help="a fresh process for every trial (Tune reuse_actors off)")
     args = p.parse_args(argv)
-    import supcon_ray.tune
+    from supcon_ray.execution import executor
     from supcon_ray.execution.ray_runtime import init_ray
 
-    supcon_ray.tune.REUSE_TRIAL_PROCESSES = not args.no_reuse
+    executor.REUSE_TRIAL_PROCESSES = not args.no_reuse  # read by the executor when it runs a step
 
     t0 = time.time()
     init_ray(num_cpus=2)

@@ -6,7 +6,7 @@
 
     study = supcon_ray.load_study("search_spaces/optimizers.yaml", quick=True)   # or a dict of the same keys
     run = supcon_ray.run(study, storage="./results")            # the folder, the outcome, the exit status
-    numbers = supcon_ray.analyze(supcon_ray.read_trials(run.folder))   # the dict `report --json` writes
+    numbers = supcon_ray.analyze(run.folder)                    # the dict `report --json` writes
 
     # any table of runs, e.g. from Ray Tune, Optuna or a spreadsheet:
     numbers = supcon_ray.analyze(df, metric="acc", columns={"loss": "method", "setting": "value"})
@@ -24,7 +24,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from supcon_ray.analysis import build_numbers, read_study_folders, table_record
 from supcon_ray.config import ConfigError
+from supcon_ray.results.folders import load
+from supcon_ray.study import Study, at_own_size, study_from_dict
+from supcon_ray.study import load_study as study_file
 
 #: The columns :func:`analyze` needs besides the metric, and the optional ones with their defaults.
 REQUIRED_COLUMNS = ("loss", "factor", "setting", "seed")
@@ -32,17 +36,15 @@ OPTIONAL_COLUMNS = {"status": "completed", "study": "study"}
 
 
 def load_study(source: str | Path | Mapping[str, Any], *, folder: str | Path | None = None, quick: bool = False):
-    """A validated :class:`~supcon_ray.study.definition.Study` from a study file's path or from a mapping of
+    """A validated :class:`~supcon_ray.study.Study` from a study file's path or from a mapping of
     the same keys, with the same validation and errors (:class:`~supcon_ray.config.ConfigError`, naming the
     key). ``folder``: where relative dataset and plugin paths resolve for a mapping (default: the working
     directory); ``quick`` applies the ``quick`` block."""
-    from supcon_ray.study.definition import load_study as from_file, study_from_dict
-
     if isinstance(source, Mapping):
         return study_from_dict(dict(source), folder, quick)
     if folder is not None:
         raise ConfigError("folder: only for a study given as a mapping; a study file's own folder is used")
-    return from_file(source, quick=quick)
+    return study_file(source, quick=quick)
 
 
 @dataclass
@@ -61,8 +63,8 @@ def run(study, storage: str = "./results", *, resume: bool = False, address: str
     """Run a study (a :class:`Study`, a path, or a mapping) as ``supcon-ray tune`` does; with ``report`` the
     HTML report is written into its folder when every trial has a row. Bad input gives ``exit_status`` 2 with
     the message in ``error`` and runs nothing."""
-    from supcon_ray.study.definition import Study, at_own_size
-    from supcon_ray.tune import check_dataset_files, exit_status, run_study
+    # deferred: running a study needs Ray and the engine (seconds to import); the rest of the API does not
+    from supcon_ray.execution import check_dataset_files, exit_status, run_study
 
     try:
         study = study if isinstance(study, Study) else load_study(study)
@@ -72,7 +74,7 @@ def run(study, storage: str = "./results", *, resume: bool = False, address: str
     except ConfigError as err:
         return Run(None, None, 2, str(err))
     if report and not (outcome.unfinished or outcome.incomplete):
-        from supcon_ray.report import build_report
+        from supcon_ray.reporting.files import build_report  # deferred: plotly, only when a report is written
 
         build_report(outcome.folder)
     return Run(outcome.folder, outcome, exit_status(outcome))
@@ -81,19 +83,25 @@ def run(study, storage: str = "./results", *, resume: bool = False, address: str
 def read_trials(folder: str | Path) -> pd.DataFrame:
     """The trials of a study folder, each marked ``analysed`` (whether it enters the statistics), as the
     report reads them."""
-    from supcon_ray.results.folders import load
-
     return load([str(folder)])[0]
 
 
-def analyze(trials: pd.DataFrame, metric: str = "test_top1", *, columns: Mapping[str, str] | None = None,
-            baseline: str | None = None) -> dict[str, Any]:
-    """The report's numbers (the dict ``report --json`` writes: :mod:`supcon_ray.reporting.numbers`) for any
-    table of runs with the documented columns; ``columns`` maps a documented name to the table's own
-    (``{"loss": "method"}``), ``baseline`` is the loss every other one is compared with (default: ``ce``
-    where the table has it). A missing column raises :class:`~supcon_ray.config.ConfigError` naming it."""
-    from supcon_ray.reporting.numbers import clean_json, compute
+def analyze(trials: pd.DataFrame | str | Path | list[str | Path], metric: str = "test_top1", *,
+            columns: Mapping[str, str] | None = None, baseline: str | None = None) -> dict[str, Any]:
+    """The report's numbers (the dict ``report --json`` writes: :mod:`supcon_ray.reporting.numbers`).
 
+    ``trials`` is a study folder (or a list of them): the numbers are then exactly what ``report --json``
+    writes for it, with each study's recorded bases, nuisance picks and edge flags. Or it is any table of
+    runs with the documented columns; ``columns`` maps a documented name to the table's own
+    (``{"loss": "method"}``), ``baseline`` is the loss every other one is compared with (default: ``ce``
+    where the table has it). A missing column or folder raises :class:`~supcon_ray.config.ConfigError`
+    naming it. :func:`supcon_ray.analysis.build_numbers` gives the same numbers as typed objects."""
+    if isinstance(trials, (str, Path, list, tuple)):
+        folders = [str(trials)] if isinstance(trials, (str, Path)) else [str(f) for f in trials]
+        table, _, records = read_study_folders(folders)
+        if metric not in table:
+            raise ConfigError(f"metric: no column {metric!r} in the trials of {', '.join(folders)}")
+        return build_numbers(table, metric, records).to_json()
     mapping = dict(columns or {})
     unknown = set(mapping) - {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "trial_id", "design", metric}
     if unknown:
@@ -114,5 +122,5 @@ def analyze(trials: pd.DataFrame, metric: str = "test_top1", *, columns: Mapping
         raise ConfigError(f"column 'status': {bad[0]!r}; must be one of: completed, diverged, failed")
     if "design" not in table:
         table = table.assign(design="one_factor")
-    metas = {str(s): {"compare": {"baseline": baseline}} for s in table["study"].unique()} if baseline else None
-    return clean_json(compute(table, metric, with_importance=False, metas=metas))
+    records = {str(s): table_record(str(s), baseline) for s in table["study"].unique()} if baseline else None
+    return build_numbers(table, metric, records, with_importance=False).to_json()

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from supcon_ray import __version__
+from supcon_ray.config import EXIT_USAGE
 
 #: Each command: its module (with a ``main(argv, prog)``) and what it does.
 COMMANDS = {
@@ -19,7 +20,6 @@ COMMANDS = {
     "report": ("supcon_ray.report", "the stability report of one or more study folders (HTML, JSON, Markdown)"),
     "power": ("supcon_ray.power", "what design (settings x seeds) would decide each question"),
 }
-EXIT_USAGE = 2
 
 
 def usage() -> str:

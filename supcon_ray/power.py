@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from .config import EXIT_USAGE, ConfigError
-from .results.folders import load, stats_rows
+from .analysis import read_study_folders
+from .analysis.units import default_baseline, setting_tables
+from .results.folders import stats_rows
 from .stats import completed, compare_these
 from .stats.power import RATIOS, SEEDS, SETTINGS, Measured, plan
 from .stats.settings import MIN_SETTINGS_BEYOND
 from .stats.claims import display
-from .stats.stability import default_baseline, setting_tables
 from .stats.variance import components
 
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.power"
         print("error: --sims: at least 10 simulated studies are needed", file=sys.stderr)
         return EXIT_USAGE
     try:
-        trials, _, metas = load(args.results_dirs)
+        trials, _, records = read_study_folders(args.results_dirs)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -114,9 +115,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.power"
         print(f"error: --metric: no column {args.metric!r} in the trials", file=sys.stderr)
         return EXIT_USAGE
     out = {}
-    from .reporting.numbers import analysis_of
-
-    baselines = {s: a["baseline"] for s, a in analysis_of(metas).items() if a.get("baseline")}
+    baselines = {s: r.analysis().baseline for s, r in records.items() if r.analysis().baseline}
     for name, m in measured(stats_rows(trials), args.metric, baselines).items():
         if isinstance(m, str):
             print(f"\n## {name}\nCannot plan from this factor: it {m}.")

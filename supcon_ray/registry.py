@@ -4,7 +4,7 @@ Validating a study file, planning a study, analysing its results and writing the
 *names* of losses, encoders, optimizers, schedules and augmentation policies, and what is known of
 each without building it (a loss's ``kind``: ``contrastive``, pre-trained on two views and then read
 out by the linear stage, or ``classifier``, trained end to end on logits). Those live here, so
-``supcon_ray.study.definition``, ``supcon_ray.report`` and ``supcon_ray.power`` never import torch; the training
+``supcon_ray.study``, ``supcon_ray.report`` and ``supcon_ray.power`` never import torch; the training
 modules build each name (:attr:`Registry.home` says which module) and
 ``tests/test_registry.py`` checks that every registered name builds there and nothing else does,
 so a name cannot exist without its code. An unknown name fails with "must be one of", listing

@@ -45,18 +45,32 @@ def test_the_manifest_file_is_named_and_read_only_by_the_manifest_module():
 
 
 #: Each subpackage and the supcon_ray modules outside it that it may import: data flows one way (study file
-#: -> validated config -> plan -> trials -> Parquet -> statistics -> report), and the statistics know
-#: nothing of how the data was made.
+#: -> validated config -> plan -> trials -> Parquet -> statistics -> analysis -> report), and the statistics
+#: know nothing of how the data was made. The base modules (exports, registry, designs, labels, config)
+#: are below every layer.
 LAYERS = {
-    "stats": {"designs"},
-    "study": {"config", "registry", "designs", "data", "stats", "plugins", "exports"},
-    "results": {"config", "study", "plugins", "exports"},  # plugins: the digests of their files, never their code
-    "reporting": {"config", "stats", "results", "study", "designs", "exports"},
+    "plugins": {"registry"},
     "data": {"config", "registry", "plugins", "exports"},
     "networks": {"config", "registry", "plugins", "exports"},
     "engine": {"config", "registry", "data", "networks", "plugins", "exports"},
+    "study": {"config", "registry", "designs", "labels", "data", "plugins", "exports"},
+    "results": {"config", "study", "plugins", "exports"},  # plugins: the digests of their files, never their code
     "execution": {"config", "registry", "study", "results", "engine", "data", "plugins", "exports", "__version__"},
-    "plugins": {"registry"},
+    "stats": {"designs"},
+    "analysis": {"designs", "labels", "stats", "results", "study", "exports"},
+    "reporting": {"analysis", "labels", "stats", "results", "config", "exports"},
+}
+#: The modules outside the subpackages: the base modules import only the base modules before them; the
+#: commands (``python -m supcon_ray.<name>``) and the API import layers, never a command.
+TOP_LEVEL = {
+    "exports": set(), "registry": set(), "designs": set(), "labels": set(),
+    "config": {"data", "registry"}, "flags": {"data", "registry"},
+    "api": {"analysis", "config", "execution", "reporting", "results", "study", "exports"},
+    "train": {"config", "data", "engine", "execution", "flags", "plugins"},
+    "tune": {"config", "data", "execution", "reporting", "results", "study"},
+    "report": {"config", "reporting", "results"},
+    "power": {"analysis", "config", "results", "stats"},
+    "cli": {"__version__", "config"},
 }
 
 
@@ -79,6 +93,43 @@ def test_each_layer_imports_only_the_layers_below_it():
             bad = _imported(path) - allowed - {layer}
             offences += [f"{path.relative_to(PACKAGE)} imports supcon_ray.{b}" for b in sorted(bad)]
     assert not offences, offences
+
+
+def test_each_top_level_module_imports_only_what_its_kind_may():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules == set(TOP_LEVEL), f"name the rule of each top-level module: {sorted(modules ^ set(TOP_LEVEL))}"
+    offences = [f"{name}.py imports supcon_ray.{b}" for name, allowed in TOP_LEVEL.items()
+                for b in sorted(_imported(PACKAGE / f"{name}.py") - allowed - {name})]
+    assert not offences, offences
+
+
+def _deferred_imports(path: Path) -> list[tuple[int, bool]]:
+    """Each import inside a function: its line, and whether a comment on it or on the line before says why."""
+    lines = path.read_text().splitlines()
+    out = []
+    for fn in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                here, before = lines[node.lineno - 1], lines[node.lineno - 2] if node.lineno > 1 else ""
+                said = "#" in here or before.strip().startswith("#")
+                if not said:  # a group of deferred imports: the comment above the first one covers it
+                    k = node.lineno - 2
+                    while k >= 0 and lines[k].strip().startswith(("from ", "import ")):
+                        k -= 1
+                    said = k >= 0 and lines[k].strip().startswith("#")
+                out.append((node.lineno, said))
+    return out
+
+
+def test_imports_sit_at_the_top_unless_a_comment_says_why_they_wait():
+    """The analysis, the writers and the commands import at the top; a heavy import deliberately deferred
+    (torch, Ray, Optuna, plotly) says so in a comment."""
+    paths = [*(PACKAGE / "analysis").glob("*.py"), *(PACKAGE / "reporting").glob("*.py"),
+             *(PACKAGE / name for name in ("api.py", "tune.py", "report.py", "power.py"))]
+    silent = [f"{p.relative_to(PACKAGE)}:{line}" for p in sorted(paths) for line, said in _deferred_imports(p) if not said]
+    assert not silent, silent
 
 
 def test_every_subpackage_lists_its_public_names_and_imports_nothing_heavy_to_list_them():

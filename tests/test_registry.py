@@ -10,7 +10,7 @@ from supcon_ray import registry
 
 
 def test_the_study_report_and_planner_layers_import_no_torch():
-    code = ("import sys; import supcon_ray.study.definition, supcon_ray.report, supcon_ray.power, supcon_ray.results.manifest; "
+    code = ("import sys; import supcon_ray.study.validation, supcon_ray.study.protocol, supcon_ray.report, supcon_ray.power, supcon_ray.results.manifest; "
             "from supcon_ray.config import TrainConfig; TrainConfig(loss='ce', model='resnet50', augment='autoaugment'); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'torchvision'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

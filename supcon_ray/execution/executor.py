@@ -15,16 +15,18 @@ from dataclasses import asdict
 from typing import Any
 
 from supcon_ray.config import TrainConfig
-from supcon_ray.study.protocol import Adaptive, Plan
 from supcon_ray.results.storage import ResultStore
-from supcon_ray.study.definition import Study, optuna_space
+from supcon_ray.study import Study, Step, optuna_space
+from supcon_ray.study.protocol import Adaptive, Block, Plan
 
 #: Tune keeps a finished trial's process for the next trial of the same resources, so torch is imported
 #: once per process, not once per trial; the runner resets the process state each trial needs
 #: (:func:`supcon_ray.execution.runner.reset_process_state`), so results match a fresh process bit for bit.
 REUSE_TRIAL_PROCESSES = True
 
-STEP_TITLES = {"tune_base": "step 1 (tune_base)", "study": "step 2", "replicates": "step 3 (replicates)"}
+STEP_TITLES = {Step.TUNE_BASE: "step 1 (tune_base)", Step.STUDY: "step 2", Step.REPLICATES: "step 3 (replicates)"}
+#: The Tune experiment folder of each step's planned trials (under the study's storage folder).
+STEP_EXPERIMENTS = {Step.TUNE_BASE: "tune-base", Step.STUDY: "tune", Step.REPLICATES: "tune-replicates"}
 
 
 def trial_name(trial) -> str:
@@ -127,7 +129,7 @@ class Executor:
         then a fresh one for any left over."""
         from ray import tune
 
-        name = {"tune_base": "tune-base", "study": "tune", "replicates": "tune-replicates"}[planned.step]
+        name = STEP_EXPERIMENTS[planned.step]
         specs = planned.specs
         finished = self.store.finished_ids()
         todo = [s for s in specs if s.trial_id not in finished]
@@ -163,7 +165,7 @@ class Executor:
         from ray.tune.search import Repeater
         from ray.tune.search.optuna import OptunaSearch
 
-        args = (study_dict, search.loss, search.block) + ((search.tuned,) if search.block == "search" else ())
+        args = (study_dict, search.loss, search.block) + ((search.tuned,) if search.block == Block.SEARCH else ())
         fn = self._trainable(args)
         searcher = Repeater(OptunaSearch(space=optuna_space(search.space), metric=search.metric, mode="max",
                                          sampler=optuna.samplers.TPESampler(seed=search.sampler_seed)),

@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from supcon_ray.study import Phase
+
 #: Loggers whose INFO lines are Ray's routine chatter (one per checkpoint of every trial, etc.).
 CHATTY_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage", "ray.tune", "ray.train",
                   "ray.air", "ray.data", "ray._common", "ray.util")
@@ -220,8 +222,8 @@ class StudyConsole:
     def _name(spec: dict[str, Any] | None) -> str:
         if not spec:
             return "(unidentified trial)"
-        phase = spec.get("phase", "study")
-        tag = f"{phase} " if phase and phase != "study" else ""
+        phase = spec.get("phase", Phase.STUDY)
+        tag = f"{phase} " if phase and phase != Phase.STUDY else ""
         setting = str(spec.get("setting", "?"))
         if spec.get("nuisance"):  # the re-tuned values tell a setting's nuisance runs apart
             setting += " " + ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

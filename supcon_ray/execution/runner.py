@@ -21,7 +21,6 @@ trials the process ran before this one).
 
 from __future__ import annotations
 
-
 import math
 import os
 import tempfile
@@ -31,15 +30,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from supcon_ray import __version__
+from supcon_ray.config import TrainConfig
+from supcon_ray.execution.ray_runtime import TRIAL_DRIVER_CPUS
+from supcon_ray.results.storage import ResultStore
+from supcon_ray.study import Phase, Study, tpe_spec, train_config
+from supcon_ray.study.protocol import Block, tpe_step1_spec
 
 #: Trials this process has run before the current one (0: a fresh process).
 _trials_in_process = 0
 #: The environment when this process ran its first trial, restored before every later one.
 _first_environ: dict[str, str] | None = None
-from supcon_ray.config import TrainConfig
-from supcon_ray.execution.ray_runtime import TRIAL_DRIVER_CPUS
-from supcon_ray.results.storage import ResultStore
-
 FINAL_KEYS = ("status", "test_top1", "val_top1", "train_loss", "seconds", "world_size")
 
 
@@ -67,10 +67,11 @@ def _versions() -> dict[str, str]:
 def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, finished: datetime,
               node_id: str | None, study: str, error: str | None = None) -> dict[str, Any]:
     """The Parquet row of a finished (or failed) trial."""
+    phase = spec.get("phase", Phase.STUDY)
     row = {**spec["train"], "study": study, "trial_id": spec["trial_id"], "loss": spec["loss"], "seed": spec["seed"],
            "factor": spec["factor"], "setting": spec["setting"], "design": spec["design"],
            # nuisance trials enter the statistics only if selected (the manifest's analysed list)
-           "phase": spec.get("phase", "study"), "in_stats": spec.get("phase", "study") == "study",
+           "phase": None if phase is None else str(phase), "in_stats": phase == Phase.STUDY,
            "sampler_seed": spec.get("sampler_seed"), "node_id": node_id, "started_at": started,
            "finished_at": finished, "error": error, **_versions()}
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
@@ -152,18 +153,14 @@ def spec_of(config: dict[str, Any], tpe: tuple | None) -> dict[str, Any]:
     """The trial spec of a Tune config: planned (``config["spec"]``) or a TPE suggestion.
 
     ``tpe``: ``(study as a dict, loss)`` for the ``search`` block, optionally followed by the block
-    (``"search"`` or ``"tune_base"``) and the loss's tuned base values (step 2 only).
+    (a :class:`~supcon_ray.study.protocol.Block`) and the loss's tuned base values (step 2 only).
     """
     if tpe is None:
         return config["spec"]
-    from supcon_ray.study.definition import Study, tpe_spec
-
     study_dict, loss, *rest = tpe
-    block = rest[0] if rest else "search"
+    block = rest[0] if rest else Block.SEARCH
     tuned = rest[1] if len(rest) > 1 else None
-    if block == "tune_base":
-        from supcon_ray.study.protocol import tpe_step1_spec
-
+    if block == Block.TUNE_BASE:
         return asdict(tpe_step1_spec(Study(**study_dict), loss, config))
     return asdict(tpe_spec(Study(**study_dict), loss, config, tuned))
 
@@ -189,8 +186,6 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
         row = store.read_trial(spec["trial_id"])
         ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"final": True})
         return
-    from supcon_ray.study.definition import train_config
-
     cfg = train_config(spec)
     started = datetime.now(timezone.utc)
     node_id = ray.get_runtime_context().get_node_id()

@@ -1,6 +1,6 @@
 """Plotly figures of stability studies, one function per report section.
 
-Functions take the trials/epochs DataFrames or the numbers of :mod:`supcon_ray.stats` and return a
+Functions take the trials/epochs DataFrames or the entries of :class:`supcon_ray.analysis.ReportNumbers` and return a
 ``plotly.graph_objects.Figure``, so they can be reused in a notebook. SupCon and CE keep the same
 colours everywhere; completed, diverged and failed runs have their own markers.
 """
@@ -8,6 +8,7 @@ colours everywhere; completed, diverged and failed runs have their own markers.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from supcon_ray.stats.claims import Claim, display, less_sensitive_loss
+from supcon_ray.analysis import FactorEntry, LossSummary
+from supcon_ray.analysis.wording import short_claim
+from supcon_ray.labels import SettingLabel
+from supcon_ray.stats.agreement import PAPER_PAIR
+from supcon_ray.stats.claims import display
 
 LOSS_COLORS = {"supcon": "#1f77b4", "ce": "#d62728", "simclr": "#2ca02c"}
 #: Colours of other losses (plugins), in order of their names.
@@ -32,17 +37,6 @@ def color_of(loss: str, losses: list[str] | None = None) -> str:
 STATUS_SYMBOLS = {"completed": "circle-open", "diverged": "x", "failed": "triangle-down"}
 
 
-def _multiple(setting: str) -> float | None:
-    """The multiple of the tuned base in a relative setting label (``"lr=x0.1"`` -> 0.1), else ``None``."""
-    value = setting.split("=", 1)[-1]
-    if not value.startswith("x"):
-        return None
-    try:
-        return float(value[1:])
-    except ValueError:
-        return None
-
-
 def setting_axis(trials: pd.DataFrame, factor: str) -> tuple[dict[str, float] | None, bool]:
     """Numeric x positions of a factor's settings when the factor is one numeric hyperparameter
     (lr, batch size, temperature), else ``None``; and whether a log axis fits (all positive, spanning 4x or more).
@@ -50,7 +44,7 @@ def setting_axis(trials: pd.DataFrame, factor: str) -> tuple[dict[str, float] | 
     Settings written as multiples of each loss's tuned base (``lr=x0.1``) sit at the multiple, so every
     loss and every study shares one axis whatever its base; otherwise at the hyperparameter's value."""
     settings = [str(s) for s in trials["setting"].unique()] if "setting" in trials.columns else []
-    multiples = {s: _multiple(s) for s in settings}
+    multiples = {s: SettingLabel(s).multiple for s in settings}
     if settings and all(m is not None and m > 0 for m in multiples.values()):
         pos = {s: float(m) for s, m in multiples.items()}
     elif factor not in trials.columns or not pd.api.types.is_numeric_dtype(trials[factor]) or pd.api.types.is_bool_dtype(trials[factor]):
@@ -71,60 +65,58 @@ SHORT_SETTINGS = {"autoaugment": "AutoAug", "randaugment": "RandAug", "simaugmen
 
 def short_label(setting: str) -> str:
     """A setting's tick label: its value without the factor's name, shortened (``augment=stacked_randaugment`` -> ``Stacked RA``)."""
-    value = setting.split("=", 1)[-1]
+    value = SettingLabel(setting).value
     return SHORT_SETTINGS.get(value, value)
 
 
-SHORT_CLAIMS = {Claim.SUPCON_LESS: "SupCon less", Claim.CE_LESS: "CE less",
-                Claim.NO_DIFFERENCE: "no difference", Claim.INSUFFICIENT: "cannot tell", Claim.MOVES: Claim.MOVES,
-                Claim.NO_EFFECT: "no effect"}
+@dataclass(frozen=True)
+class Panel:
+    """One (study, factor) panel: the entry whose answers its title shows (SupCon against CE, else the first
+    compared method), the losses of every entry of that factor, and how many entries it draws."""
+
+    entry: FactorEntry
+    losses: dict[str, LossSummary]
+    methods: int = 1
 
 
-def short_claim(claim: str | None) -> str:
-    """A claim in a few words (``<Loss> less`` for any loss)."""
-    loss = less_sensitive_loss(claim) if claim else None
-    return f"{display(loss)} less" if loss is not None else SHORT_CLAIMS.get(claim, "–")
-
-
-def panel_title(f: dict[str, Any]) -> str:
+def panel_title(panel: Panel) -> str:
     """A factor's panel title with both answers: for these settings, and beyond them."""
-    t = f.get("these_settings", {})
-    these = short_claim(t.get("claim"))
-    ratio = t.get("ratio")
+    f = panel.entry
+    these = short_claim(f.these_settings.claim)
+    ratio = f.these_settings.ratio
     if isinstance(ratio, (int, float)) and math.isfinite(ratio):
         these += f" (ratio {ratio:.2f})"
-    if f.get("baseline") is None and f.get("method"):  # one method: its own answers, no comparison "beyond"
-        drop = short_claim((f.get("drop") or {}).get("claim"))
-        return f"{f['study']} / {f['factor']} ({f['method']})<br>these settings: {these}; drop: {drop}"
-    if f.get("_methods", 1) > 1:  # a panel of several compared methods: the paper pair's (or the first) answers
-        return (f"{f['study']} / {f['factor']} ({display(f['method'])} vs {display(f['baseline'])})<br>these settings: "
-                f"{these}; beyond: {short_claim(f.get('claim'))}")
-    return f"{f['study']} / {f['factor']}<br>these settings: {these}; beyond: {short_claim(f.get('claim'))}"
+    if f.pair is None:  # one method: its own answers, no comparison "beyond"
+        return f"{f.study} / {f.factor} ({f.method})<br>these settings: {these}; drop: {short_claim(f.drop.claim)}"
+    if panel.methods > 1:  # a panel of several compared methods: the paper pair's (or the first) answers
+        return (f"{f.study} / {f.factor} ({display(f.method)} vs {display(f.baseline)})<br>these settings: "
+                f"{these}; beyond: {short_claim(f.claim)}")
+    return f"{f.study} / {f.factor}<br>these settings: {these}; beyond: {short_claim(f.claim)}"
 
 
-def panels(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def panels(factors: tuple[FactorEntry, ...] | list[FactorEntry]) -> list[Panel]:
     """One panel per (study, factor): the entry of SupCon against CE (else the first compared method), with the
     losses of every entry of that factor, so a factor compared for several methods is drawn once."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+    out: dict[tuple[str, str], Panel] = {}
     for f in factors:
-        key = (f["study"], f["factor"])
+        key = (f.study, f.factor)
         if key not in out:
-            out[key] = {**f, "losses": dict(f["losses"]), "_methods": 1}
+            out[key] = Panel(f, dict(f.losses))
             continue
         panel = out[key]
-        panel["_methods"] += 1
-        if (f.get("baseline"), f.get("method")) == ("ce", "supcon"):
-            out[key] = {**f, "losses": {**panel["losses"], **f["losses"]}, "_methods": panel["_methods"]}
+        if f.pair is not None and tuple(f.pair) == PAPER_PAIR:
+            out[key] = Panel(f, {**panel.losses, **f.losses}, panel.methods + 1)
         else:
-            panel["losses"].update({k: v for k, v in f["losses"].items() if k not in panel["losses"]})
+            out[key] = Panel(panel.entry, {**panel.losses, **{k: v for k, v in f.losses.items() if k not in panel.losses}},
+                             panel.methods + 1)
     return list(out.values())
 
 
-def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> go.Figure:
+def fig4a(trials: pd.DataFrame, factors: tuple[FactorEntry, ...] | list[FactorEntry], metric: str) -> go.Figure:
     """The paper's Fig. 4a view, every factor side by side: each loss's mean per setting with 95% seed
     intervals, and every run as a marker (diverged at chance, failed at the bottom of the axis)."""
     factors = panels(factors)
-    every_loss = sorted({loss for f in factors for loss in f["losses"]})
+    every_loss = sorted({loss for f in factors for loss in f.losses})
     n = max(len(factors), 1)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -137,15 +129,16 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
     floor = float(trials[metric].min()) if trials[metric].notna().any() else 0.0
     for i, f in enumerate(factors):
         r, c = i // cols + 1, i % cols + 1
-        sub = trials[(trials["study"] == f["study"]) & (trials["factor"] == f["factor"])]
-        positions, log = setting_axis(sub, f["factor"])
+        study, factor = f.entry.study, f.entry.factor
+        sub = trials[(trials["study"] == study) & (trials["factor"] == factor)]
+        positions, log = setting_axis(sub, factor)
         order = sorted(sub["setting"].astype(str).unique(), key=lambda s: (positions or {}).get(s, 0.0))
         x_of = (lambda s: positions[s]) if positions else (lambda s: s)
-        for k, (loss, le) in enumerate(f["losses"].items()):
+        for loss, le in f.losses.items():
             color = color_of(loss, every_loss)
-            settings = [s for s in order if s in le["settings"]]
-            means = [le["settings"][s]["mean"] for s in settings]
-            half = [le["settings"][s]["ci95"][1] - le["settings"][s]["mean"] for s in settings]
+            settings = [s for s in order if s in le.settings]
+            means = [le.settings[s].mean for s in settings]
+            half = [le.settings[s].ci95.high - le.settings[s].mean for s in settings]
             fig.add_trace(go.Scatter(
                 x=[x_of(s) for s in settings], y=means, mode="lines+markers", name=loss, legendgroup=loss,
                 showlegend=loss not in shown, line={"color": color}, marker={"size": 9},
@@ -166,8 +159,8 @@ def fig4a(trials: pd.DataFrame, factors: list[dict[str, Any]], metric: str) -> g
                     hovertext=[f"seed {s}, {status}" for s in pts["seed"]]), row=r, col=c)
                 shown.add(key)
         if positions:
-            relative = all(_multiple(s) is not None for s in order)
-            title = f"{f['factor']} (x each loss's tuned base)" if relative else f["factor"]
+            relative = all(SettingLabel(s).multiple is not None for s in order)
+            title = f"{factor} (x each loss's tuned base)" if relative else factor
             ticks = {} if relative else {"tickmode": "array", "tickvals": [positions[s] for s in order],
                                          "ticktext": [short_label(s) for s in order]}  # each setting tried, by its value
             fig.update_xaxes(type="log" if log else "linear", title_text=title, row=r, col=c, **ticks)
@@ -185,25 +178,25 @@ def _finite(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else math.nan
 
 
-def sensitivity_intervals(factors: list[dict[str, Any]]) -> go.Figure:
+def sensitivity_intervals(factors: tuple[FactorEntry, ...] | list[FactorEntry]) -> go.Figure:
     """Per factor and loss, both spreads with 95% intervals: over these settings (filled markers) and
     sigma_a of settings like these (open markers). An unbounded end is drawn to the plot's top."""
     fig = go.Figure()
-    names = [f"{f['study']} / {f['factor']}" for f in factors]
+    names = [f"{f.study} / {f.factor}" for f in factors]
     if len(set(names)) < len(names):  # a factor compared for several methods: name each entry's method
-        names = [f"{n} ({f['method']})" for n, f in zip(names, factors)]
-    every_loss = sorted({loss for f in factors for loss in f["losses"]})
+        names = [f"{n} ({f.method})" for n, f in zip(names, factors)]
+    every_loss = sorted({loss for f in factors for loss in f.losses})
     for loss in every_loss:
         for question, symbol in (("these settings", "circle"), ("beyond", "circle-open")):
             y, lo, hi = [], [], []
             for f in factors:
                 if question == "these settings":
-                    e = f.get("these_settings", {}).get("losses", {}).get(loss) or {}
-                    s, ci = _finite(e.get("spread")), e.get("spread_ci95", [None, None])
+                    e = f.these_settings.losses.get(loss)
+                    s, ci = (_finite(e.spread), e.spread_ci95) if e else (math.nan, (None, None))
                 else:
-                    e = f["losses"].get(loss, {})
-                    s, ci = _finite(e.get("setting_std")), e.get("setting_std_ci95", [None, None])
-                low, high = _finite(ci[0]), _finite(ci[1])
+                    e = f.losses.get(loss)
+                    s, ci = (_finite(e.setting_std), e.setting_std_ci95) if e else (math.nan, (None, None))
+                low, high = (_finite(x) for x in ci)
                 y.append(s)
                 lo.append(s - low if np.isfinite(s) and np.isfinite(low) else 0)
                 hi.append(high - s if np.isfinite(s) and np.isfinite(high) else 0)

@@ -4,13 +4,14 @@ statistics read. A folder without a manifest is read by the rule of :func:`supco
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from supcon_ray.config import ConfigError
-from supcon_ray.results.manifest import analysed_rows, read_manifest
+from supcon_ray.results.manifest import Manifest, analysed_rows, read_manifest
 from supcon_ray.results.storage import read_results, read_text
 
 
@@ -20,9 +21,20 @@ def study_meta(results_dir: str) -> dict[str, Any]:
     return yaml.safe_load(read_text(results_dir, "study.yaml") or "") or {}
 
 
-def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Trials, epochs and study metadata of every folder; ConfigError when a folder has no trials."""
-    trials, epochs, metas = [], [], {}
+@dataclass(frozen=True)
+class Folder:
+    """What one study folder recorded of its study: the study file (``study.yaml``, ``{}`` where none)
+    and the manifest (``None`` for trials produced elsewhere)."""
+
+    study: str
+    study_file: dict[str, Any]
+    manifest: Manifest | None
+
+
+def load_folders(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[Folder]]:
+    """Trials (each marked ``analysed``), epochs and the :class:`Folder` of every folder, in order;
+    ConfigError when a folder is missing or has no trials."""
+    trials, epochs, folders = [], [], []
     for d in results_dirs:
         if "://" not in d and not Path(d).is_dir():
             raise ConfigError(f"{d}: no such folder (give a study folder, <storage>/<study>)")
@@ -33,13 +45,23 @@ def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str,
         manifest = read_manifest(d)
         used = analysed_rows(t, d, manifest).assign(analysed=True)  # a trial shared by two factors: once under each
         t = pd.concat([used, t[~t["trial_id"].isin(used["trial_id"])].assign(analysed=False)], ignore_index=True)
-        metas[str(t["study"].iloc[0])] = {**study_meta(d), "bases": manifest.bases if manifest else {},
-                                          "flags": manifest.flags if manifest else [],
-                                          "nuisance_picks": (manifest.decisions.get("nuisance") or []) if manifest else [],
-                                          "analysis": manifest.analysis if manifest else None}
+        folders.append(Folder(str(t["study"].iloc[0]), study_meta(d), manifest))
         trials.append(t)
         epochs.append(e)
-    return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), metas
+    return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), folders
+
+
+def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Trials, epochs and each study's file with its recorded ``bases``, ``flags``, ``nuisance_picks`` and
+    ``analysis`` in one mapping (the planner's and the scripts' view; the report reads :func:`load_folders`)."""
+    trials, epochs, folders = load_folders(results_dirs)
+    metas = {}
+    for f in folders:
+        m = f.manifest
+        metas[f.study] = {**f.study_file, "bases": m.bases if m else {}, "flags": m.flags if m else [],
+                          "nuisance_picks": (m.decisions.get("nuisance") or []) if m else [],
+                          "analysis": m.analysis if m else None}
+    return trials, epochs, metas
 
 
 def stats_rows(trials: pd.DataFrame) -> pd.DataFrame:

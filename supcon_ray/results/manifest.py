@@ -6,7 +6,8 @@ Every step of a run reads and writes this record, and nothing else decides what 
   without its description, resources or quick block). ``--resume`` compares it first and refuses,
   naming the changed keys, before anything runs (:func:`changed_keys`).
 * ``stages``: the planned trial ids of every step of the protocol, in plan order (``tune_base``, ``study``,
-  ``replicates``; :data:`supcon_ray.study.protocol.STEPS`, recorded under the key ``stages``). Adaptive TPE steps list the ids they ran.
+  ``replicates``; :data:`supcon_ray.study.STEPS`). Adaptive TPE steps list the ids they ran. In code the
+  field is :attr:`Manifest.steps`; the file keeps the first studies' key (:data:`MANIFEST_STEPS_KEY`).
 * ``decisions``: what each step decided, with its inputs: ``bases`` (each loss's base from step 1,
   or the study file's) and ``nuisance`` (per factor setting and loss, the re-tuned configuration and
   the selection runs it was chosen on). A decision is recorded once and never recomputed.
@@ -32,10 +33,15 @@ from typing import Any
 import pandas as pd
 
 from supcon_ray.results.storage import read_text
-from supcon_ray.study.definition import ANALYSIS_KEYS, EXECUTION_KEYS, analysis_settings
+from supcon_ray.study import ANALYSIS_KEYS, EXECUTION_KEYS, analysis_settings
+from supcon_ray.study.protocol import Decision
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = 1
+#: The file's key for :attr:`Manifest.steps` (each protocol step's trial ids): the first studies called the
+#: protocol's steps "stages", and every recorded manifest keeps that key. A training stage is another thing
+#: (:mod:`supcon_ray.engine.stages`).
+MANIFEST_STEPS_KEY = "stages"
 
 
 @dataclass
@@ -44,7 +50,8 @@ class Manifest:
 
     study: str
     fingerprint: dict[str, Any]
-    stages: dict[str, list[str]] = field(default_factory=dict)
+    #: ``{step: trial ids}``, written under :data:`MANIFEST_STEPS_KEY`
+    steps: dict[str, list[str]] = field(default_factory=dict)
     decisions: dict[str, Any] = field(default_factory=dict)
     analysed: list[dict[str, str]] | None = field(default_factory=list)
     flags: list[dict[str, Any]] = field(default_factory=list)
@@ -52,17 +59,21 @@ class Manifest:
     analysis: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=False)
+        """The file's text: the fields in their order, ``steps`` under :data:`MANIFEST_STEPS_KEY`."""
+        record = {(MANIFEST_STEPS_KEY if k == "steps" else k): v for k, v in asdict(self).items()}
+        return json.dumps(record, indent=1, sort_keys=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
         data = json.loads(text)
+        if MANIFEST_STEPS_KEY in data:
+            data["steps"] = data.pop(MANIFEST_STEPS_KEY)
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     @property
     def bases(self) -> dict[str, dict[str, Any]]:
         """``{loss: record}``: the base each loss's step 2 started from (empty until step 1 ends)."""
-        return self.decisions.get("bases") or {}
+        return self.decisions.get(Decision.BASES) or {}
 
 
 def fingerprint(study, plugin_digests: dict[str, str] | None = None) -> dict[str, Any]:

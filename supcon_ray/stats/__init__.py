@@ -8,22 +8,19 @@
 * :mod:`.paired`: "beyond these settings": the paired, setting-level permutation test and its
   inverted interval (settings as a sample), and the check that seed noise is even enough for it.
 * :mod:`.drop`: the second measure, the drop from the base (each loss's, their difference and ratio).
-* :mod:`.drop_answer`: the report's ``drop`` entries (per factor and pooled, own Holm family).
+* :mod:`.drop_answer`: the drop over one entry or pooled over several, and the claims it supports.
 * :mod:`.claims`: the claim names (one string enum).
 * :mod:`.agreement`: agreement with the paper that can disagree (equivalence by two one-sided tests).
 * :mod:`.multiplicity`: Holm's adjustment.
 * :mod:`.divergence`: divergence counts and Fisher's exact test.
 * :mod:`.tuning_curve`: expected best accuracy versus number of random configurations.
 * :mod:`.importance`: fANOVA importance with seed spread and a permuted-metric baseline.
-* :mod:`.base_margin`: how clearly step 1 picked each loss's base (lead over the runner-up, its SE).
 * :mod:`.tolerance`: the one resolution at which computed statistics are compared (no last-bit decisions).
-* :mod:`.stability`: the per-factor and pooled analysis that the report formats.
 * :mod:`.simulate`: studies with known truth, for calibration.
 * :mod:`.power`: the design planner (power of both questions against settings x seeds).
 """
 
 from .agreement import DEFAULT_EQUIVALENCE_RATIO, PAPER_FIG4A, Outcome
-from .base_margin import base_margins
 from .claims import Claim
 from .drop import DropComparison, LossDrop, compare_drops, loss_drop
 from .divergence import divergence_summary
@@ -31,13 +28,12 @@ from .multiplicity import holm
 from .paired import PairedResult, compare, uneven_noise
 from .scoring import completed, logit, scored, status_counts
 from .settings import ALPHA
-from .stability import CLAIMS, MEASURES, QUESTIONS, analyze_factors, expected_max_section
 from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
-from .tuning_curve import expected_max, expected_max_unbiased
+from .tuning_curve import expected_max, expected_max_section, expected_max_unbiased
 from .variance import SettingTable, components
 
-__all__ = ["ALPHA", "CLAIMS", "Claim", "DEFAULT_EQUIVALENCE_RATIO", "DropComparison", "LossDrop", "MEASURES", "OneLossSpread",
-           "Outcome", "PAPER_FIG4A", "PairedResult", "QUESTIONS", "SettingTable", "TheseSettingsResult",
-           "analyze_factors", "base_margins", "compare", "compare_drops", "compare_these", "completed", "components",
+__all__ = ["ALPHA", "Claim", "DEFAULT_EQUIVALENCE_RATIO", "DropComparison", "LossDrop", "OneLossSpread",
+           "Outcome", "PAPER_FIG4A", "PairedResult", "SettingTable", "TheseSettingsResult",
+           "compare", "compare_drops", "compare_these", "completed", "components",
            "divergence_summary", "expected_max", "expected_max_section", "expected_max_unbiased", "holm", "logit",
            "loss_drop", "scored", "spread_of_one", "status_counts", "uneven_noise"]

@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 from collections.abc import Iterable
-from typing import Any
 
-from .claims import DIRECTIONS, Claim
+from .claims import DIRECTIONS, Claim, less_sensitive_loss
 from .settings import ALPHA
 
 #: Fig. 4a's direction of effect by factor name (the keys this project's study files vary).
@@ -77,10 +76,12 @@ def outcome(claim: str, paper: str | None, tost_p_adjusted: float | None, alpha:
     return Outcome.INCONCLUSIVE
 
 
-def agreement_entry(claim: str, paper: str | None, ci90: tuple[float, float], margin: float,
-                    tost_p: float, tost_p_adjusted: float, alpha: float = ALPHA) -> dict[str, Any]:
-    """The ``agreement`` object of the report's JSON: ``outcome`` (``None`` without a paper direction),
-    the ratio's 90% interval, the margin ``m``, the TOST p-value and its Holm adjustment."""
-    result = outcome(claim, paper, tost_p_adjusted, alpha)
-    return {"outcome": None if result is None else str(result), "paper": paper, "ci90": list(ci90), "margin": margin,
-            "tost_p": tost_p, "tost_p_adjusted": tost_p_adjusted}
+def direction_agreement(claim: str, paper: str | None) -> str:
+    """A directional claim set against the paper's direction, with no equivalence test (the "beyond"
+    answers): ``agree`` / ``disagree`` when the claim names a direction, ``cannot tell`` when it names
+    none, ``n/a`` where the paper states no direction."""
+    if paper is None:
+        return "n/a"
+    if less_sensitive_loss(claim) is not None:
+        return "agree" if claim == paper else "disagree"
+    return "cannot tell"

@@ -8,8 +8,6 @@ from typing import Any
 import pandas as pd
 from scipy import stats as sps
 
-from .settings import ALPHA
-
 from .scoring import divergence_rate, status_counts
 
 
@@ -30,14 +28,3 @@ def divergence_summary(trials: pd.DataFrame, pair: tuple[str, str] | None = None
         res = sps.fisher_exact([[ce["diverged"], ce["completed"]], [sup["diverged"], sup["completed"]]])
         out["fisher_p"], out["odds_ratio"] = float(res.pvalue), float(res.statistic)
     return out
-
-
-def sentence(summary: dict[str, Any], scope: str) -> str:
-    """One plain sentence on divergence for ``scope`` (a factor or the whole report)."""
-    parts = [f"{loss} {c['diverged']}/{c['completed'] + c['diverged']}" for loss, c in summary["per_loss"].items()]
-    text = f"{scope}: diverged runs " + ", ".join(parts)
-    p = summary["fisher_p"]
-    if math.isnan(p):
-        return text + "."
-    verdict = "the rates differ" if p < ALPHA else "no difference in divergence rate is detectable"
-    return f"{text} (Fisher exact p = {p:.3g}: {verdict})."

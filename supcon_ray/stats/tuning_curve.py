@@ -14,8 +14,13 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln
 
+from supcon_ray.designs import RANDOM_DESIGNS
+
+from .agreement import PAPER_PAIR
+from .scoring import completed
 
 
 def expected_max(values: Any, k: int) -> float:
@@ -75,4 +80,28 @@ def curves_with_band(per_loss: dict[str, np.ndarray], n_boot: int = 1000, seed: 
         band = n // 2
         out[loss] = {"k": ks, "mean": (weights @ np.sort(v)).tolist(), "low": low[:band].tolist(),
                      "high": high[:band].tolist()}
+    return out
+
+
+def expected_max_section(trials: pd.DataFrame, metric: str = "val_top1") -> dict[str, Any]:
+    """Expected best ``metric`` vs k, from randomly sampled configurations only, paired across losses."""
+    out: dict[str, Any] = {"metric": metric, "available": False, "curves": {}, "n_configs": 0}
+    if metric not in trials:
+        out["reason"] = f"The trials have no {metric!r} column, so the expected-best curve cannot be drawn."
+        return out
+    design = trials["design"].fillna("") if "design" in trials else pd.Series("", index=trials.index)
+    rows = completed(trials[design.isin(RANDOM_DESIGNS)], metric)
+    if rows.empty:
+        out["reason"] = ("No randomly sampled configurations (random, QMC or grid search) in these studies: "
+                         "one-at-a-time settings are not random draws, so the curve would not mean what it claims.")
+        return out
+    keys = ["study", "factor", "setting"] if "study" in rows else ["factor", "setting"]
+    means = rows.groupby(["loss", *keys])[metric].mean().unstack("loss")
+    losses = [x for x in means.columns if x in PAPER_PAIR] or list(means.columns)
+    means = means[losses].dropna()
+    if len(means) < 2:
+        out["reason"] = "Fewer than 2 sampled configurations completed for every loss."
+        return out
+    out.update(available=True, n_configs=int(len(means)),
+               curves=curves_with_band({str(x): means[x].to_numpy(dtype=float) for x in losses}))
     return out

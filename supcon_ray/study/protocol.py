@@ -3,8 +3,10 @@
 Khosla et al.'s Fig. 4a changes the optimizer, the augmentation or the learning rate "from each
 loss's best setting". A study runs the steps of :data:`STEPS` in order; :func:`plan` builds any
 step's trials from the decisions recorded so far, and :func:`select` makes the step's decision
-from its rows. Both are pure: the runner (:mod:`supcon_ray.tune`) runs what is planned and not yet
-recorded, and records each decision once in the manifest (:mod:`supcon_ray.results.manifest`).
+from its rows. Both are pure: the runner (:mod:`supcon_ray.execution.study_run`) runs what is planned
+and not yet recorded, and records each decision once in the manifest (:mod:`supcon_ray.results.manifest`).
+Each trial records its :class:`~supcon_ray.study.trials.Phase` (what it was run for); a step's trials
+may have several phases.
 
 1. ``tune_base`` (``phase = "tune_base"``): for every loss, ``budget`` distinct configurations of
    ``tune_base.space`` (the same number for every loss; random / QMC drawn up front, TPE adaptive)
@@ -39,13 +41,19 @@ import pandas as pd
 
 from supcon_ray.config import ConfigError
 from supcon_ray.designs import DesignKind, design_name
-from supcon_ray.stats.base_margin import base_margins
-from supcon_ray.study.definition import (applies_to, base_config, Design, Distribution, Study, TrialSpec, distinct_labels, draw_design, make_spec,
-                    plan_trials, setting_label, setting_values, space_for)
+from supcon_ray.labels import distinct_labels, format_label
+from supcon_ray.study.bases import base_config
+from supcon_ray.study.margins import base_margins
+from supcon_ray.study.sampling import Design, draw_design
+from supcon_ray.study.schema import Distribution, Study
+from supcon_ray.study.trials import Phase, TrialSpec, make_spec, plan_trials
+from supcon_ray.study.values import applies_to, setting_values, space_for
+
 
 class Step(StrEnum):
-    """The protocol's steps, in order (the manifest records their trial ids under the key ``stages``;
-    the training stages of one run, pre-training and the linear read-out, are :mod:`supcon_ray.engine.stages`)."""
+    """The protocol's steps, in order. The manifest records their trial ids under the key ``stages``
+    (:data:`supcon_ray.results.manifest.MANIFEST_STEPS_KEY`, the first studies' word); a training *stage*
+    is something else, a part of one run (pre-training, the linear read-out: :mod:`supcon_ray.engine.stages`)."""
 
     TUNE_BASE = "tune_base"
     STUDY = "study"
@@ -53,7 +61,30 @@ class Step(StrEnum):
 
 
 STEPS = tuple(Step)
-STEP1 = "tune_base"
+
+
+class Block(StrEnum):
+    """The study file's blocks that a TPE search tunes adaptively (:class:`Adaptive`): ``tune_base`` (step 1)
+    or ``search`` (a sampled space of step 2). The runner rebuilds each suggestion's trial from it."""
+
+    TUNE_BASE = "tune_base"
+    SEARCH = "search"
+
+
+class Decision(StrEnum):
+    """The keys of the decisions the manifest records (a data contract): step 1's ``bases`` and step 2's
+    ``nuisance`` picks."""
+
+    BASES = "bases"
+    NUISANCE = "nuisance"
+
+
+#: The ``factor`` recorded for a step-1 trial.
+TUNE_BASE_FACTOR = "tune_base"
+#: The key under which an edge flag (:func:`edge_flags`) records the phase of the pick it flags
+#: (``tune_base`` or ``nuisance``): recorded as ``stage`` in every manifest since the first studies.
+FLAG_PHASE_KEY = "stage"
+#: How a base taken from the study file (no ``tune_base`` block) reads in manifests.
 BASE_FROM_FILE = "given in the study file"
 #: How a tuned base's source reads in manifests (kept as recorded since the first studies, which named the
 #: protocol's steps "stages").
@@ -63,6 +94,8 @@ BASE_FROM_STEP1 = "stage 1 (tune_base)"
 def source_text(source: str | None) -> str:
     """A recorded base source as the console and the report name it (the protocol's steps, today's word)."""
     return "step 1 (tune_base)" if source == BASE_FROM_STEP1 else str(source or "?")
+
+
 #: Share of a range (log scale for loguniform) at either end where a pick counts as on the edge.
 EDGE_SHARE = 0.1
 
@@ -82,7 +115,7 @@ class Adaptive:
     seeds: list[int]
     sampler_seed: int
     metric: str
-    block: str  # "tune_base" or "search"
+    block: Block
     tuned: dict[str, Any] | None = None
 
 
@@ -91,7 +124,7 @@ class Plan:
     """A step's planned trials (unique ids, in order), the statistics' entries among them
     (``{trial_id, factor, setting}``; a shared trial appears under each factor) and its TPE searches."""
 
-    step: str
+    step: Step
     specs: list[TrialSpec] = field(default_factory=list)
     analysed: list[dict[str, str]] = field(default_factory=list)
     adaptive: list[Adaptive] = field(default_factory=list)
@@ -120,14 +153,14 @@ def _finite(x: float | None) -> float:
 # ------------------------------------------------------------------------------------------ plans
 
 def plan(study: Study, step: str, decisions: dict[str, Any]) -> Plan:
-    """The trials of ``step`` given the ``decisions`` recorded so far (``bases`` before ``study``,
-    ``nuisance`` before ``replicates``). Raises ConfigError for a plan with a setting listed twice."""
-    if step == "tune_base":
+    """The trials of ``step`` (a :class:`Step`) given the ``decisions`` recorded so far (``bases`` before
+    ``study``, ``nuisance`` before ``replicates``). Raises ConfigError for a plan with a setting listed twice."""
+    if step == Step.TUNE_BASE:
         return _plan_step1(study)
-    if step == "study":
-        return _plan_study(study, decisions.get("bases"))
-    if step == "replicates":
-        return _plan_replicates(study, decisions.get("bases"), decisions.get("nuisance") or [])
+    if step == Step.STUDY:
+        return _plan_study(study, decisions.get(Decision.BASES))
+    if step == Step.REPLICATES:
+        return _plan_replicates(study, decisions.get(Decision.BASES), decisions.get(Decision.NUISANCE) or [])
     raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
 
 
@@ -139,19 +172,20 @@ def step1_design(study: Study, loss: str) -> Design:
 
 def _plan_step1(study: Study) -> Plan:
     tb = study.tune_base
-    out = Plan("tune_base")
+    out = Plan(Step.TUNE_BASE)
     if tb is None:
         return out
     if tb.sampler == "tpe":
         out.adaptive = [Adaptive(f"tune-base-tpe-{loss}", loss, space_for(tb.space, loss), tb.budget, tb.seeds,
-                                 tb.seed, tb.select, "tune_base") for loss in study.losses]
+                                 tb.seed, tb.select, Block.TUNE_BASE) for loss in study.losses]
         return out
     for loss in study.losses:
         configs = step1_design(study, loss).configs
         for values, label in zip(configs, distinct_labels(configs)):
             for seed in tb.seeds:
-                out.specs.append(make_spec(study, loss, STEP1, values, seed, design_name(DesignKind.TUNE_BASE, tb.sampler), tb.seed,
-                                           phase="tune_base", label=label))
+                out.specs.append(make_spec(study, loss, TUNE_BASE_FACTOR, values, seed,
+                                           design_name(DesignKind.TUNE_BASE, tb.sampler), tb.seed,
+                                           phase=Phase.TUNE_BASE, label=label))
     _unique(out.specs)
     return out
 
@@ -161,8 +195,8 @@ def tpe_step1_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec
     tb = study.tune_base
     values = {k: config[k] for k in space_for(tb.space, loss)}
     seed = tb.seeds[int(config.get("__trial_index__", 0)) % len(tb.seeds)]
-    return make_spec(study, loss, STEP1, values, seed, design_name(DesignKind.TUNE_BASE, "tpe"), tb.seed, phase="tune_base",
-                     label=setting_label(values, None))
+    return make_spec(study, loss, TUNE_BASE_FACTOR, values, seed, design_name(DesignKind.TUNE_BASE, "tpe"), tb.seed,
+                     phase=Phase.TUNE_BASE, label=format_label(values, None))
 
 
 def step1_budget(study: Study) -> dict[str, int]:
@@ -197,7 +231,7 @@ def _skips(study: Study, loss: str, values: dict[str, Any]) -> bool:
 
 def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
     tuned = tuned_values(bases)
-    out = Plan("study")
+    out = Plan(Step.STUDY)
     ordinary = plan_trials(study, tuned, skip_factors=set(study.nuisance), check=False)
     designs = nuisance_designs(study)
     searches = []
@@ -213,20 +247,20 @@ def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
                     continue
                 for config in design.configs:
                     searches += [make_spec(study, loss, factor, values, seed, design_name(DesignKind.NUISANCE_SEARCH, nz.sampler), nz.seed,
-                                           tuned=tuned.get(loss), phase="nuisance", label=label, nuisance=config)
+                                           tuned=tuned.get(loss), phase=Phase.NUISANCE, label=label, nuisance=config)
                                  for seed in nz.seeds]
     out.specs, out.analysed = _unique(ordinary)
     search_specs, _ = _unique(searches)
     out.specs += search_specs
     if study.search is not None and study.search.sampler == "tpe":
         out.adaptive = [Adaptive(f"tune-tpe-{loss}", loss, study.search.space, study.search.num_samples, study.seeds,
-                                 study.search.seed, "val_top1", "search", tuned.get(loss)) for loss in study.losses]
+                                 study.search.seed, "val_top1", Block.SEARCH, tuned.get(loss)) for loss in study.losses]
     return out
 
 
 def _plan_replicates(study: Study, bases: dict[str, Any] | None, picks: list[dict[str, Any]]) -> Plan:
     tuned = tuned_values(bases)
-    out = Plan("replicates")
+    out = Plan(Step.REPLICATES)
     labels = {f: {label: values for values, label in _factor_settings(study, f)} for f in study.nuisance}
     for pick in picks:
         if not pick.get("best"):
@@ -266,9 +300,9 @@ def select(study: Study, step: str, planned: Plan, trials: pd.DataFrame) -> dict
     """The decision of ``step`` from its rows: ``{"bases": ...}``, ``{"nuisance": [...]}`` or ``{}``.
 
     Raises :class:`StepIncomplete` if a trial the decision needs failed or has no row."""
-    if step == "tune_base":
-        return {"bases": pick_bases(study, trials, planned.specs) if study.tune_base else file_bases(study)}
-    if step == "study" and study.nuisance:
+    if step == Step.TUNE_BASE:
+        return {Decision.BASES: pick_bases(study, trials, planned.specs) if study.tune_base else file_bases(study)}
+    if step == Step.STUDY and study.nuisance:
         picks = select_nuisance(study, planned.specs, trials)
         missing = [p for p in picks if not p["complete"]]
         if missing:
@@ -276,7 +310,7 @@ def select(study: Study, step: str, planned: Plan, trials: pd.DataFrame) -> dict
             raise StepIncomplete(f"nuisance search of {p['loss']} at {p['factor']}={p['setting']} has failed or "
                                   f"missing trials ({len(missing)} setting(s) so); no configuration is picked on an "
                                   "unequal budget. Run again with --resume (failed trials are re-run).")
-        return {"nuisance": picks}
+        return {Decision.NUISANCE: picks}
     return {}
 
 
@@ -288,10 +322,10 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
     Returns ``{loss: record}`` (see :func:`supcon_ray.results.manifest.Manifest.bases`).
     """
     tb = study.tune_base
-    phase = trials["phase"] if "phase" in trials else pd.Series(index=trials.index, dtype=object)
+    phases = trials["phase"] if "phase" in trials else pd.Series(index=trials.index, dtype=object)
     bases = {}
     for loss in study.losses:
-        rows = trials[(phase == "tune_base") & (trials["loss"] == loss)]
+        rows = trials[(phases == Phase.TUNE_BASE) & (trials["loss"] == loss)]
         if specs:
             order = {s.trial_id: i for i, s in enumerate(specs)}
             planned = [i for i in order if i.startswith(f"{loss}-")]
@@ -325,7 +359,7 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
             "seeds": [int(x) for x in tb.seeds],
             "trial_ids": [str(x) for x in chosen["trial_ids"]],
             "configurations": len(groups),
-            "tune_base": tb.model_dump(mode="json"),
+            Block.TUNE_BASE: tb.model_dump(mode="json"),
         }
         margin = base_margins(rows.assign(study="s"), tb.select).get("s", {}).get(loss)
         if margin is not None:  # how clearly it won: the lead over the runner-up, with its standard error
@@ -355,7 +389,7 @@ def select_nuisance(study: Study, specs: list[TrialSpec], trials: pd.DataFrame) 
     rows = trials.set_index("trial_id") if len(trials) else trials
     groups: dict[tuple[str, str, str], dict[str, list[TrialSpec]]] = {}
     for s in specs:
-        if s.phase == "nuisance":
+        if s.phase == Phase.NUISANCE:
             key = json.dumps(s.nuisance, sort_keys=True)
             groups.setdefault((s.loss, s.factor, s.setting), {}).setdefault(key, []).append(s)
     out = []
@@ -385,12 +419,12 @@ def edge_flags(study: Study, decisions: dict[str, Any]) -> list[dict[str, Any]]:
     flags = []
     tb = study.tune_base
     if tb is not None:
-        for loss, rec in (decisions.get("bases") or {}).items():
+        for loss, rec in (decisions.get(Decision.BASES) or {}).items():
             for key, value in (rec.get("values") or {}).items():
-                flags += _edge(tb.space.get(key), key, value, {"stage": "tune_base", "loss": loss})
-    for pick in decisions.get("nuisance") or []:
+                flags += _edge(tb.space.get(key), key, value, {FLAG_PHASE_KEY: Phase.TUNE_BASE, "loss": loss})
+    for pick in decisions.get(Decision.NUISANCE) or []:
         for key, value in ((pick.get("best") or {}).get("nuisance") or {}).items():
-            where = {"stage": "nuisance", "loss": pick["loss"], "factor": pick["factor"], "setting": pick["setting"]}
+            where = {FLAG_PHASE_KEY: Phase.NUISANCE, "loss": pick["loss"], "factor": pick["factor"], "setting": pick["setting"]}
             flags += _edge(study.nuisance[pick["factor"]].space.get(key), key, value, where)
     return flags
 
@@ -419,7 +453,7 @@ def _edge(dist: Distribution | None, key: str, value: Any, where: dict[str, Any]
 
 def adaptive_entries(trials: pd.DataFrame, ran: list[str]) -> list[dict[str, str]]:
     """The statistics' entries of a TPE ``search`` block: its recorded study-phase rows among ``ran``."""
-    rows = trials[trials["trial_id"].isin(ran) & (trials["phase"] == "study")]
+    rows = trials[trials["trial_id"].isin(ran) & (trials["phase"] == Phase.STUDY)]
     return [{"trial_id": t, "factor": f, "setting": s} for t, f, s in zip(rows["trial_id"], rows["factor"], rows["setting"])]
 
 
@@ -430,8 +464,8 @@ def planned_trial_count(study: Study) -> int:
     Replicates are counted before the nuisance picks exist: one per setting, loss and study seed."""
     bases = {loss: {"values": {}} for loss in study.losses}
     n = 0
-    for step in ("tune_base", "study"):
-        n += plan(study, step, {"bases": bases}).trial_count
+    for step in (Step.TUNE_BASE, Step.STUDY):
+        n += plan(study, step, {Decision.BASES: bases}).trial_count
     return n + _replicate_count(study)
 
 
@@ -458,9 +492,9 @@ def print_protocol(study: Study, out) -> int:
             print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s) = {budget[loss] * len(tb.seeds)}"
                   f" trials{' (' + note + ')' if note else ''}", file=out)
         print(f"  step 1 total: {n} trials; each loss's best configuration becomes its base", file=out)
-    p = plan(study, "study", {"bases": {loss: {"values": {}} for loss in study.losses}})
+    p = plan(study, Step.STUDY, {Decision.BASES: {loss: {"values": {}} for loss in study.losses}})
     total += len(p.specs)
-    nuisance = [s for s in p.specs if s.phase == "nuisance"]
+    nuisance = [s for s in p.specs if s.phase == Phase.NUISANCE]
     shared = len(p.analysed) - (len(p.specs) - len(nuisance))
     print(f"step 2: {len(p.specs)} planned trials ({len(p.specs) - len(nuisance)} ordinary, {len(nuisance)} in "
           f"nuisance searches)" + (", from each loss's tuned base (tuned keys shown at the file's values)" if tb else "")
@@ -474,7 +508,7 @@ def print_protocol(study: Study, out) -> int:
               f"{' (' + design.note + ')' if design.note else ''}", file=out)
     print(f"  {'loss':7} {'phase':9} {'factor':14} {'setting':40} {'seed':>4}  epochs", file=out)
     for s in p.specs:
-        setting = s.setting + (f" [{setting_label(s.nuisance)}]" if s.nuisance else "")
+        setting = s.setting + (f" [{format_label(s.nuisance)}]" if s.nuisance else "")
         print(f"  {s.loss:7} {s.phase:9} {s.factor:14} {setting[:40]:40} {s.seed:>4}  {s.train['epochs']}", file=out)
     replicates = _replicate_count(study)
     if replicates:

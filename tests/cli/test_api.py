@@ -11,7 +11,9 @@ import pytest
 
 import supcon_ray
 from supcon_ray.config import ConfigError
-from supcon_ray.reporting.numbers import clean_json, compute
+from views import numbers_of
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {"study": "api-tiny", "dataset": "digits", "model": "resnet-mini", "losses": ["supcon", "ce"], "seeds": [0],
         "base": {"common": {"epochs": 1, "batch_size": 256, "augment": "basic", "train_size": 400, "test_size": 200},
@@ -47,13 +49,27 @@ def _table(rng, names=("loss", "factor", "setting", "seed", "test_top1")) -> pd.
 def test_analyze_a_hand_built_table_gives_the_reports_numbers():
     table = _table(np.random.default_rng(1))
     numbers = supcon_ray.analyze(table)
-    expected = clean_json(compute(table.assign(status="completed", study="study", design="one_factor"), "test_top1",
-                                  with_importance=False))
+    expected = numbers_of(table.assign(status="completed", study="study", design="one_factor"), "test_top1",
+                          with_importance=False).to_json()
     assert numbers == json.loads(json.dumps(expected))
     (entry,) = numbers["factors"]
     assert (entry["baseline"], entry["method"]) == ("ce", "supcon")
     assert entry["these_settings"]["claim"] == "supcon_less_sensitive"
     assert numbers["overall_by_method"]["supcon"]["these_settings"]["ratio"] == entry["these_settings"]["ratio"]
+
+
+def test_analyze_a_study_folder_gives_exactly_what_report_json_writes(tmp_path):
+    """A folder's numbers through the API carry what only the folder knows (the tuned bases with their
+    margins, the notes of its manifest), as ``report --json`` writes them; a missing folder says so."""
+    from supcon_ray.report import main
+
+    folder = ROOT / "docs" / "results" / "fig4a-digits"
+    assert main([str(folder), "-o", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json")]) == 0
+    numbers = supcon_ray.analyze(folder)
+    assert numbers == json.loads((tmp_path / "r.json").read_text())
+    assert numbers["bases"]["fig4a-digits"] and numbers["notes"]
+    with pytest.raises(ConfigError, match="no such folder"):
+        supcon_ray.analyze(tmp_path / "missing")
 
 
 def test_analyze_reads_another_tables_columns_through_a_mapping_and_names_a_missing_one():

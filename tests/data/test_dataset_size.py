@@ -44,7 +44,7 @@ def test_a_study_of_a_uniform_folder_trains_at_its_size_and_changes_its_fingerpr
     import yaml
 
     from supcon_ray.results.manifest import changed_keys, fingerprint
-    from supcon_ray.study.definition import at_own_size, load_study, plan_trials
+    from supcon_ray.study import at_own_size, load_study, plan_trials
 
     _folder(tmp_path / "imgs", [(12, 12)])
     body = {"study": "own", "losses": ["ce"], "seeds": [0], "dataset": "imagefolder:imgs", "vary": {"optimizer": ["sgd"]}}

@@ -151,8 +151,8 @@ def _child(mode: str, workdir: str) -> None:
     quiet_ray_environment()
     from ray.cluster_utils import Cluster
 
-    from supcon_ray.study.definition import load_study
-    from supcon_ray.tune import run_study
+    from supcon_ray.study import load_study
+    from supcon_ray.execution import run_study
 
     space = work / "study.yaml"
     space.write_text(STUDY.replace("EPOCHS", "4" if mode == "fault" else "1"))

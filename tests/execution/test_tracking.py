@@ -9,7 +9,7 @@ import pytest
 
 from supcon_ray.config import ConfigError
 from supcon_ray.results.manifest import fingerprint
-from supcon_ray.study.definition import load_study
+from supcon_ray.study import load_study
 from supcon_ray.tune import main
 
 STUDY = """

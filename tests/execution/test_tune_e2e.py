@@ -157,7 +157,7 @@ def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     assert sorted(trials["seed"]) == [0, 0, 1, 1]
     assert trials.groupby("setting")["seed"].nunique().eq(2).all()  # each suggestion replicated over seeds
     # the manifest lists what each adaptive search ran, and the statistics read exactly the search's trials
-    assert sorted(manifest.stages["tune_base"]) == sorted(step1["trial_id"])
+    assert sorted(manifest.steps["tune_base"]) == sorted(step1["trial_id"])
     assert sorted(e["trial_id"] for e in manifest.analysed) == sorted(trials["trial_id"])
 
 

@@ -18,7 +18,7 @@ def test_poly1_reduces_to_cross_entropy_at_epsilon_zero_and_adds_one_minus_p_tru
 
     from supcon_ray.config import TrainConfig
     from supcon_ray.networks.losses import plugin_objective
-    from supcon_ray.study.definition import load_study
+    from supcon_ray.study import load_study
 
     load_study(EXAMPLE)  # loads the plugin
     logits, labels = torch.randn(8, 5), torch.randint(0, 5, (8,))
@@ -42,11 +42,12 @@ def test_the_example_study_runs_end_to_end_with_the_same_protocol_and_report(ray
     assert set(epsilon["loss"]) == {"poly1"} and set(epsilon["setting"]) == {"options.epsilon=3"}
     assert {json.loads(o)["epsilon"] for o in trials.loc[trials["loss"] == "poly1", "options"]} == {1.0, 3.0}
     assert "verdict:" in out and "poly1" in out
-    from supcon_ray.reporting.numbers import compute
-    from supcon_ray.results.folders import load, stats_rows
+    from supcon_ray.analysis import read_study_folders
+    from supcon_ray.results.folders import stats_rows
+    from views import compute
 
-    loaded, _, metas = load([str(folder)])
-    numbers = compute(loaded, "test_top1", with_importance=False, metas=metas)
+    loaded, _, records = read_study_folders([str(folder)])
+    numbers = compute(loaded, "test_top1", with_importance=False, records=records)
     pairs = {(f["factor"], f["baseline"], f["method"]) for f in numbers["factors"]}
     assert pairs == {("augment", "ce", "poly1"), ("lr", "ce", "poly1"), ("options.epsilon", None, "poly1")}
     assert list(numbers["overall_by_method"]) == ["poly1"]

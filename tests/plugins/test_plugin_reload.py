@@ -30,7 +30,7 @@ from supcon_ray.config import TrainConfig
 from supcon_ray.networks.losses import plugin_objective
 from supcon_ray.plugins import activate, digests, load_plugins, resolve
 from supcon_ray.results.manifest import fingerprint
-from supcon_ray.study.definition import load_study
+from supcon_ray.study import load_study
 
 #: A classifier loss registered as examples/poly_loss.py registers poly1; FACTOR is what an edit changes.
 PLUGIN = '''\

@@ -15,7 +15,7 @@ from supcon_ray import registry
 from supcon_ray.config import ConfigError, TrainConfig
 from supcon_ray.results.manifest import fingerprint, read_manifest
 from supcon_ray.plugins import PluginError, resolve
-from supcon_ray.study.definition import load_study, plan_trials
+from supcon_ray.study import load_study, plan_trials
 from supcon_ray.tune import main
 
 PLUGIN = '''
@@ -247,8 +247,8 @@ def test_studies_without_plugins_keep_their_fingerprint_keys(tmp_path):
 
 
 def test_listing_names_loads_no_plugin_and_the_report_reads_plugin_studies_without_them():
-    code = ("import sys; import supcon_ray.report, supcon_ray.power, supcon_ray.study.definition; "
-            "from supcon_ray.study.definition import Study; "
+    code = ("import sys; import supcon_ray.report, supcon_ray.power, supcon_ray.study.validation; "
+            "from supcon_ray.study import Study; "
             "s = Study.model_validate({'study': 'x', 'losses': ['poly9', 'ce'], 'seeds': [0], "
             "'vary': {'lr': ['x1']}, 'base': {'poly9': {'lr': 0.1}}}, context={'recorded': True}); "
             "print(s.losses, s.base.block('poly9'))")

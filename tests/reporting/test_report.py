@@ -19,7 +19,7 @@ from supcon_ray import stats
 from supcon_ray.reporting import plots
 from supcon_ray.config import TrainConfig
 from supcon_ray.report import build_report, main
-from supcon_ray.reporting.numbers import headline
+from supcon_ray.reporting.console import headline
 from supcon_ray.results.storage import ResultStore
 
 
@@ -210,8 +210,8 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
 
 
 def test_divergence_over_every_trial_counts_a_shared_base_run_once(tmp_path):
-    from supcon_ray.reporting.numbers import compute
     from supcon_ray.results.folders import load
+    from views import compute
 
     trials, _, _ = load([str(_write_study(tmp_path))])
     diverged = trials[trials["status"] == "diverged"].iloc[[0]].assign(factor="augment", setting="augment=base")
@@ -256,9 +256,9 @@ def test_markdown_of_two_studies_pools_each_factor_and_sets_every_answer_beside_
     ("supcon_less_sensitive", None, "n/a"),
 ])
 def test_agreement_with_the_paper(claim, paper, word):
-    from supcon_ray.reporting.markdown import agreement
+    from supcon_ray.stats.agreement import direction_agreement
 
-    assert agreement(claim, paper) == word
+    assert direction_agreement(claim, paper) == word
 
 
 def test_static_figure_bad_input(tmp_path, capsys, monkeypatch):
@@ -323,23 +323,22 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 
 def test_many_factors_and_studies_render():
+    from supcon_ray.analysis import analyze_entries
     from supcon_ray.reporting import plots
 
     rng = np.random.default_rng(0)
-    rows, factors = [], []
+    rows = []
     for i in range(40):
         name = f"f{i}"
         for loss in ("ce", "supcon"):
             for k in range(3):
                 rows += [{"study": "s", "factor": name, "setting": f"{name}={k}", "loss": loss, "seed": r,
                           "status": "completed", "test_top1": rng.uniform(0.5, 0.9)} for r in range(2)]
-        factors.append({"study": "s", "factor": name, "claim": "insufficient",
-                        "these_settings": {"claim": "no_difference", "ratio": 1.2},
-                        "losses": {loss: {"settings": {f"{name}={k}": {"mean": 0.7, "ci95": [0.6, 0.8], "n": 2}
-                                                       for k in range(3)}} for loss in ("ce", "supcon")}})
+    factors = analyze_entries(pd.DataFrame(rows), "test_top1", sensitivity=False).factors
     fig = plots.fig4a(pd.DataFrame(rows), factors, "test_top1")  # 14 rows of panels: plotly refused this before
     titles = [a.text for a in fig.layout.annotations]
-    assert len(titles) == 40 and "these settings: no difference (ratio 1.20); beyond: cannot tell" in titles[0]
+    assert len(titles) == 40 and titles == [plots.panel_title(p) for p in plots.panels(factors)]
+    assert titles[0].startswith("s / f0<br>these settings: ") and titles[0].endswith("; beyond: cannot tell")
 
 
 def test_importance_is_fitted_to_sampled_searches_only():
@@ -393,11 +392,11 @@ def test_a_one_method_study_is_reported_with_its_own_answers(tmp_path):
     (folder / "study.yaml").write_text(yaml.safe_dump({
         "study": "synthetic", "losses": ["supcon"], "seeds": [0, 1, 2], "base": {"common": {"lr": 0.1}},
         "vary": {"lr": [v["lr"] for v in FACTORS["lr"]]}}))
-    out, numbers = build_report(str(folder), json_path=str(tmp_path / "s.json"))
-    (f,) = numbers["factors"]
+    out, typed = build_report(str(folder), json_path=str(tmp_path / "s.json"))
+    (f,) = typed.as_dict()["factors"]
     assert f["method"] == "supcon" and f["baseline"] is None
     assert f["these_settings"]["claim"] in ("moves", "no_detectable_effect") and f["these_settings"]["ratio"] is None
     assert f["drop"]["losses"]["supcon"]["base_setting"] == "lr=0.1" and f["drop"]["difference"] is None
     html = out.read_text()
     assert "Drop from the base" in html and "(supcon)" in html  # the panel title names the one method
-    assert all(line for line in headline(numbers))
+    assert all(line for line in headline(typed))

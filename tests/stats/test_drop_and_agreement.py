@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supcon_ray.stats import SettingTable, analyze_factors, compare_these
+from supcon_ray.stats import SettingTable, compare_these
+from views import analyze_factors
 from supcon_ray.stats.agreement import Outcome, outcome
 from supcon_ray.stats.drop import compare_drops, equivalence_p, fieller, loss_drop
 from supcon_ray.stats.simulate import bimodal_tables, simulate_factor
@@ -182,7 +183,7 @@ def test_primary_and_margin_are_declared_in_the_manifest_and_out_of_the_fingerpr
 
     from supcon_ray.config import ConfigError
     from supcon_ray.results.manifest import Manifest, analysis_edits, changed_keys, fingerprint, read_manifest
-    from supcon_ray.study.definition import Study, analysis_settings, load_study
+    from supcon_ray.study import Study, analysis_settings, load_study
 
     base = yaml.safe_load((ROOT / "search_spaces" / "fig4a_digits.yaml").read_text())
     plain = Study.model_validate({k: v for k, v in base.items() if k != "quick"})
@@ -210,15 +211,16 @@ def test_report_uses_the_recorded_primary_and_flags_a_later_edit(tmp_path):
     import shutil
 
     from supcon_ray.report import build_report
-    from supcon_ray.reporting.numbers import headline
+    from supcon_ray.reporting.console import headline
 
     folder = FOLDERS[0]
     if not folder.is_dir():
         pytest.skip(f"{folder} is not in this checkout")
-    _, numbers = build_report([str(folder)], str(tmp_path / "r.html"))
+    _, typed = build_report([str(folder)], str(tmp_path / "r.html"))
+    numbers = typed.as_dict()
     assert numbers["analysis"]["fig4a-digits"] == {"primary": "spread", "equivalence_ratio": 1.25, "declared": False}
     assert any("added afterwards" in n for n in numbers["notes"])
-    assert headline(numbers)[1].startswith("(secondary) All factors pooled, drop from the base")
+    assert headline(typed)[1].startswith("(secondary) All factors pooled, drop from the base")
     lr = next(f for f in numbers["factors"] if f["factor"] == "lr")
     assert lr["drop"]["losses"]["ce"]["drop"] == pytest.approx(0.386, abs=0.001)  # the issue's 0.387 vs 0.157
     assert lr["drop"]["losses"]["supcon"]["drop"] == pytest.approx(0.157, abs=0.001)
@@ -229,10 +231,11 @@ def test_report_uses_the_recorded_primary_and_flags_a_later_edit(tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with open(copy / "study.yaml", "a") as fh:
         fh.write("primary: spread\n")  # edited after the first run
-    _, numbers = build_report([str(copy)], str(tmp_path / "r2.html"))
+    _, typed = build_report([str(copy)], str(tmp_path / "r2.html"))
+    numbers = typed.as_dict()
     assert numbers["analysis"]["fig4a-digits"]["primary"] == "drop"
     assert any("was declared 'drop'" in n for n in numbers["notes"])
-    assert headline(numbers)[0].startswith("All factors pooled, drop from the base")
+    assert headline(typed)[0].startswith("All factors pooled, drop from the base")
     assert all(f["primary_agreement"]["measure"] == "drop" for f in numbers["factors"] if "primary_agreement" in f)
     assert any("primary_agreement" in f for f in numbers["factors"])
 
@@ -271,7 +274,7 @@ def test_a_new_study_records_its_analysis_and_a_resume_keeps_it(tmp_path):
 
     from supcon_ray.results.manifest import analysis_edits, open_manifest, read_manifest, save_manifest
     from supcon_ray.results.storage import ResultStore
-    from supcon_ray.study.definition import load_study
+    from supcon_ray.study import load_study
 
     base = yaml.safe_load((ROOT / "search_spaces" / "fig4a_digits.yaml").read_text())
     first = tmp_path / "first.yaml"
@@ -346,27 +349,6 @@ def test_the_paper_direction_applies_only_to_the_factors_it_names():
     lr = simulate_factor(rng, 5, 3, ratio=3.0, factor="lr", exact_spread=True)
     _, overall = analyze_factors(pd.concat([df, lr]), "test_top1", sensitivity=False)
     assert overall["these_settings"]["agreement"]["outcome"] == "agree"
-
-
-def test_each_nuisance_pick_gets_its_lead_over_the_runner_up():
-    """The pick recorded in the manifest (ties broken by the design's order, which the rows do not know) is
-    the one whose lead is reported, against the best of the other configurations of the same search."""
-    from supcon_ray.stats.base_margin import nuisance_margins
-
-    rows = []
-    for setting, vals in (("batch_size=16", {0.1: 0.50, 1.0: 0.75, 10.0: 0.75}), ("batch_size=64", {0.1: 0.9, 1.0: 0.8})):
-        for lr, val in vals.items():
-            rows.append({"study": "s", "loss": "ce", "factor": "batch_size", "setting": setting, "lr": lr, "seed": 1000,
-                         "status": "completed", "val_top1": val, "design": "nuisance_search:grid"})
-    rows.append({**rows[0], "design": "one_factor+nuisance:grid", "val_top1": 0.99, "seed": 0})  # a replicate: ignored
-    picks = [{"loss": "ce", "factor": "batch_size", "setting": "batch_size=16", "select": "val_top1", "configurations": 3,
-              "best": {"nuisance": {"lr": 10.0}, "mean": 0.75}},
-             {"loss": "ce", "factor": "batch_size", "setting": "batch_size=64", "select": "val_top1", "configurations": 2,
-              "best": {"nuisance": {"lr": 0.1}, "mean": 0.9}}]
-    a, b = nuisance_margins(pd.DataFrame(rows), picks)
-    assert a["margin"]["best"] == "lr=10" and a["margin"]["runner_up"] == "lr=1" and a["margin"]["margin"] == 0.0
-    assert a["margin"]["validation_images"] == 4 and a["margin"]["within_noise"]  # 0.5 and 0.75: 4 images at least
-    assert b["margin"]["margin"] == pytest.approx(0.1) and b["pick"] == {"lr": 0.1} and b["configurations"] == 2
 
 
 def test_setting_means_more_alike_than_seed_noise_never_claim_a_spread():

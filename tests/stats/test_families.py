@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supcon_ray.stats import ALPHA, Claim, analyze_factors, holm
+from supcon_ray.stats import ALPHA, Claim, holm
+from views import analyze_factors
 from supcon_ray.stats.claims import less_sensitive
 from supcon_ray.stats.multiplicity import holm_with_pooled
 

@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supcon_ray import stats
 from supcon_ray.reporting.markdown import results_markdown
-from supcon_ray.reporting.numbers import compute
 from supcon_ray.stats.multiplicity import holm
+from views import analyze_factors, compute, numbers_of
 
 SPREADS = {"ce": 0.08, "supcon": 0.02, "poly1": 0.05}
 FACTORS = {"lr": [f"lr=x{m}" for m in (0.1, 0.3, 1, 3, 10)], "augment": ["augment=a", "augment=b", "augment=c"]}
@@ -32,7 +31,7 @@ def _trials(spreads=SPREADS, factors=FACTORS, seed=0) -> pd.DataFrame:
 
 
 def test_three_methods_give_one_entry_per_method_against_the_baseline():
-    factors, overall = stats.analyze_factors(_trials(), "test_top1", sensitivity=False)
+    factors, overall = analyze_factors(_trials(), "test_top1", sensitivity=False)
     assert [(f["factor"], f["baseline"], f["method"]) for f in factors] == [
         ("augment", "ce", "poly1"), ("augment", "ce", "supcon"), ("lr", "ce", "poly1"), ("lr", "ce", "supcon")]
     for f in factors:  # each entry holds its own pair's numbers only
@@ -50,7 +49,7 @@ def test_three_methods_give_one_entry_per_method_against_the_baseline():
 
 
 def test_each_question_is_one_holm_family_over_every_comparison_and_every_methods_pooled_test():
-    factors, overall = stats.analyze_factors(_trials(), "test_top1", sensitivity=False)
+    factors, overall = analyze_factors(_trials(), "test_top1", sensitivity=False)
     pooled = [overall["by_method"][m]["these_settings"] for m in ("poly1", "supcon")]
     raw = [f["these_settings"]["p_value"] for f in factors] + [p["p_value"] for p in pooled]
     expected = holm(raw)
@@ -67,7 +66,7 @@ def test_each_question_is_one_holm_family_over_every_comparison_and_every_method
 
 
 def test_the_papers_direction_applies_to_supcon_against_ce_only():
-    factors, overall = stats.analyze_factors(_trials(), "test_top1", sensitivity=False)
+    factors, overall = analyze_factors(_trials(), "test_top1", sensitivity=False)
     for f in factors:
         agreement = f["these_settings"]["agreement"]
         if f["method"] == "supcon":
@@ -79,12 +78,12 @@ def test_the_papers_direction_applies_to_supcon_against_ce_only():
 
 def test_a_study_without_ce_compares_with_its_declared_baseline_and_names_the_methods():
     trials = _trials({"poly1": 0.08, "supcon": 0.01})
-    factors, overall = stats.analyze_factors(trials, "test_top1", sensitivity=False, baselines={"s": "poly1"})
+    factors, overall = analyze_factors(trials, "test_top1", sensitivity=False, baselines={"s": "poly1"})
     assert {(f["baseline"], f["method"]) for f in factors} == {("poly1", "supcon")}
     assert overall["these_settings"]["claim"] == "supcon_less_sensitive"
     assert "ratio poly1/SupCon" in overall["these_settings"]["sentence"]
     assert overall["these_settings"]["agreement"]["outcome"] is None  # not the paper's pair
-    flipped, _ = stats.analyze_factors(trials, "test_top1", sensitivity=False, baselines={"s": "supcon"})
+    flipped, _ = analyze_factors(trials, "test_top1", sensitivity=False, baselines={"s": "supcon"})
     ratio = {f["factor"]: f["these_settings"]["ratio"] for f in factors}
     assert {f["factor"]: 1 / f["these_settings"]["ratio"] for f in flipped} == pytest.approx(ratio, rel=1e-6)
     assert {f["these_settings"]["claim"] for f in flipped} == {"supcon_less_sensitive"}
@@ -101,9 +100,10 @@ def test_a_ce_supcon_study_keeps_its_entries_and_gains_overall_by_method(tmp_pat
 
 
 def test_the_report_and_markdown_name_every_method_of_a_three_method_study():
-    numbers = compute(_trials(), "test_top1", with_importance=False)
+    typed = numbers_of(_trials(), "test_top1", with_importance=False)
+    numbers = typed.as_dict()
     assert set(numbers["overall_by_method"]) == {"poly1", "supcon"}
-    md = results_markdown(numbers)
+    md = results_markdown(typed)
     assert "| lr (poly1 vs CE) |" in md and "| lr (SupCon vs CE) |" in md
     assert "**all pooled** (poly1 vs CE)" in md and "**all pooled** (SupCon vs CE)" in md
     assert "ratio baseline/method" in md
@@ -116,8 +116,7 @@ def test_markdown_gives_a_one_method_study_its_own_table_and_every_study_its_cur
     means and intervals matching a direct computation over the runs."""
     temps = {"temperature": [f"temperature={t}" for t in (1, 0.1, 0.03, 0.5)]}
     trials = _trials({"supcon": 0.05}, temps, seed=3)
-    numbers = compute(trials, "test_top1", with_importance=False)
-    md = results_markdown(numbers)
+    md = results_markdown(numbers_of(trials, "test_top1", with_importance=False))
     assert "| factor | method | settings | spread [95% CI] |" in md and "CE" not in md and "ratio" not in md
     (row,) = [line for line in md.splitlines() if line.startswith("| temperature | SupCon | 4 |")]
     assert "no detectable effect" in row or "moves" in row
@@ -126,7 +125,7 @@ def test_markdown_gives_a_one_method_study_its_own_table_and_every_study_its_cur
     runs = trials[trials["setting"] == "temperature=0.03"]["test_top1"]
     half = 4.302652729749464 * runs.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
     assert curve[0] == f"| 0.03 | {runs.mean():.3f} [{runs.mean() - half:.3f}, {runs.mean() + half:.3f}] (3) |"
-    two = results_markdown(compute(_trials({"ce": 0.08, "supcon": 0.02}), "test_top1", with_importance=False))
+    two = results_markdown(numbers_of(_trials({"ce": 0.08, "supcon": 0.02}), "test_top1", with_importance=False))
     assert "**Per setting**" in two and "| lr | CE | SupCon |" in two
     lr = two[two.index("| lr | CE | SupCon |"):]
     assert lr.index("| x0.1 |") < lr.index("| x0.3 |") < lr.index("| x1 |") < lr.index("| x3 |") < lr.index("| x10 |")

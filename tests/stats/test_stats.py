@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supcon_ray.stats import SettingTable, analyze_factors, compare, components, expected_max_unbiased, holm
+from supcon_ray.stats import SettingTable, compare, components, expected_max_unbiased, holm
+from views import analyze_factors
 from supcon_ray.stats.divergence import divergence_summary
 from supcon_ray.stats.simulate import simulate_factor
 from supcon_ray.stats.tuning_curve import curves_with_band
@@ -337,13 +338,6 @@ def test_divergence_odds_ratio_puts_the_baseline_first_whatever_the_names():
     assert out["per_loss"]["barlow"] == {"completed": 9, "diverged": 1, "failed": 1, "divergence_rate": 0.1}
     none = divergence_summary(pd.DataFrame([{"loss": "ce", "status": "failed"}, {"loss": "supcon", "status": "failed"}]))
     assert math.isnan(none["per_loss"]["ce"]["divergence_rate"]) and math.isnan(none["fisher_p"])  # nothing finished
-
-
-def test_a_configuration_label_joins_its_values_with_commas():
-    from supcon_ray.stats.base_margin import config_label
-
-    assert config_label({"lr": 0.123456, "weight_decay": 1e-4, "optimizer": "sgd"}) == \
-        "lr=0.1235,weight_decay=0.0001,optimizer=sgd"
 
 
 def test_components_count_the_runs():

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supcon_ray.stats import SettingTable, analyze_factors, compare, compare_these
+from supcon_ray.stats import SettingTable, compare, compare_these
+from views import analyze_factors
 from supcon_ray.stats.simulate import simulate_factor
 from supcon_ray.stats.tolerance import at_least, exact_sum, sign, snap
 

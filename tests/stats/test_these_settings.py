@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from supcon_ray.stats import SettingTable, analyze_factors, compare_these, components, holm
+from supcon_ray.stats import SettingTable, compare_these, components, holm
+from views import analyze_factors
 from supcon_ray.stats.simulate import bimodal_tables, pattern_tables, simulate_factor, simulate_tables, spread_ratio
 
 from rates import assert_coverage, assert_rate_at_most
@@ -264,7 +265,7 @@ def test_a_factor_run_in_two_studies_is_pooled_over_them_with_its_own_holm_famil
     assert lr["factor"] == "lr" and lr["studies"] == ["a", "b"] and lr["n_settings"] == 6
     # the pooled answers are the block tests of exactly these two studies' lr runs
     from supcon_ray.stats import compare
-    from supcon_ray.stats.stability import setting_tables
+    from supcon_ray.analysis.units import setting_tables
     blocks = []
     for study in ("a", "b"):
         t = setting_tables(trials[(trials.study == study) & (trials.factor == "lr")], "test_top1")

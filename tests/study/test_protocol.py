@@ -12,7 +12,7 @@ import pytest
 
 from supcon_ray.study import protocol
 from supcon_ray.config import ConfigError, TrainConfig
-from supcon_ray.study.definition import draw_design, load_study, plan_trials
+from supcon_ray.study import draw_design, load_study, plan_trials
 
 HEAD = """
 study: proto
@@ -64,7 +64,7 @@ def test_a_setting_listed_twice_is_refused(tmp_path):
 
 def test_ids_name_what_a_trial_computes_not_where_it_runs(tmp_path):
     """Ids hash the configuration with the dataset as written and without resources, so a checkout moved
-    elsewhere, or run with other resources, plans the same ids; the stage still tells two runs apart."""
+    elsewhere, or run with other resources, plans the same ids; the phase still tells two runs apart."""
     body = "vary:\n  optimizer: [sgd, lars]\n"
     head = HEAD.replace("dataset: digits", "dataset: parquet:data/cifar")
     here = load_study(write(tmp_path, body, head=head))
@@ -74,12 +74,12 @@ def test_ids_name_what_a_trial_computes_not_where_it_runs(tmp_path):
     a, b = plan_trials(here), plan_trials(moved)
     assert [s.trial_id for s in a] == [s.trial_id for s in b]
     assert a[0].train["dataset"] == "parquet:data/cifar"  # as written: no machine path in ids or rows
-    from supcon_ray.study.definition import train_config
+    from supcon_ray.study import train_config
 
     assert train_config(asdict(a[0])).dataset == f"parquet:{tmp_path}/data/cifar"  # resolved where files open
     assert train_config(asdict(b[0])).dataset == f"parquet:{tmp_path}/moved/data/cifar"
     # the same configuration in two phases is two runs
-    from supcon_ray.study.definition import trial_id
+    from supcon_ray.study import trial_id
 
     train = a[0].train
     assert trial_id("proto", "tune_base", "f", "l", train) != trial_id("proto", "study", "f", "l", train)
@@ -123,7 +123,7 @@ def test_unequal_budgets_of_distinct_configurations_are_refused(tmp_path):
         load_study(write(tmp_path, search, name="tpe2.yaml"))
 
 
-def test_stage1_budget_is_equal_per_loss_and_ce_skips_contrastive_keys(tmp_path):
+def test_step1_budget_is_equal_per_loss_and_ce_skips_contrastive_keys(tmp_path):
     body = ("tune_base:\n  sampler: qmc\n  budget: 5\n  seeds: [1000, 1003]\n"
             "  space: {lr: {loguniform: [0.01, 1.0]}, temperature: {uniform: [0.05, 0.5]}}\n"
             "vary:\n  optimizer: [sgd, lars]\n")
@@ -289,8 +289,8 @@ def test_resume_refuses_a_study_that_computes_something_else(tmp_path):
     more = load_study(write(tmp_path, "vary:\n  optimizer: [sgd]\nresources: {cpus_per_worker: 2}\n", name="r.yaml"))
     assert changed_keys(fingerprint(study), fingerprint(more)) == []  # resources do not change what trials compute
     store = ResultStore(str(tmp_path / "results"), "proto")
-    save_manifest(store, Manifest("proto", fingerprint(study), stages={"study": ["x"]}))
-    assert open_manifest(store, study, resume=True).stages == {"study": ["x"]}
+    save_manifest(store, Manifest("proto", fingerprint(study), steps={"study": ["x"]}))
+    assert open_manifest(store, study, resume=True).steps == {"study": ["x"]}
     with pytest.raises(ConfigError, match=r"--resume: .*changes what its trials compute.*: base\.common\.epochs\."):
         open_manifest(store, edited, resume=True)
 
@@ -487,3 +487,17 @@ def test_resume_names_an_edited_plugin_and_counts_the_changes_it_does_not_list(t
     save_manifest(store, Manifest("proto", many))
     with pytest.raises(ConfigError, match=r": retired0, retired1, .*, retired7 and 3 more\. Resuming"):
         open_manifest(store, study, resume=True)
+
+
+def test_the_manifest_keeps_its_recorded_key_for_the_steps_and_the_trials_their_recorded_phases():
+    """The code says step and phase; every recorded manifest says ``stages`` and every row its phase string."""
+    from supcon_ray.results.manifest import MANIFEST_STEPS_KEY, Manifest
+    from supcon_ray.study import Phase, Step
+
+    manifest = Manifest("proto", {}, steps={Step.TUNE_BASE: ["a"], Step.STUDY: ["b"]})
+    record = json.loads(manifest.to_json())
+    assert MANIFEST_STEPS_KEY == "stages" and list(record)[:3] == ["study", "fingerprint", "stages"]
+    assert record["stages"] == {"tune_base": ["a"], "study": ["b"]} and "steps" not in record
+    assert Manifest.from_json(manifest.to_json()).steps == {"tune_base": ["a"], "study": ["b"]}
+    assert [str(p) for p in Phase] == ["tune_base", "nuisance", "study"]
+    assert [str(s) for s in protocol.STEPS] == ["tune_base", "study", "replicates"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from supcon_ray.config import ConfigError
-from supcon_ray.study.definition import load_study, plan_trials, sample_design
+from supcon_ray.study import load_study, plan_trials, sample_design
 from supcon_ray.tune import main, print_plan
 
 SPACES = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))
@@ -301,7 +301,7 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
     from supcon_ray.plugins import load_plugins
     from supcon_ray.results.manifest import read_manifest
     from supcon_ray.study.protocol import STEPS, plan
-    from supcon_ray.study.definition import Study, at_own_size
+    from supcon_ray.study import Study, at_own_size
 
     root = Path(__file__).resolve().parents[2] / "docs" / "results"
     folders = sorted(p for p in root.iterdir() if (p / "manifest.json").is_file())
@@ -314,8 +314,8 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
         study = Study.model_validate(data)
         assert at_own_size(study)[0] == study  # sizes come from train_size / the built-in datasets
         analysed = []
-        for stage in STEPS:
-            planned = plan(study, stage, manifest.decisions)
-            assert [s.trial_id for s in planned.specs] == manifest.stages[stage][:len(planned.specs)], (folder, stage)
+        for step in STEPS:
+            planned = plan(study, step, manifest.decisions)
+            assert [s.trial_id for s in planned.specs] == manifest.steps[step][:len(planned.specs)], (folder, step)
             analysed += planned.analysed
         assert json.dumps(analysed, sort_keys=True) == json.dumps(manifest.analysed, sort_keys=True), folder

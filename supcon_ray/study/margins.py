@@ -1,9 +1,10 @@
-"""How clearly step 1 picked each loss's base: the best configuration's lead over the runner-up.
+"""How clearly the protocol picked: each loss's base (step 1) and each nuisance pick, by the best
+configuration's lead over the runner-up of its search.
 
 Every factor is changed from the tuned base, so a base picked within noise should be said so. From
-the step-1 rows (``design`` ``tune_base:*``, or ``phase`` ``tune_base`` where there is no design), per loss: the configurations' mean selection metric
-(validation top-1) over the selection seeds, the best minus the runner-up (``margin``), and its
-standard error:
+the step-1 rows (``design`` ``tune_base:*``, or ``phase`` ``tune_base`` where there is no design), per
+loss: the configurations' mean selection metric (validation top-1) over the selection seeds, the best
+minus the runner-up (``margin``), and its standard error:
 
 * several selection seeds: the standard error of the per-seed differences (both configurations ran
   on the same seeds, so the difference is paired);
@@ -12,7 +13,9 @@ standard error:
   images (their errors are positively correlated). ``n`` is read from the accuracies themselves: the
   least common denominator of the recorded values (each is correct / n).
 
-``within_noise`` is True when the margin is under one standard error.
+``within_noise`` is True when the margin is under one standard error. The same lead is computed for
+each nuisance pick against the other configurations of its search (:func:`nuisance_margins`), and
+put in words by :func:`margin_sentence`.
 """
 
 from __future__ import annotations
@@ -24,13 +27,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from supcon_ray.designs import DesignKind, is_nuisance_search, is_tune_base
+from supcon_ray.designs import is_nuisance_search, is_tune_base
+from supcon_ray.labels import format_label
+from supcon_ray.study.trials import Phase
 
-from .tolerance import RTOL
-
-STEP1_PHASE = str(DesignKind.TUNE_BASE)  # the phase of a step-1 trial where rows have no design
 #: The largest validation set whose size is read back from its accuracies.
 MAX_VALIDATION_IMAGES = 1_000_000
+#: How far a recorded accuracy may lie from the fraction ``correct / n`` read back from it: far above the
+#: rounding of a float (about 1e-16) and far below one image in a million (1e-6). The same 1e-9 as the
+#: statistics' resolution (``supcon_ray.stats.tolerance.RTOL``), kept here because the study layer does not
+#: import the statistics.
+FRACTION_TOLERANCE = 1e-9
 
 
 def validation_images(values: pd.Series) -> int | None:
@@ -38,7 +45,7 @@ def validation_images(values: pd.Series) -> int | None:
     n = 1
     for v in pd.Series(values).dropna().astype(float):
         f = Fraction(v).limit_denominator(MAX_VALIDATION_IMAGES)
-        if abs(float(f) - v) > RTOL:
+        if abs(float(f) - v) > FRACTION_TOLERANCE:
             return None
         n = n * f.denominator // math.gcd(n, f.denominator)
         if n > MAX_VALIDATION_IMAGES:
@@ -52,7 +59,7 @@ def base_margins(trials: pd.DataFrame, select: str = "val_top1") -> dict[str, di
     if select not in trials or not {"design", "phase"} & set(trials):
         return {}
     step1 = (trials["design"].map(is_tune_base) if "design" in trials
-              else trials["phase"] == STEP1_PHASE)
+             else trials["phase"] == Phase.TUNE_BASE)
     rows = trials[step1 & (trials["status"] == "completed") & trials[select].notna()]
     if "study" not in rows:
         rows = rows.assign(study="study")
@@ -91,17 +98,12 @@ def _lead(g: pd.DataFrame, config: str, select: str, picked: str | None = None) 
             "within_noise": bool(np.isfinite(se) and margin < se)}
 
 
-def config_label(values: dict[str, Any]) -> str:
-    """A configuration as ``key=value`` pairs (floats to 4 significant digits), as step-1 settings are written."""
-    return ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-
-
 def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each nuisance pick (a manifest's ``decisions["nuisance"]`` records: loss, factor, setting, select and
     ``best``) with the lead of the picked configuration over the runner-up of its search, as for step 1:
     ``{loss, factor, setting, pick, mean, configurations, margin}`` (``margin`` None with one configuration).
     The search's rows are the selection runs of that (loss, factor, setting); configurations are told apart
-    by the values of the searched keys."""
+    by the values of the searched keys, labelled as settings are (:func:`supcon_ray.labels.format_label`)."""
     out = []
     search = trials[trials["design"].map(is_nuisance_search)] if "design" in trials else trials.iloc[:0]
     for rec in picks:
@@ -113,8 +115,8 @@ def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[
         margin = None
         if keys and select in g and len(g):
             g = g[g[select].notna()]
-            labels = [config_label(dict(zip(keys, row))) for row in g[keys].itertuples(index=False)]
-            margin = _lead(g.assign(_config=labels), "_config", select, config_label(best)) if len(g) else None
+            labels = [format_label(dict(zip(keys, row))) for row in g[keys].itertuples(index=False)]
+            margin = _lead(g.assign(_config=labels), "_config", select, format_label(best)) if len(g) else None
         out.append({"loss": rec["loss"], "factor": rec["factor"], "setting": rec["setting"], "pick": best,
                     "mean": (rec.get("best") or {}).get("mean"), "configurations": rec.get("configurations"),
                     "select": select, "margin": margin})
