@@ -22,7 +22,9 @@ settings each seed lands at chance with probability 1/2). And the committed stud
 seed noise (:data:`PATTERN_FOLDERS`): every factor of every published study, each setting with its
 observed seed std and the profiles rescaled to equal spreads (ratio 1) or CE's twice SupCon's, at the
 study's own number of settings and 3 seeds (:func:`supcon_ray.stats.simulate.pattern_tables`); these
-rows also carry power at ratio 2. Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
+rows also carry power at ratio 2. ``--question one-method``: a loss alone (the temperature studies), its
+spread tested against no effect beyond seed noise, under even, uneven and heavy-tailed seed noise.
+Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import write_json
-from supcon_ray.stats import compare, compare_these
+from supcon_ray.stats import SettingTable, compare, compare_these, spread_of_one
 from supcon_ray.stats.paired import uneven_noise
 from supcon_ray.stats.settings import ALPHA
 from supcon_ray.stats.simulate import NoisePattern, bimodal_tables, pattern_tables, simulate_tables, spread_ratio
@@ -222,6 +224,38 @@ def tost_cell(rng: np.random.Generator, k: int, s: int, truth: dict | NoisePatte
     return {"equivalence_at_m": float(np.mean(at_m)), "equivalence_at_1": float(np.mean(at_1))}
 
 
+#: One method's truths (its own table: no comparison): per-setting seed std relative to the base noise.
+ONE_METHOD_NOISE = {"even noise": None, "uneven noise": (0.2, 0.2, 3.0, 0.2, 1.0), "heavy-tailed seed noise (t3)": "t3"}
+ONE_METHOD_DESIGNS = [(4, 3), (9, 3), (4, 2)]
+
+
+def _one_table(rng: np.random.Generator, k: int, s: int, noise, spread: float) -> SettingTable:
+    """One loss's table: ``k`` settings whose true means have std ``spread`` exactly, ``s`` seeds each, seed
+    noise :data:`SEED_STD` scaled per setting (``noise``: a profile cycled over the settings, or ``"t3"``)."""
+    z = rng.standard_normal(k)
+    means = 0.8 + (spread * (z - z.mean()) / z.std(ddof=1) if spread > 0 else np.zeros(k))
+    scale = np.full(k, SEED_STD) if noise in (None, "t3") else SEED_STD * np.resize(np.array(noise), k)
+    draws = rng.standard_t(3, (k, s)) / math.sqrt(3) if noise == "t3" else rng.standard_normal((k, s))
+    y = means[:, None] + scale[:, None] * draws
+    mean = y.mean(axis=1)
+    return SettingTable(tuple(f"s{i}" for i in range(k)), np.full(k, float(s)), mean,
+                        ((y - mean[:, None]) ** 2).sum(axis=1))
+
+
+def one_method_cell(rng: np.random.Generator, k: int, s: int, noise, sims: int) -> dict:
+    """The one-method test of "no effect beyond seed noise": false claims ("moves") at spread 0, coverage of the
+    spread's 95% interval and power at spreads of 1x and 2x the seed noise."""
+    false, cover1, power1, power2 = [], [], [], []
+    for _ in range(sims):
+        false.append(spread_of_one([_one_table(rng, k, s, noise, 0.0)], interval=False).p_value < ALPHA)
+        r = spread_of_one([_one_table(rng, k, s, noise, SEED_STD)])
+        cover1.append(_covered(r.ci95, SEED_STD))
+        power1.append(r.p_value < ALPHA)
+        power2.append(spread_of_one([_one_table(rng, k, s, noise, 2 * SEED_STD)], interval=False).p_value < ALPHA)
+    return {"false_claim": float(np.mean(false)), "coverage_spread_1x": float(np.mean(cover1)),
+            "power_spread_1x": float(np.mean(power1)), "power_spread_2x": float(np.mean(power2))}
+
+
 def _f(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3f}"
 
@@ -238,9 +272,10 @@ def _cells(args) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sims", type=int, default=2000, help="simulated factors per design and truth (default 2000)")
-    ap.add_argument("--question", choices=("these", "beyond", "both", "drop", "agreement"), default="both",
+    ap.add_argument("--question", choices=("these", "beyond", "both", "drop", "agreement", "one-method"), default="both",
                     help="both: the two questions' ratio tests; drop: the drop from the base; agreement: the "
-                         "equivalence test (TOST) of 'no meaningful difference'")
+                         "equivalence test (TOST) of 'no meaningful difference'; one-method: a loss alone, its "
+                         "spread against no effect beyond seed noise")
     ap.add_argument("--truth", action="append", choices=[*TRUTHS, "study patterns"], metavar="NAME",
                     help="only this truth (repeatable; 'study patterns': the published studies' noise; default: all)")
     args = ap.parse_args(argv)
@@ -307,6 +342,20 @@ def main(argv: list[str] | None = None) -> int:
             r = {"truth": name, "settings": k, "seeds": s, **tost_cell(rng, k, s, truth, n)}
             out["agreement"].append(r)
             print(f"| {name} | {k} x {s} | {_f(r['equivalence_at_m'])} | {_f(r['equivalence_at_1'])} |", flush=True)
+    if args.question == "one-method":
+        rng = np.random.default_rng(2030)
+        out["one_method"] = []
+        print(f"One method, 'moves' against no effect beyond seed noise: {n} simulated factors per cell; seed std "
+              f"{SEED_STD} (uneven: per-setting multiples {ONE_METHOD_NOISE['uneven noise']}).")
+        print("| truth | settings x seeds | false claims, spread 0 | coverage, spread 1x noise | power, spread 1x "
+              "| power, spread 2x |")
+        print("|---|---|---:|---:|---:|---:|")
+        for name, noise in ONE_METHOD_NOISE.items():
+            for k, s in ONE_METHOD_DESIGNS:
+                r = {"truth": name, "settings": k, "seeds": s, **one_method_cell(rng, k, s, noise, n)}
+                out["one_method"].append(r)
+                print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_spread_1x'])} | "
+                      f"{_f(r['power_spread_1x'])} | {_f(r['power_spread_2x'])} |", flush=True)
     out["seconds"] = time.perf_counter() - start
     print(f"\nWall time {out['seconds']:.0f} s.")
     part = "" if args.question == "both" else f"_{args.question}"

@@ -232,16 +232,18 @@ def _tost_p(ce: _Loss, sc: _Loss, margin: float) -> float:
 
 def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
     """p-value of ``Theta = t`` for one loss, for each ``t``: equal-tailed, except at ``t = 0``, the edge of
-    the parameter space, where only the upper tail counts (``2 P(Z* >= Z)``). Setting means more alike
-    than seed noise predicts (a negative unbiased estimate) are no evidence of a spread above 0, so they
-    never reject ``Theta = 0``: no "moves" claim from them, and an interval that keeps 0 where the
-    estimate is 0. Against the equal-tailed test this only removes rejections."""
+    the parameter space, where the test is one-sided (``P(Z* >= Z)``): under a null on the boundary only
+    a spread above 0 is an alternative, so the reference distribution is one-sided (Self & Liang 1987),
+    and doubling the tail would test at half the level. Setting means more alike than seed noise
+    predicts (a negative unbiased estimate) are no evidence of a spread above 0, so they never reject
+    ``Theta = 0``: no "moves" claim from them, and an interval that keeps 0 where the estimate is 0. The
+    interval inverts this same test, so it excludes 0 exactly when the p-value is below alpha."""
     n_f = len(loss.factors)
     z_obs = _z(np.full(len(t), loss.raw), n_f * t**2, np.full(len(t), loss.var))
     e, v = loss.draw(n_f * t**2)
     z_star = _z(e, n_f * (t**2)[:, None], v)
     upper, lower = _tails(z_star, z_obs)
-    return np.minimum(1.0, 2 * np.where(t == 0, upper, np.minimum(upper, lower)))
+    return np.minimum(1.0, np.where(t == 0, upper, 2 * np.minimum(upper, lower)))
 
 
 def _spread_interval(loss: _Loss, alpha: float, bound: float | None) -> tuple[float, float]:

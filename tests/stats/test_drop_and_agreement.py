@@ -87,6 +87,35 @@ def test_difference_has_power_and_fieller_is_bounded_only_when_the_denominator_i
     assert negative.drop < 0 and math.isnan(compare_drops(a, negative).ratio)
 
 
+def test_one_method_test_is_one_sided_at_no_effect_and_its_interval_agrees():
+    """At a spread of 0 (the edge of what a spread can be) only a larger spread is an alternative, so the test
+    is one-sided (Self & Liang 1987): a spread whose bootstrap upper tail is 4% moves at 5%. Doubling the tail
+    (the old test) said "no detectable effect" here. The interval inverts the same test, so it excludes 0."""
+    r = spread_of_one([_table([[0.791, 0.805, 0.805], [0.759, 0.784, 0.788], [0.809, 0.806, 0.815],
+                               [0.801, 0.817, 0.827]])])
+    assert 0.025 < r.p_value < 0.05
+    assert 0 < r.ci95[0] < r.spread < r.ci95[1]
+
+
+def test_one_method_power_is_that_of_a_one_sided_test_at_its_level():
+    """9 settings x 3 seeds with a true spread equal to the seed noise: the one-sided test finds it in 0.70
+    (the calibration table), the doubled tail in 0.49; under no effect both uneven and even noise stay at level."""
+    rng = np.random.default_rng(5)
+
+    def table(k: int, sd: np.ndarray, spread: float) -> SettingTable:
+        z = rng.standard_normal(k)
+        means = 0.8 + (spread * (z - z.mean()) / z.std(ddof=1) if spread else 0.0)
+        return _table([list(m + s * rng.standard_normal(3)) for m, s in zip(np.broadcast_to(means, k), sd)])
+
+    even = np.full(9, 0.01)
+    found = [spread_of_one([table(9, even, 0.01)], interval=False).p_value < 0.05 for _ in range(300)]
+    assert float(np.mean(found)) >= 0.60
+    uneven = 0.01 * np.resize([0.2, 0.2, 3.0, 0.2, 1.0], 9)
+    for sd in (even, uneven):
+        claims = [spread_of_one([table(9, sd, 0.0)], interval=False).p_value < 0.05 for _ in range(400)]
+        assert_rate_at_most(float(np.mean(claims)), 400)
+
+
 def test_one_method_spread_tests_no_effect_and_is_calibrated():
     rng = np.random.default_rng(3)
     claims = []
