@@ -260,6 +260,19 @@ def _f(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
+def _table(rng: np.random.Generator, cells: list[tuple], cell, sims: int, columns: dict[str, str]) -> list[dict]:
+    """Run ``cell(rng, settings, seeds, truth, sims)`` for every ``(name, truth, settings, seeds)`` of ``cells``,
+    printing a Markdown row each (``columns``: heading -> result key); return the rows."""
+    print("| truth | settings x seeds | " + " | ".join(columns) + " |")
+    print("|---|---|" + "---:|" * len(columns))
+    rows = []
+    for name, truth, k, s in cells:
+        r = {"truth": name, "settings": k, "seeds": s, **cell(rng, k, s, truth, sims)}
+        rows.append(r)
+        print(f"| {name} | {k} x {s} | " + " | ".join(_f(r[key]) for key in columns.values()) + " |", flush=True)
+    return rows
+
+
 def _cells(args) -> list[tuple]:
     """(name, truth, settings, seeds) of every "these settings" cell the arguments select."""
     cells = [(name, truth, k, s) for name, truth in TRUTHS.items() for k, s in THESE_DESIGNS]
@@ -317,45 +330,24 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_f(r['bounded_ratio1'])} | {_f(r['coverage_ratio2'])} | {_f(r['power_ratio4'])} | "
                       f"{_f(r['uneven_ratio1'])} |", flush=True)
     if args.question == "drop":
-        rng = np.random.default_rng(2028)
-        out["drop"] = []
         print(f"Drop from the base (base: the middle setting): {n} simulated factors per cell; Monte-Carlo standard "
               f"error {se:.3f} at 0.05 and 0.95.")
-        print("| truth | settings x seeds | coverage, CE drop | coverage, SupCon drop | coverage, difference "
-              "| false claims, equal drops | 'no meaningful difference' at ratio 1.25 |")
-        print("|---|---|---:|---:|---:|---:|---:|")
-        for name, truth, k, s in _cells(args):
-            r = {"truth": name, "settings": k, "seeds": s, **drop_cell(rng, k, s, truth, n)}
-            out["drop"].append(r)
-            print(f"| {name} | {k} x {s} | {_f(r['coverage_ce'])} | {_f(r['coverage_supcon'])} | "
-                  f"{_f(r['coverage_difference'])} | {_f(r['false_claim_equal_drops'])} | {_f(r['equivalence_at_m'])} |",
-                  flush=True)
+        out["drop"] = _table(np.random.default_rng(2028), _cells(args), drop_cell, n, {
+            "coverage, CE drop": "coverage_ce", "coverage, SupCon drop": "coverage_supcon",
+            "coverage, difference": "coverage_difference", "false claims, equal drops": "false_claim_equal_drops",
+            "'no meaningful difference' at ratio 1.25": "equivalence_at_m"})
     if args.question == "agreement":
-        rng = np.random.default_rng(2029)
-        out["agreement"] = []
         print(f"'No meaningful difference' (TOST, m = 1.25) for these settings: {n} simulated factors per cell.")
-        print("| truth | settings x seeds | said at true ratio 1.25 (nominal <= 0.05) | said at true ratio 1 |")
-        print("|---|---|---:|---:|")
-        for name, truth, k, s in _cells(args):
-            if isinstance(truth, dict) and truth["setting_std"] == 0:
-                continue
-            r = {"truth": name, "settings": k, "seeds": s, **tost_cell(rng, k, s, truth, n)}
-            out["agreement"].append(r)
-            print(f"| {name} | {k} x {s} | {_f(r['equivalence_at_m'])} | {_f(r['equivalence_at_1'])} |", flush=True)
+        cells = [c for c in _cells(args) if not (isinstance(c[1], dict) and c[1]["setting_std"] == 0)]
+        out["agreement"] = _table(np.random.default_rng(2029), cells, tost_cell, n, {
+            "said at true ratio 1.25 (nominal <= 0.05)": "equivalence_at_m", "said at true ratio 1": "equivalence_at_1"})
     if args.question == "one-method":
-        rng = np.random.default_rng(2030)
-        out["one_method"] = []
         print(f"One method, 'moves' against no effect beyond seed noise: {n} simulated factors per cell; seed std "
               f"{SEED_STD} (uneven: per-setting multiples {ONE_METHOD_NOISE['uneven noise']}).")
-        print("| truth | settings x seeds | false claims, spread 0 | coverage, spread 1x noise | power, spread 1x "
-              "| power, spread 2x |")
-        print("|---|---|---:|---:|---:|---:|")
-        for name, noise in ONE_METHOD_NOISE.items():
-            for k, s in ONE_METHOD_DESIGNS:
-                r = {"truth": name, "settings": k, "seeds": s, **one_method_cell(rng, k, s, noise, n)}
-                out["one_method"].append(r)
-                print(f"| {name} | {k} x {s} | {_f(r['false_claim'])} | {_f(r['coverage_spread_1x'])} | "
-                      f"{_f(r['power_spread_1x'])} | {_f(r['power_spread_2x'])} |", flush=True)
+        cells = [(name, noise, k, s) for name, noise in ONE_METHOD_NOISE.items() for k, s in ONE_METHOD_DESIGNS]
+        out["one_method"] = _table(np.random.default_rng(2030), cells, one_method_cell, n, {
+            "false claims, spread 0": "false_claim", "coverage, spread 1x noise": "coverage_spread_1x",
+            "power, spread 1x": "power_spread_1x", "power, spread 2x": "power_spread_2x"})
     out["seconds"] = time.perf_counter() - start
     print(f"\nWall time {out['seconds']:.0f} s.")
     part = "" if args.question == "both" else f"_{args.question}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -58,6 +58,13 @@ class Pair(NamedTuple):
     method: str
 
 
+class _Fields:
+    """A model class whose JSON is its fields, in their order (no optional key, no renamed one)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
 @dataclass(frozen=True)
 class Interval:
     """A two-sided interval as the contract writes it (``None`` for an unknown or unbounded end)."""
@@ -81,16 +88,13 @@ NO_INTERVAL = Interval(None, None)
 
 
 @dataclass(frozen=True)
-class SettingMean:
+class SettingMean(_Fields):
     """One setting's mean over its seeds, with its t-interval (``ci95``), seed count and gap to the best."""
 
     mean: float
     n: int
     ci95: Interval
     drop_from_best: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean, "n": self.n, "ci95": self.ci95.as_dict(), "drop_from_best": self.drop_from_best}
 
 
 @dataclass(frozen=True)
@@ -195,14 +199,11 @@ class Agreement:
 
 
 @dataclass(frozen=True)
-class LossSpread:
+class LossSpread(_Fields):
     """One loss's spread of setting means (seed noise removed) with its interval."""
 
     spread: float
     spread_ci95: Interval
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"spread": self.spread, "spread_ci95": self.spread_ci95.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ class TheseAnswer:
 
 
 @dataclass(frozen=True)
-class LossDrop:
+class LossDrop(_Fields):
     """One loss's drop from its base: the estimate, interval and p-value, its base and worst setting."""
 
     drop: float
@@ -246,21 +247,13 @@ class LossDrop:
     worst_setting: str | None
     width_decades: Mapping[str, float | None] | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"drop": self.drop, "ci95": self.ci95.as_dict(), "p_value": self.p_value,
-                "base_setting": self.base_setting, "worst": self.worst, "worst_setting": self.worst_setting,
-                "width_decades": self.width_decades}
-
 
 @dataclass(frozen=True)
-class DropDifference:
+class DropDifference(_Fields):
     """The difference of two losses' drops, baseline minus method, with its t-interval."""
 
     estimate: float
     ci95: Interval
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"estimate": self.estimate, "ci95": self.ci95.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -295,6 +288,18 @@ class DropAnswer:
 QUESTIONS = {"these_settings": "for these settings", "beyond": "beyond these settings"}
 
 
+class _Entry:
+    """What every entry reads alike: its compared pair's baseline and its "beyond" claim (the top-level ``claim``)."""
+
+    @property
+    def baseline(self) -> str | None:
+        return self.pair.baseline if self.pair else None
+
+    @property
+    def claim(self) -> str:
+        return self.beyond.claim
+
+
 def _views(out: dict[str, Any], logit: ViewAnswer | None, conservative: ViewAnswer | None) -> dict[str, Any]:
     if logit is not None:
         out["logit"] = logit.as_dict()
@@ -312,7 +317,7 @@ def _headline(out: dict[str, Any], agreement: Agreement | None, primary: str | N
 
 
 @dataclass(frozen=True)
-class FactorEntry:
+class FactorEntry(_Entry):
     """One (study, factor) answered for one compared :attr:`pair` (``None``: the factor's one method alone)."""
 
     study: str
@@ -333,14 +338,6 @@ class FactorEntry:
     logit: ViewAnswer | None = None
     conservative: ViewAnswer | None = None
 
-    @property
-    def baseline(self) -> str | None:
-        return self.pair.baseline if self.pair else None
-
-    @property
-    def claim(self) -> str:
-        return self.beyond.claim
-
     def as_dict(self) -> dict[str, Any]:
         out = {"study": self.study, "factor": self.factor, "n_settings": self.n_settings,
                "paired_settings": self.paired_settings, "unpaired_settings": list(self.unpaired_settings),
@@ -355,7 +352,7 @@ class FactorEntry:
 
 
 @dataclass(frozen=True)
-class AcrossEntry:
+class AcrossEntry(_Entry):
     """One factor pooled over the studies that ran it, each study a block (both questions)."""
 
     factor: str
@@ -366,16 +363,8 @@ class AcrossEntry:
     pair: Pair
 
     @property
-    def baseline(self) -> str:
-        return self.pair.baseline
-
-    @property
     def method(self) -> str:
         return self.pair.method
-
-    @property
-    def claim(self) -> str:
-        return self.beyond.claim
 
     def as_dict(self) -> dict[str, Any]:
         return {"factor": self.factor, "studies": list(self.studies), "n_settings": self.n_settings,
@@ -385,7 +374,7 @@ class AcrossEntry:
 
 
 @dataclass(frozen=True)
-class PooledEntry:
+class PooledEntry(_Entry):
     """A pooled answer over a group of entries (``factors``: their ``study/factor`` names): each compared
     method against its baseline, or one method alone (``pair`` ``None``); ``by_factor`` on the report's
     headline entry of several studies."""
@@ -402,14 +391,6 @@ class PooledEntry:
     primary_agreement: Agreement | None = None
     logit: ViewAnswer | None = None
     conservative: ViewAnswer | None = None
-
-    @property
-    def baseline(self) -> str | None:
-        return self.pair.baseline if self.pair else None
-
-    @property
-    def claim(self) -> str:
-        return self.beyond.claim
 
     def as_dict(self, factors: bool = True, by_factor: bool = True) -> dict[str, Any]:
         out = {"factors": list(self.factors)} if factors else {}
