@@ -11,9 +11,9 @@ forms, each a test of its own:
   file's ``equivalence_ratio`` (default :data:`DEFAULT_EQUIVALENCE_RATIO`): two one-sided tests
   (Schuirmann's TOST) reject both "ratio <= 1/m" and "ratio >= m" at alpha, Holm-adjusted over the
   question's family. The matching interval is the 90% one: for the spread it lies inside ``[1/m, m]``
-  exactly when both one-sided 5% tests reject, before the adjustment; for the drop, whose Fieller
-  interval takes its degrees of freedom at ratio 1 while each one-sided test takes its own, the two
-  can differ in rare draws (8 of 3,000 in a check with CE's noise concentrated at one setting).
+  exactly when both one-sided 5% tests reject, before the adjustment; for the drop too, since its
+  Fieller interval inverts the test at each ratio with that ratio's own degrees of freedom, as the
+  one-sided tests do (until this round it took them at ratio 1, and the two disagreed in rare draws).
 
 Everything else is ``inconclusive``. The calibration measures how often "no meaningful difference" is
 said when the truth is a ratio of ``m`` (``python -m benchmarks.calibration --question agreement``).

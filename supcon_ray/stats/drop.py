@@ -24,8 +24,9 @@ Comparisons of two losses over the same settings:
 * the **difference** ``drop_CE - drop_SupCon`` with its t-interval and two-sided test (the losses'
   seeds are independent, so the variances add; Welch-Satterthwaite over every setting of both);
 * the **ratio** ``drop_CE / drop_SupCon`` only where both drops are positive, with Fieller's interval
-  (the set of ratios ``r`` for which ``drop_CE - r drop_SupCon`` is not rejected), unbounded when
-  SupCon's drop is not clearly above zero.
+  (the set of ratios ``r`` for which ``drop_CE - r drop_SupCon`` is not rejected, each with the
+  Welch-Satterthwaite degrees of freedom of its own contrast), unbounded when SupCon's drop is not
+  clearly above zero by its own test.
 
 Several factors pool as the mean drop over factors (every factor once). Descriptive companions
 (no interval): the worst drop (the largest ``m_b - m_s``) and, for a numeric factor, the width in
@@ -187,19 +188,40 @@ class DropComparison:
 
 
 def fieller(a: Contrast, b: Contrast, alpha: float) -> tuple[float, float]:
-    """Fieller's ``1 - alpha`` interval for ``a / b`` (independent estimates), restricted to ratios >= 0;
-    ``(0, inf)`` where it is not a bounded interval (``b`` not clearly away from zero)."""
-    df = (a + b).df
-    q2 = _quantile(alpha, df) ** 2
-    # (a - r b)^2 <= q2 (Va + r^2 Vb)  <=>  A r^2 - 2 B r + C <= 0
-    A = b.estimate**2 - q2 * b.variance
-    B = a.estimate * b.estimate
-    C = a.estimate**2 - q2 * a.variance
-    disc = B * B - A * C
-    if A <= 0 or disc < 0:
+    """Fieller's ``1 - alpha`` interval for ``a / b`` (independent estimates), restricted to ratios >= 0: the
+    ratios ``r`` whose contrast ``a - r b`` a two-sided t-test at ``alpha`` does not reject, each test with
+    the Welch-Satterthwaite degrees of freedom of its own contrast, so the interval is exactly the inversion
+    of the tests at each ratio (the equivalence test's included; with one degrees of freedom for all, as
+    before, the two could disagree). The connected set around ``a / b``; ``(0, inf)`` where it is not bounded
+    (``b`` not clearly away from zero by its own test)."""
+    if b.estimate <= 0 or b.estimate**2 <= _quantile(alpha, b.df) ** 2 * b.variance:
+        return 0.0, math.inf  # far ratios are never rejected: b is not clearly away from 0
+
+    def rejected(r: float) -> bool:  # the test of ratio r rejects: |a - r b| beyond its own t quantile
+        d = a + b.scaled(-r)
+        return d.estimate**2 > _quantile(alpha, d.df) ** 2 * d.variance
+
+    estimate = max(a.estimate / b.estimate, 0.0)
+    if rejected(estimate):  # a < 0: no ratio >= 0 near the estimate is accepted
         return 0.0, math.inf
-    root = math.sqrt(disc)
-    return max((B - root) / A, 0.0), max((B + root) / A, 0.0)
+    high = max(estimate, 1e-12) * 2
+    while not rejected(high):
+        high *= 2
+    low = 0.0 if not rejected(0.0) else _bisect(rejected, estimate, 0.0)
+    return low, _bisect(rejected, estimate, high)
+
+
+def _bisect(outside, inside: float, out: float, steps: int = 200) -> float:
+    """The boundary between a point ``inside`` the set and one ``out`` of it (``outside(out)`` true)."""
+    for _ in range(steps):
+        mid = (inside + out) / 2
+        if mid in (inside, out):
+            break
+        if outside(mid):
+            out = mid
+        else:
+            inside = mid
+    return (inside + out) / 2
 
 
 def compare_drops(ce: LossDrop, supcon: LossDrop, alpha: float = ALPHA) -> DropComparison:

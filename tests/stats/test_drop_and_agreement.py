@@ -15,7 +15,7 @@ import pytest
 from supcon_ray.stats import SettingTable, compare_these
 from views import analyze_factors
 from supcon_ray.stats.agreement import Outcome, outcome
-from supcon_ray.stats.drop import compare_drops, equivalence_p, fieller, loss_drop
+from supcon_ray.stats.drop import Contrast, compare_drops, equivalence_p, fieller, loss_drop
 from supcon_ray.stats.simulate import bimodal_tables, simulate_factor
 from supcon_ray.stats.these_settings import spread_of_one
 
@@ -85,6 +85,40 @@ def test_difference_has_power_and_fieller_is_bounded_only_when_the_denominator_i
     assert flat.drop > 0 and not math.isnan(compare_drops(a, flat).ratio)  # both positive: a ratio, but unbounded
     negative = loss_drop([(_table([[0.70, 0.71, 0.69], [0.80, 0.81, 0.79]]), "s0")])
     assert negative.drop < 0 and math.isnan(compare_drops(a, negative).ratio)
+
+
+def _tost(a: Contrast, b: Contrast, m: float) -> float:
+    return max((a + b.scaled(-1 / m)).one_sided_p(0.0, greater=True), (a + b.scaled(-m)).one_sided_p(0.0, greater=False))
+
+
+def test_fieller_inverts_the_test_at_each_ratio_so_it_agrees_with_the_equivalence_test():
+    """The ratio of drops' 90% interval lies inside [1/m, m] exactly when both one-sided tests reject (TOST
+    below 0.05): each ratio is tested with its own contrast's Welch-Satterthwaite degrees of freedom. With
+    the degrees of freedom of ratio 1 for all (before), the case below read "inside" at TOST p = 0.051."""
+    a = Contrast(4.175970712850269, 0.023601541371069647, 3.5718741732568025e-05)
+    b = Contrast(3.913144709633408, 0.09129731161870007, 0.0008505244777828551)
+    low, high = fieller(a, b, 0.10)
+    assert _tost(a, b, 1.25) > 0.05 and high > 1.25
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        va, vb = rng.uniform(0.1, 2, 2) ** 2
+        a = Contrast(rng.uniform(2, 6), va, va**2 / rng.uniform(1.5, 20))
+        b = Contrast(a.estimate / rng.uniform(0.9, 1.1), vb, vb**2 / rng.uniform(1.5, 20))
+        low, high = fieller(a, b, 0.10)
+        assert (1 / 1.25 <= low and high <= 1.25) == (_tost(a, b, 1.25) < 0.05)
+        for end in (low, high):  # each end is where its own test stops rejecting
+            if 0 < end < math.inf:
+                d = a + b.scaled(-end)
+                assert abs(d.p_value()) == pytest.approx(0.10, abs=1e-6)
+
+
+def test_fieller_with_known_variances_is_the_closed_form():
+    a, b = Contrast(3.0, 0.5, 0.0), Contrast(2.0, 0.2, 0.0)  # no Welch-Satterthwaite pieces: normal quantiles
+    q2 = 1.959963984540054 ** 2
+    A, B, C = 4 - q2 * 0.2, 6.0, 9 - q2 * 0.5
+    root = math.sqrt(B * B - A * C)
+    assert fieller(a, b, 0.05) == pytest.approx(((B - root) / A, (B + root) / A), rel=1e-9)
+    assert fieller(a, Contrast(0.5, 0.2, 0.0), 0.05) == (0.0, math.inf)  # b not clearly away from 0
 
 
 def test_one_method_test_is_one_sided_at_no_effect_and_its_interval_agrees():
