@@ -26,7 +26,7 @@ import pandas as pd
 
 from supcon_ray.analysis import build_numbers, read_study_folders, table_record
 from supcon_ray.config import ConfigError
-from supcon_ray.results.folders import load
+from supcon_ray.results.folders import load_folders
 from supcon_ray.study import Study, at_own_size, study_from_dict
 from supcon_ray.study import load_study as study_file
 
@@ -83,7 +83,7 @@ def run(study, storage: str = "./results", *, resume: bool = False, address: str
 def read_trials(folder: str | Path) -> pd.DataFrame:
     """The trials of a study folder, each marked ``analysed`` (whether it enters the statistics), as the
     report reads them."""
-    return load([str(folder)])[0]
+    return load_folders([str(folder)])[0]
 
 
 def analyze(trials: pd.DataFrame | str | Path | list[str | Path], metric: str = "test_top1", *,

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.power"
         print(f"error: --metric: no column {args.metric!r} in the trials", file=sys.stderr)
         return EXIT_USAGE
     out = {}
-    baselines = {s: r.analysis().baseline for s, r in records.items() if r.analysis().baseline}
+    chosen = {s: r.analysis().baseline for s, r in records.items()}
+    baselines = {s: b for s, b in chosen.items() if b}
     for name, m in measured(stats_rows(trials), args.metric, baselines).items():
         if isinstance(m, str):
             print(f"\n## {name}\nCannot plan from this factor: it {m}.")

@@ -53,7 +53,7 @@ def load_folders(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, l
 
 def load(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Trials, epochs and each study's file with its recorded ``bases``, ``flags``, ``nuisance_picks`` and
-    ``analysis`` in one mapping (the planner's and the scripts' view; the report reads :func:`load_folders`)."""
+    ``analysis`` in one mapping (the scripts' view; the report, the planner and the API read :func:`load_folders`)."""
     trials, epochs, folders = load_folders(results_dirs)
     metas = {}
     for f in folders:
