@@ -150,13 +150,16 @@ def these_answers(units: list[Unit], families: Families, bounded: bool, margin: 
     single_spreads = [spread_of_one([u.single[1]], bounded=bounded) if u.single is not None else None for u in units]
     pooled: list[TheseSettingsResult | OneLossSpread | None] = []
     for g in families.groups:
+        # the factors of a study share its base's runs: each block's cells are keyed by their trial ids
         if g.pair is not None:
-            valid = [units[i].these_block for i in g.members if units[i].these_block is not None]
-            pooled.append(compare_these(valid, bounded=bounded, equivalence_ratio=margin, names=tuple(g.pair))
-                          if valid else None)
+            used = [units[i] for i in g.members if units[i].these_block is not None]
+            keys = [(u.keys(g.pair.baseline, u.these_block[0]), u.keys(g.pair.method, u.these_block[1])) for u in used]
+            pooled.append(compare_these([u.these_block for u in used], bounded=bounded, equivalence_ratio=margin,
+                                        names=tuple(g.pair), keys=keys) if used else None)
         else:
-            valid = [units[i].single[1] for i in g.members if units[i].single is not None]
-            pooled.append(spread_of_one(valid, bounded=bounded) if valid else None)
+            used = [units[i] for i in g.members if units[i].single is not None]
+            pooled.append(spread_of_one([u.single[1] for u in used], bounded=bounded,
+                                        keys=[u.keys(*u.single) for u in used]) if used else None)
     p = [r.p_value if r else (o.p_value if o else math.nan) for r, o in zip(results, single_spreads)]
     adjusted, pooled_adj = families.adjust(p, [r.p_value if r else math.nan for r in pooled])
     tost_adj, pooled_tost_adj = families.adjust([r.tost_p if r else math.nan for r in results],

@@ -75,6 +75,8 @@ class Unit:
     single: tuple[str, SettingTable] | None = None
     these_reason: str = ""
     drop: DropInput = field(default_factory=lambda: DropInput(None))
+    #: Per loss and setting, what identifies its runs (:func:`_cell_keys`): the base's runs are one cell in every factor.
+    cells: dict[str, dict[str, Hashable]] = field(default_factory=dict)
     losses: dict[str, LossSummary] = field(default_factory=dict)
     n_settings: int = 0
     fisher_p: float = float("nan")
@@ -82,6 +84,10 @@ class Unit:
     @property
     def name(self) -> str:
         return f"{self.study}/{self.factor}"
+
+    def keys(self, loss: str, table: SettingTable) -> list[Hashable]:
+        """The cell of runs behind each setting of ``loss``'s ``table``."""
+        return [self.cells[loss][s] for s in table.settings]
 
     @property
     def method(self) -> str:
@@ -248,8 +254,9 @@ def _fill(unit: Unit, g: pd.DataFrame, done: pd.DataFrame, bases: dict[tuple[str
     given = bases.get((unit.study, unit.factor))
     loss_bases = given if given is not None else {
         x: (base_label(unit.factor) if base_label(unit.factor) in settings else None) for x in tables}
+    unit.cells = _cell_keys(done, unit.study, unit.factor)
     unit.drop = (_drop_input(tables, tuple(compared) if compared else tuple(tables), settings, loss_bases,
-                             _cell_keys(done, unit.study, unit.factor))
+                             unit.cells)
                  if compared or one_method else DropInput(None, why or "no completed runs."))
     unit.losses = {str(x): _loss_summary(lg, tables.get(str(x)), paired, bound) for x, lg in g.groupby("loss", sort=True)}
     unit.n_settings = int(g["setting"].nunique())

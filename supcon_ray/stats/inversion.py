@@ -41,3 +41,22 @@ def invert(p_of: PValues, grid: np.ndarray, alpha: float, *, log: bool, low_open
     low = low_open if first == 0 else refine(p_of, alpha, grid[first - 1], grid[first], log, steps)
     high = high_open if last == len(grid) - 1 else refine(p_of, alpha, grid[last + 1], grid[last], log, steps)
     return low, high
+
+
+def agreeing_p(p_of: PValues, grid: np.ndarray, null: float, estimate: float, p_null: float) -> float:
+    """The p-value of ``null`` that agrees with :func:`invert`'s interval on the same ``grid``.
+
+    :func:`invert` reports the hull of the accepted values. Where the p-value is not monotone on each side
+    of the estimate (a studentised statistic with 1 or 2 seed degrees of freedom, a nuisance parameter
+    estimated under each null), a value beyond ``null``, seen from the estimate, can be accepted while
+    ``null`` itself is rejected; the hull then contains ``null`` and the test would contradict its own
+    interval. This p-value is the largest of ``p_null`` and the p-values of every grid value beyond
+    ``null``: it is at most alpha exactly when the interval excludes ``null`` (the test derived from the
+    interval), and never below ``p_null``, so the test keeps its level. ``p_null`` is returned as it is
+    where the estimate is undefined or equal to ``null``."""
+    if math.isnan(estimate) or estimate == null:
+        return p_null
+    far = grid[grid < null] if estimate > null else grid[grid > null]
+    if not far.size:
+        return p_null
+    return float(max(p_null, float(np.max(p_of(far)))))

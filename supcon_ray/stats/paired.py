@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inversion import invert
+from .inversion import agreeing_p, invert
 from .settings import ALPHA, NOISE_CONCENTRATION, NOISE_TO_SPREAD
 from .tolerance import at_least, exact_sum, sign, snap
 from .variance import SettingTable, between_variance
@@ -208,6 +208,8 @@ def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPH
         ratio = math.sqrt(ce_v / sc_v) if sc_v > 0 else (math.inf if ce_v > 0 else math.nan)
     else:
         ratio = _common_ratio(v_ce, v_sc, scale)
+    # the test that agrees with the interval (inversion.agreeing_p): the p-value is not monotone in rho
+    p_value = agreeing_p(lambda rho: p_of(1 / rho), RHO_GRID, 1.0, ratio, p_value)
     low = high = math.nan
     if interval:
         low, high = invert(lambda rho: p_of(1 / rho), RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf,

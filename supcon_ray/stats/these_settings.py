@@ -68,11 +68,12 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .inversion import invert
+from .inversion import agreeing_p, invert
 from .settings import ALPHA, BOOTSTRAP_DRAWS, MAX_ACCURACY_STD
 from .tolerance import at_least, at_most, exact_sum, sign, snap
 from .variance import SettingTable
@@ -155,14 +156,13 @@ class _Factor:
 
 
 class _Loss:
-    """One loss over one or more factors: ``Theta^2 = mean_f theta_f^2``."""
+    """One loss over one or more factors: ``Theta^2 = mean_f theta_f^2``, each factor's runs its own."""
 
     def __init__(self, tables: list[SettingTable], rng: np.random.Generator, draws: int) -> None:
         self.factors = [_Factor(t, rng, draws) for t in tables]
         self.raw = exact_sum(f.raw for f in self.factors)  # F * Theta_hat^2
         self.var = exact_sum(f.var for f in self.factors)
-        shares = np.array([max(f.raw, 0.0) for f in self.factors])
-        self.shares = shares / shares.sum() if shares.sum() > 0 else np.full(len(shares), 1 / len(shares))
+        self.shares = _shares(self.factors)
 
     @property
     def spread(self) -> float:
@@ -175,6 +175,116 @@ class _Loss:
             e, v = f.draw(total * share)
             est, var = est + e, var + v
         return est, var
+
+
+def _shares(factors) -> np.ndarray:
+    """Each factor's share of the loss's summed spread under a null model: its own estimate's share (equal
+    shares where no factor's estimate is above 0)."""
+    shares = np.array([max(f.raw, 0.0) for f in factors])
+    return shares / shares.sum() if shares.sum() > 0 else np.full(len(shares), 1 / len(shares))
+
+
+class _Profile:
+    """One factor's estimate without draws: its settings' noise, ``theta_hat^2`` and unit-spread profile
+    (what :class:`_Factor` computes; the cells' draws are the loss's, :class:`_SharedLoss`)."""
+
+    def __init__(self, table: SettingTable) -> None:
+        n, k = table.n.astype(float), len(table.settings)
+        self.k = k
+        self.noise = exact_sum(table.ss / (n - 1) / n) / k
+        mean = table.mean.astype(float)
+        d = snap(mean - exact_sum(mean) / k, np.abs(mean).max())
+        vd = exact_sum(d * d) / (k - 1)
+        self.raw = float(snap(vd - self.noise, vd + self.noise))
+        if vd > 0:
+            self.u = d / math.sqrt(vd)
+        else:
+            self.u = np.zeros(k)
+            self.u[0], self.u[1:] = 1.0, -1.0 / (k - 1)
+            self.u /= math.sqrt(self.u @ self.u / (k - 1))
+
+
+class _SharedLoss:
+    """One loss over factors that share cells of runs: the base's runs stand in every factor of a study.
+
+    The pooled estimate ``sum_f theta_hat_f^2`` is then a quadratic form ``y' A y - w' D_hat`` in the
+    vector ``y`` of the distinct cells' means, ``A = sum_f C_f / (K_f - 1)`` over each factor's cells and
+    ``w_c = sum_{f containing c} 1 / K_f``, so a shared cell's noise enters every factor's estimate at
+    once. Its normal-theory variance::
+
+        2 sum_{c,c'} A_cc'^2 D_c D_c'  +  sum_c D_c g_c^2  +  2 sum_c w_c^2 D_c^2 / df_c,
+        g_c = sum_{(f, s) at cell c} 2 theta_f u_fs / (K_f - 1)
+
+    which is the sum of the factors' variances when no cell is shared, and their covariances besides
+    when one is. In the bootstrap every cell gets one noise draw and one re-estimated variance, used by
+    every factor that contains it."""
+
+    def __init__(self, tables: list[SettingTable], keys: list[list[Hashable]], rng: np.random.Generator,
+                 draws: int) -> None:
+        cells = list(dict.fromkeys(k for ks in keys for k in ks))
+        where = {c: i for i, c in enumerate(cells)}
+        self.idx = [np.array([where[k] for k in ks]) for ks in keys]
+        d, dfs = np.zeros(len(cells)), np.ones(len(cells))
+        a, self.w = np.zeros((len(cells), len(cells))), np.zeros(len(cells))
+        self.factors = [_Profile(t) for t in tables]
+        for t, ix, f in zip(tables, self.idx, self.factors):
+            n = t.n.astype(float)
+            d[ix], dfs[ix] = t.ss / (n - 1) / n, n - 1
+            a[np.ix_(ix, ix)] += (np.eye(f.k) - 1 / f.k) / (f.k - 1)
+            self.w[ix] += 1 / f.k
+        self.d, self.dfs, self.a2 = d, dfs, a * a
+        e = rng.standard_normal((draws, len(cells))) * np.sqrt(d)
+        d_star = d * rng.chisquare(dfs, (draws, len(cells))) / dfs
+        self.ve, self.cue, self.noise_star = [], [], []
+        for ix, f in zip(self.idx, self.factors):
+            ec = e[:, ix] - e[:, ix].mean(axis=1, keepdims=True)
+            self.ve.append((ec**2).sum(axis=1) / (f.k - 1))
+            self.cue.append((ec @ f.u) / (f.k - 1))
+            self.noise_star.append(d_star[:, ix].mean(axis=1))
+        self.d_star = d_star
+        self.fixed_star = self._fixed(d_star)
+        self.raw = exact_sum(f.raw for f in self.factors)
+        self.var = float(self._fixed(d) + self._linear([max(f.raw, 0.0) for f in self.factors], d))
+        self.shares = _shares(self.factors)
+
+    def _fixed(self, d: np.ndarray) -> np.ndarray:
+        """The variance terms that do not depend on the spreads: the noise's quadratic form and the noise
+        correction (last axis: cells)."""
+        return 2 * ((d @ self.a2) * d).sum(axis=-1) + 2 * (self.w**2 * d**2 / self.dfs).sum(axis=-1)
+
+    def _linear(self, theta2: list, d: np.ndarray) -> np.ndarray:
+        """``sum_c D_c g_c^2`` for the factors' spreads ``theta2`` (each broadcast against ``d``'s leading axes)."""
+        g = 0.0
+        for t2, ix, f in zip(theta2, self.idx, self.factors):
+            part = np.zeros(d.shape[-1])
+            np.add.at(part, ix, 2 * f.u / (f.k - 1))
+            g = g + np.sqrt(np.asarray(t2))[..., None] * part
+        return (d * g**2).sum(axis=-1)
+
+    @property
+    def spread(self) -> float:
+        return math.sqrt(max(self.raw, 0.0) / len(self.factors))
+
+    def draw(self, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Summed estimates and variances over factors when the true ``sum_f theta_f^2`` is ``total``."""
+        est, parts = 0.0, []
+        for share, ve, cue, noise in zip(self.shares, self.ve, self.cue, self.noise_star):
+            theta = np.sqrt(np.maximum(total * share, 0.0))[:, None]
+            e = theta**2 + 2 * theta * cue + ve - noise
+            parts.append(np.maximum(e, 0.0))
+            est = est + e
+        return est, self.fixed_star + self._linear(parts, self.d_star)
+
+
+def _loss(tables: list[SettingTable], keys: list[list[Hashable]] | None, rng: np.random.Generator,
+          draws: int) -> _Loss | _SharedLoss:
+    """The loss's estimate over its factors: :class:`_SharedLoss` where a cell of runs stands in more than one
+    factor (``keys``: one per setting of each factor), else :class:`_Loss`."""
+    if keys is not None:
+        flat = [k for ks in keys for k in ks]
+        if len(set(flat)) < len(flat):
+            return _SharedLoss(tables, keys, rng, draws)
+    return _Loss(tables, rng, draws)
 
 
 def _equal_tailed(z_star: np.ndarray, z_obs: np.ndarray) -> np.ndarray:
@@ -223,11 +333,14 @@ def _ratio_z(ce: _Loss, sc: _Loss, rho: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _tost_p(ce: _Loss, sc: _Loss, margin: float) -> float:
-    """TOST p-value of "R <= 1/m or R >= m": the larger of the upper tail at ``rho = 1/m`` (rejecting
-    ``R <= 1/m``) and the lower tail at ``rho = m`` (rejecting ``R >= m``)."""
-    upper, _ = _tails(*_ratio_z(ce, sc, np.array([1 / margin])))
-    _, lower = _tails(*_ratio_z(ce, sc, np.array([margin])))
-    return float(max(upper[0], lower[0]))
+    """TOST p-value of "R <= 1/m or R >= m": the largest upper tail at ``rho = 1/m`` and below (rejecting
+    ``R <= 1/m``) and the largest lower tail at ``rho = m`` and above (rejecting ``R >= m``). Every ratio of
+    the null set is tested, not only its edge: with few seeds the tails are not monotone in ``rho``."""
+    low = np.append(RHO_GRID[RHO_GRID < 1 / margin], 1 / margin)
+    high = np.append(margin, RHO_GRID[RHO_GRID > margin])
+    upper, _ = _tails(*_ratio_z(ce, sc, low))
+    _, lower = _tails(*_ratio_z(ce, sc, high))
+    return float(max(upper.max(), lower.max()))
 
 
 def _spread_p(loss: _Loss, t: np.ndarray) -> np.ndarray:
@@ -292,10 +405,13 @@ def spread_bound(tables: list[SettingTable]) -> float:
 def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
                   draws: int = BOOTSTRAP_DRAWS, bounded: bool = True, interval: bool = True,
                   spread_intervals: bool = True, equivalence_ratio: float | None = None,
-                  names: tuple[str, str] = ("ce", "supcon")) -> TheseSettingsResult:
+                  names: tuple[str, str] = ("ce", "supcon"),
+                  keys: list[tuple[list[Hashable], list[Hashable]]] | None = None) -> TheseSettingsResult:
     """Compare a baseline (CE) with a method (SupCon) over the settings tried, on one or more factors (blocks).
 
-    ``names`` keys the result's per-loss spreads. Each block is ``(baseline_table, method_table)`` over the same settings in the same order, with at least
+    ``keys``: per block, each loss's key of the runs at each setting (the set of trial ids); a key that
+    appears in several blocks is one cell of runs in all of them (a study's base), whose noise counts
+    once with its covariances (:class:`_SharedLoss`). ``names`` keys the result's per-loss spreads. Each block is ``(baseline_table, method_table)`` over the same settings in the same order, with at least
     2 settings and at least 2 seeds in every setting. ``bounded``: the metric lies in [0, 1], so spread
     intervals stop at :func:`spread_bound`. ``interval=False`` skips every interval (the planner);
     ``spread_intervals=False`` only the per-loss ones (the calibration). ``equivalence_ratio`` m adds
@@ -311,13 +427,15 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
     if not blocks:
         raise ValueError("no factor to compare")
     rng = np.random.default_rng(seed)
-    ce = _Loss([c for c, _ in blocks], rng, draws)
-    sc = _Loss([s for _, s in blocks], rng, draws)
-    p_value = float(_ratio_p(ce, sc, np.array([1.0]))[0])
+    ce = _loss([c for c, _ in blocks], [list(k[0]) for k in keys] if keys else None, rng, draws)
+    sc = _loss([s for _, s in blocks], [list(k[1]) for k in keys] if keys else None, rng, draws)
     if ce.spread == 0 and sc.spread == 0:
         ratio = math.nan
     else:
         ratio = ce.spread / sc.spread if sc.spread > 0 else math.inf
+    p_of = lambda r: _ratio_p(ce, sc, r)  # noqa: E731
+    # the test that agrees with the interval: see inversion.agreeing_p
+    p_value = agreeing_p(p_of, RHO_GRID, 1.0, ratio, float(p_of(np.array([1.0]))[0]))
     spreads = {names[0]: ce.spread, names[1]: sc.spread}
     if not interval:
         nan2 = (math.nan, math.nan)
@@ -325,8 +443,12 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         return TheseSettingsResult(ratio, nan2, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads,
                                    {names[0]: nan2, names[1]: nan2}, sum(len(c.settings) for c, _ in blocks), nan2, tost)
     # the ratio's p-value falls as rho moves away from the estimate on either side
-    ci = _keep_edge(invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, alpha, log=True, low_open=0.0,
-                           high_open=math.inf, estimate=ratio, steps=BISECTION_STEPS), ratio)
+    ci = _keep_edge(invert(p_of, RHO_GRID, alpha, log=True, low_open=0.0, high_open=math.inf, estimate=ratio,
+                           steps=BISECTION_STEPS), ratio)
+    if ci == (0.0, math.inf):
+        # no ratio is bounded (both spreads estimated 0, or one is and no ratio is accepted): the data are
+        # no evidence against any ratio, ratio 1 included
+        p_value = 1.0
     bound = spread_bound([c for c, _ in blocks]) if bounded else None
     if spread_intervals:
         spread_ci = {names[0]: _spread_interval(ce, alpha, bound), names[1]: _spread_interval(sc, alpha, bound)}
@@ -334,8 +456,8 @@ def compare_these(blocks: list[tuple[SettingTable, SettingTable]], alpha: float 
         spread_ci = {names[0]: (math.nan, math.nan), names[1]: (math.nan, math.nan)}
     ci90, tost = (math.nan, math.nan), math.nan
     if equivalence_ratio is not None:
-        ci90 = _keep_edge(invert(lambda r: _ratio_p(ce, sc, r), RHO_GRID, 2 * alpha, log=True, low_open=0.0,
-                                 high_open=math.inf, estimate=ratio, steps=BISECTION_STEPS), ratio)
+        ci90 = _keep_edge(invert(p_of, RHO_GRID, 2 * alpha, log=True, low_open=0.0, high_open=math.inf,
+                                 estimate=ratio, steps=BISECTION_STEPS), ratio)
         tost = _tost_p(ce, sc, equivalence_ratio)
     return TheseSettingsResult(ratio, ci, p_value, sign(ce.raw - sc.raw, abs(ce.raw) + abs(sc.raw)), spreads, spread_ci,
                                sum(len(c.settings) for c, _ in blocks), ci90, tost)
@@ -353,11 +475,12 @@ class OneLossSpread:
 
 
 def spread_of_one(tables: list[SettingTable], alpha: float = ALPHA, seed: int = 0, draws: int = BOOTSTRAP_DRAWS,
-                  bounded: bool = True, interval: bool = True) -> OneLossSpread:
+                  bounded: bool = True, interval: bool = True,
+                  keys: list[list[Hashable]] | None = None) -> OneLossSpread:
     """One method's spread over one or more factors (root mean square over factors), with the test of
     ``Theta = 0``: a study of one loss (the paper's Fig. 4b-d, temperature) asks whether its accuracy
     moves across the settings tried more than seed noise explains. Each table needs at least 2
-    settings with at least 2 seeds each."""
+    settings with at least 2 seeds each. ``keys`` as in :func:`compare_these` (one list per table)."""
     for t in tables:
         if len(t.settings) < 2:
             raise ValueError("a 'these settings' spread needs at least 2 settings per factor")
@@ -365,7 +488,7 @@ def spread_of_one(tables: list[SettingTable], alpha: float = ALPHA, seed: int = 
             raise ValueError("a 'these settings' spread needs at least 2 seeds in every setting")
     if not tables:
         raise ValueError("no factor to analyse")
-    loss = _Loss(tables, np.random.default_rng(seed), draws)
+    loss = _loss(tables, keys, np.random.default_rng(seed), draws)
     p_value = float(_spread_p(loss, np.array([0.0]))[0])
     ci = (math.nan, math.nan)
     if interval:
