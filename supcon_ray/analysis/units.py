@@ -125,7 +125,7 @@ def _loss_summary(g: pd.DataFrame, table: SettingTable | None, paired: list[str]
                            setting_std_ci95=Interval(nan, nan), settings={})
     comp = components(table.subset(paired) if len(paired) >= 2 else table, bound=bound)
     settings = {s: SettingMean(v["mean"], v["n"], Interval.of(v["ci95"]), v["drop_from_best"])
-                for s, v in setting_means(table).items()}
+                for s, v in setting_means(table, bounded=bound is not None).items()}
     return LossSummary(**counts, divergence_rate=rate, mean=comp.grand_mean, seed_std=comp.seed_std,
                        setting_std=comp.setting_std, setting_std_ci95=Interval.of(comp.setting_std_ci95),
                        seed_noise_removed=comp.seed_noise_removed,

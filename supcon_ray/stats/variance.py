@@ -132,14 +132,31 @@ def components(table: SettingTable, confidence: float = 0.95, bound: float | Non
     return Components(k, int(total), grand, seed_std, raw, math.sqrt(max(raw, 0.0)), ci, dfw > 0)
 
 
-def setting_means(table: SettingTable, confidence: float = 0.95) -> dict[str, dict[str, float]]:
+def mean_interval(m: float, se: float, q: float, bounded: bool) -> tuple[float, float]:
+    """The interval ``m -+ q se`` of a mean; with ``bounded`` (a mean of values in [0, 1], an accuracy) the
+    same interval built on the logit scale, ``expit(logit(m) -+ q se / (m (1 - m)))`` (the delta method),
+    which never leaves [0, 1]: away from the edges it is the symmetric one to first order, near an edge
+    it is skewed inwards and keeps its width on the other side instead of being cut. A mean at 0 or 1
+    with noise (which values in [0, 1] cannot have) keeps the symmetric interval."""
+    if not bounded or se == 0 or math.isnan(se) or not 0 < m < 1:
+        return m - q * se, m + q * se
+    centre, half = math.log(m / (1 - m)), q * se / (m * (1 - m))
+    return 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))
+
+
+def setting_means(table: SettingTable, confidence: float = 0.95, bounded: bool = False) -> dict[str, dict[str, float]]:
     """Each setting's mean, count, t-interval from that setting's own seeds (``n - 1`` degrees of
     freedom; seed noise is often uneven across settings, e.g. seeds split between chance and above
     where training starts to collapse, so a pooled std would be too wide at most settings and too
-    narrow at those) and drop from the best setting's mean. A setting with one run has no interval."""
+    narrow at those) and drop from the best setting's mean. A setting with one run has no interval.
+    ``bounded``: the values lie in [0, 1], and so does every interval (:func:`mean_interval`)."""
     best = float(np.max(table.mean)) if len(table.mean) else math.nan
     out = {}
     for s, n, m, ss in zip(table.settings, table.n, table.mean, table.ss):
-        half = (float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(ss / (n - 1) / n)) if n > 1 else math.nan
-        out[s] = {"mean": float(m), "n": int(n), "ci95": [float(m - half), float(m + half)], "drop_from_best": best - float(m)}
+        if n > 1:
+            low, high = mean_interval(float(m), math.sqrt(ss / (n - 1) / n),
+                                      float(sps.t.ppf(0.5 + confidence / 2, n - 1)), bounded)
+        else:
+            low = high = math.nan
+        out[s] = {"mean": float(m), "n": int(n), "ci95": [float(low), float(high)], "drop_from_best": best - float(m)}
     return out
