@@ -22,7 +22,9 @@ settings each seed lands at chance with probability 1/2). And the committed stud
 seed noise (:data:`PATTERN_FOLDERS`): every factor of every published study, each setting with its
 observed seed std and the profiles rescaled to equal spreads (ratio 1) or CE's twice SupCon's, at the
 study's own number of settings and 3 seeds (:func:`supcon_ray.stats.simulate.pattern_tables`); these
-rows also carry power at ratio 2. ``--question one-method``: a loss alone (the temperature studies), its
+rows also carry power at ratio 2. ``--question study``: every claim the report prints, on whole simulated
+studies through :func:`supcon_ray.analyze` (:mod:`benchmarks.study_calibration`; ``--jobs 2`` on two
+cores). ``--question one-method``: a loss alone (the temperature studies), its
 spread tested against no effect beyond seed noise, under even, uneven and heavy-tailed seed noise.
 Writes ``benchmarks/out/calibration.json`` and prints Markdown tables.
 """
@@ -285,15 +287,24 @@ def _cells(args) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sims", type=int, default=2000, help="simulated factors per design and truth (default 2000)")
-    ap.add_argument("--question", choices=("these", "beyond", "both", "drop", "agreement", "one-method"), default="both",
+    ap.add_argument("--question", choices=("these", "beyond", "both", "drop", "agreement", "one-method", "study"),
+                    default="both",
                     help="both: the two questions' ratio tests; drop: the drop from the base; agreement: the "
                          "equivalence test (TOST) of 'no meaningful difference'; one-method: a loss alone, its "
-                         "spread against no effect beyond seed noise")
-    ap.add_argument("--truth", action="append", choices=[*TRUTHS, "study patterns"], metavar="NAME",
+                         "spread against no effect beyond seed noise; study: every claim of the report on whole "
+                         "simulated studies (benchmarks.study_calibration)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for --question study (default 1)")
+    ap.add_argument("--truth", action="append", metavar="NAME",
                     help="only this truth (repeatable; 'study patterns': the published studies' noise; default: all)")
     args = ap.parse_args(argv)
     if args.sims < 10:
         ap.error("--sims: at least 10")
+    from benchmarks.study_calibration import STUDY_CELLS  # waits: only to check the names
+
+    allowed = [*TRUTHS, "study patterns", *(c[0] for c in STUDY_CELLS)]
+    for name in args.truth or []:
+        if name not in allowed:
+            ap.error(f"--truth: {name!r} must be one of: {', '.join(allowed)}")
     n = args.sims
     start = time.perf_counter()
     out = {"sims": n, "seed_std": SEED_STD, "alpha": ALPHA, "these_settings": [], "beyond": []}
@@ -348,6 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         out["one_method"] = _table(np.random.default_rng(2030), cells, one_method_cell, n, {
             "false claims, spread 0": "false_claim", "coverage, spread 1x noise": "coverage_spread_1x",
             "power, spread 1x": "power_spread_1x", "power, spread 2x": "power_spread_2x"})
+    if args.question == "study":
+        from benchmarks.study_calibration import STUDY_CELLS, markdown, run_cells  # waits: builds reports
+
+        print(f"Every claim of the report on whole simulated studies: {n} studies per truth.")
+        names = [c[0] for c in STUDY_CELLS]
+        out["study"] = run_cells(n, args.jobs, names=[t for t in (args.truth or []) if t in names] or None)
+        print(markdown(out["study"]))
     out["seconds"] = time.perf_counter() - start
     print(f"\nWall time {out['seconds']:.0f} s.")
     part = "" if args.question == "both" else f"_{args.question}"

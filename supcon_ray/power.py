@@ -3,7 +3,10 @@
 For every factor of every study folder, takes the seed noise (each loss's own) and SupCon's spread
 across settings that the study measured, and prints the power of both questions ("for these
 settings", "beyond these settings") for true ratios CE/SupCon of 1.5, 2 and 4 against settings x
-seeds, and the smallest design reaching 80% power at ratio 2 (:mod:`supcon_ray.stats.power`).
+seeds, and the smallest design reaching 80% power at ratio 2 (:mod:`supcon_ray.stats.power`). Each
+factor's answer is planned at the level it faces in the report of these folders: alpha divided by the
+size of the question's Holm family there (every compared factor, plus each pooled answer over two or
+more of them; :func:`family_size`).
 A pilot study works as well as a finished one. ``--json FILE`` writes every number.
 
 Exit status 2 on a missing folder or a folder without trials.
@@ -49,6 +52,17 @@ def measured(rows: pd.DataFrame, metric: str, baselines: dict[str, str] | None =
                 continue
             out[name] = _measured_pair(tables, pair)
     return out
+
+
+def family_size(names: list[str], pairs: dict[str, tuple[str, str] | None]) -> int:
+    """The size of a question's Holm family in the report of these factors: one answer per factor and
+    compared method (``names``), plus one pooled answer per compared pair pooled over two or more of them
+    (``pairs``: each name's pair, ``None`` where it compares nothing)."""
+    counts: dict[tuple[str, str], int] = {}
+    for name in names:
+        if pairs.get(name) is not None:
+            counts[pairs[name]] = counts.get(pairs[name], 0) + 1
+    return max(1, len(names) + sum(1 for c in counts.values() if c >= 2))
 
 
 def _measured_pair(tables: dict, pair: tuple[str, str]) -> Measured | str:
@@ -117,12 +131,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.power"
     out = {}
     chosen = {s: r.analysis().baseline for s, r in records.items()}
     baselines = {s: b for s, b in chosen.items() if b}
-    for name, m in measured(stats_rows(trials), args.metric, baselines).items():
+    found = measured(stats_rows(trials), args.metric, baselines)
+    size = family_size(list(found), {n: m.names if isinstance(m, Measured) else None for n, m in found.items()})
+    print(f"Each answer is planned at the level it faces in this report's Holm family of {size} answer(s) per "
+          f"question: {0.05 / size:.3g} (0.05 / {size}; Holm's first step, the level whenever no other answer "
+          f"of the family is significant).")
+    for name, m in found.items():
         if isinstance(m, str):
             print(f"\n## {name}\nCannot plan from this factor: it {m}.")
             out[name] = {"error": m}
             continue
-        result = plan(m, sims=args.sims)
+        result = plan(m, sims=args.sims, family_size=size)
         _print_plan(name, m, result)
         out[name] = result
     if args.json:

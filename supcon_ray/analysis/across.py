@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 
 from supcon_ray.stats.multiplicity import holm
-from supcon_ray.stats.paired import compare
-from supcon_ray.stats.settings import ALPHA
 from supcon_ray.stats.these_settings import compare_these
 
 from . import wording
-from .answers import (open_interval, agreement, beyond_claim, paper_of, test_result, testable_p, these_answer,
-                      these_claim)
+from .answers import (open_interval, agreement, beyond_claim, paper_of, pooled_beyond, test_result, testable_p,
+                      these_answer, these_claim)
 from .model import AcrossEntry, BeyondAnswer
 from .units import Unit
 
@@ -31,9 +29,8 @@ def across_studies(units: list[Unit], bounded: bool, margin: float) -> tuple[Acr
             groups.append((name, members))
     beyond, these = [], []
     for _, members in groups:
-        b = [u.blocks["main"] for u in members if u.blocks["main"] is not None]
         t = [u.these_block for u in members if u.these_block is not None]
-        beyond.append(compare(b, ALPHA) if b else None)
+        beyond.append(pooled_beyond(members, "main", members[0].pair))
         these.append(compare_these(t, bounded=bounded, equivalence_ratio=margin, names=tuple(members[0].pair))
                      if t else None)
     p_beyond = holm([testable_p(r) for r in beyond])

@@ -18,7 +18,7 @@ from supcon_ray.labels import SettingLabel
 from supcon_ray.stats.agreement import PAPER_FIG4A, PAPER_PAIR, outcome, pooled_direction
 from supcon_ray.stats.claims import Claim, display, less_sensitive
 from supcon_ray.stats.drop_answer import MEASURE, DropEstimate, claim_one, claim_two, estimate, ratio_ci90
-from supcon_ray.stats.paired import PairedResult, compare
+from supcon_ray.stats.paired import PairedResult, compare, compare_pooled
 from supcon_ray.stats.settings import ALPHA
 from supcon_ray.stats.these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
 
@@ -26,9 +26,9 @@ from . import wording
 from .families import Families
 from .model import (NO_INTERVAL, Agreement, DropAnswer, DropDifference, Interval, LossDrop, LossSpread, Pair,
                     TestResult, TheseAnswer)
-from .units import Block, Unit
+from .units import Unit
 
-__all__ = ["agreement", "beyond_claim", "open_interval", "beyond_tests", "drop_answers", "paper_of", "test_result", "testable_p",
+__all__ = ["agreement", "beyond_claim", "open_interval", "beyond_tests", "pooled_beyond", "drop_answers", "paper_of", "test_result", "testable_p",
            "these_answer", "these_answers", "these_claim"]
 
 
@@ -87,15 +87,24 @@ def beyond_tests(units: list[Unit], families: Families, view: str
                  ) -> tuple[list[PairedResult | None], list[float], list[PairedResult | None], list[float]]:
     """One view's "beyond" tests and adjusted p-values: per unit, then per group (pooled over its units' blocks)."""
     per_unit = [u.beyond[view] for u in units]
-    pooled = [_pooled_beyond([units[i].blocks[view] for i in g.members], g.pair) for g in families.groups]
+    pooled = [pooled_beyond([units[i] for i in g.members], view, g.pair) for g in families.groups]
     adjusted, pooled_adjusted = families.adjust([testable_p(r) for r in per_unit], [testable_p(r) for r in pooled])
     return per_unit, adjusted, pooled, pooled_adjusted
 
 
-def _pooled_beyond(blocks: list[Block | None], pair: Pair | None) -> PairedResult | None:
-    """The "beyond" test pooled over the units' blocks (none for a one-method group)."""
-    used = [b for b in blocks if b is not None]
-    return compare(used, ALPHA) if used and pair is not None else None
+def pooled_beyond(units: list[Unit], view: str, pair: Pair | None) -> PairedResult | None:
+    """The "beyond" test pooled over the units' blocks of ``view`` (none for a one-method group): one block
+    is that unit's own test; several are pooled by :func:`supcon_ray.stats.paired.compare_pooled`, each
+    cell of runs keyed by its trial ids (a study's base is one cell in all its factors)."""
+    used = [u for u in units if u.blocks.get(view) is not None]
+    if not used or pair is None:
+        return None
+    blocks = [u.blocks[view] for u in used]
+    if len(blocks) == 1:
+        return compare(blocks, ALPHA)
+    keys = [(u.keys(pair.baseline, u.blocks[view][0]), u.keys(pair.method, u.blocks[view][1])) for u in used]
+    return compare_pooled(blocks, ALPHA, keys=keys)
+
 
 
 # --- for these settings ---------------------------------------------------------------------------

@@ -87,7 +87,8 @@ class Unit:
 
     def keys(self, loss: str, table: SettingTable) -> list[Hashable]:
         """The cell of runs behind each setting of ``loss``'s ``table``."""
-        return [self.cells[loss][s] for s in table.settings]
+        own = self.cells.get(loss, {})
+        return [own.get(s, (self.study, self.factor, loss, s)) for s in table.settings]
 
     @property
     def method(self) -> str:

@@ -182,6 +182,8 @@ class Trainer:
             "diverged_epoch": diverged_at["epoch"] if diverged_at else None,
             "num_classes": self.splits.num_classes,
             "chance_top1": self.chance,
+            "val_images": len(self.splits.val),
+            "test_images": len(self.splits.test),
             "world_size": session.world_size,
             "weights_digest": weights_digest(self.net),
             "resumed_from": (RunState.from_checkpoint(session.resume_state).resumed_from()

@@ -76,7 +76,8 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
            "finished_at": finished, "error": error, **_versions()}
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
                 "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest", "resumed_from",
-                "run_started_unix", "first_batch_unix", "last_batch_unix", "process_trials_before"):
+                "run_started_unix", "first_batch_unix", "last_batch_unix", "process_trials_before", "val_images",
+                "test_images"):
         row[key] = result.get(key)
     return row
 

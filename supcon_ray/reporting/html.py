@@ -90,7 +90,7 @@ def _bases_html(bases: Mapping[str, Any]) -> str:
             lead = margin_sentence(b["margin"]) if b.get("margin") else ""
             rows.append([study, loss, values or "(as in the study file)", source, lead])
     return ("<p>Each loss's base setting, from which every factor is changed one at a time, and how clearly "
-            "step 1 picked it (a lead under one standard error is a pick within noise):</p>"
+            "step 1 picked it (within noise: another configuration is in Gupta's 95% subset of those that may be the best):</p>"
             + _table(["study", "loss", "tuned base", "where it came from", "lead over the runner-up"], rows, left=5))
 
 

@@ -99,6 +99,9 @@ TRIAL_SCHEMA = pa.schema(
         pa.field("supcon_ray_version", pa.string()),
         pa.field("torch_version", pa.string()),
         pa.field("ray_version", pa.string()),
+        # the images val_top1 and test_top1 are scored on (absent from rows written before they were recorded)
+        pa.field("val_images", pa.int64()),
+        pa.field("test_images", pa.int64()),
     ]
 )
 EPOCH_SCHEMA = pa.schema(

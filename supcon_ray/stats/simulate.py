@@ -163,3 +163,71 @@ def spread_ratio(truth: dict[str, np.ndarray]) -> float:
     if ce == 0 and sc == 0:
         return float("nan")
     return float(np.sqrt(ce / sc)) if sc > 0 else float("inf")
+
+
+#: The relative settings of a simulated factor besides its base ``x1``, in order.
+MULTIPLES = ("x0.25", "x0.5", "x2", "x4", "x8", "x0.125", "x16", "x0.0625", "x32", "x64", "x0.03125")
+
+
+@dataclass(frozen=True)
+class StudyTruth:
+    """What a simulated one-at-a-time study is, per study: every factor has its base setting ``x1`` (the
+    same runs in every factor: one cell of trial ids) and ``n_settings - 1`` others, each below the base by
+    a drop drawn uniformly from ``drops`` (the base best by 2 to 4 points: it dominates each factor's
+    spread). The methods' true means are these; the baseline's drops are ``ratio`` times theirs, so at
+    ``ratio = 1`` every loss has the same true means (an exact null of every question) and otherwise
+    every question's truth is ``ratio`` (the drop, the spread over these settings, and the population
+    spread). Seed noise has std ``seed_std`` (``noise="t3"``: Student t with 3 degrees of freedom, scaled),
+    ``uneven`` times that at each factor's first non-base setting; ``collapse``: that setting sits at
+    chance with no noise for every loss."""
+
+    name: str
+    drops: tuple[float, float] = (0.02, 0.04)
+    seed_std: float = 0.005
+    ratio: float = 1.0
+    uneven: float = 1.0
+    noise: str = "normal"
+    collapse: bool = False
+    base: float = 0.85
+    chance: float = 0.1
+
+
+def simulate_study(rng: np.random.Generator, truth: StudyTruth, methods: tuple[str, ...] = ("supcon",),
+                   baseline: str | None = "ce", n_factors: int = 3, n_settings: int = 3, n_seeds: int = 3,
+                   studies: int = 1) -> pd.DataFrame:
+    """Runs of ``studies`` simulated studies (``truth``) in the trials-table shape, each with ``n_factors``
+    factors of ``n_settings`` settings (the base included) and ``n_seeds`` seeds per setting and loss;
+    the losses are ``baseline`` (none: a one-method study) and ``methods``. The base's rows repeat in every
+    factor with the same trial ids, as a study folder's analysed trials do."""
+    if n_settings - 1 > len(MULTIPLES):
+        raise ValueError(f"n_settings: at most {len(MULTIPLES) + 1}")
+    losses = ((baseline,) if baseline else ()) + tuple(methods)
+    rows = []
+
+    def noise(sd: float, n: int) -> np.ndarray:
+        return sd * _effects(rng, "t3" if truth.noise == "t3" else "normal", n)
+
+    for st in range(studies):
+        study = f"sim{st}"
+        drops = rng.uniform(*truth.drops, (n_factors, n_settings - 1))
+        for loss in losses:
+            scale = truth.ratio if loss == baseline else 1.0
+            base_runs = truth.base + noise(truth.seed_std, n_seeds)
+            for f in range(n_factors):
+                factor = f"f{f}"
+                cells = [("x1", truth.base, base_runs, f"{study}-{loss}-base")]
+                for j in range(n_settings - 1):
+                    m = truth.base - scale * drops[f, j]
+                    sd = truth.seed_std * (truth.uneven if j == 0 else 1.0)
+                    if truth.collapse and j == 0:
+                        m, runs = truth.chance, np.full(n_seeds, truth.chance)
+                    else:
+                        runs = m + noise(sd, n_seeds)
+                    cells.append((MULTIPLES[j], m, runs, f"{study}-{loss}-{factor}-{j}"))
+                for label, m, runs, tid in cells:
+                    for r, y in enumerate(runs):
+                        rows.append({"study": study, "factor": factor, "loss": loss, "setting": f"{factor}={label}",
+                                     "seed": r, "status": "completed", "design": design_name(DesignKind.ONE_FACTOR),
+                                     "test_top1": float(y), "chance_top1": truth.chance, "true_mean": float(m),
+                                     "trial_id": f"{tid}-{r}"})
+    return pd.DataFrame(rows)

@@ -233,6 +233,9 @@ class _SharedLoss:
             a[np.ix_(ix, ix)] += (np.eye(f.k) - 1 / f.k) / (f.k - 1)
             self.w[ix] += 1 / f.k
         self.d, self.dfs, self.a2 = d, dfs, a * a
+        self.parts = np.zeros((len(tables), len(cells)))  # g_c = sum_f theta_f parts[f, c]
+        for part, ix, f in zip(self.parts, self.idx, self.factors):
+            np.add.at(part, ix, 2 * f.u / (f.k - 1))
         e = rng.standard_normal((draws, len(cells))) * np.sqrt(d)
         d_star = d * rng.chisquare(dfs, (draws, len(cells))) / dfs
         self.ve, self.cue, self.noise_star = [], [], []
@@ -254,12 +257,9 @@ class _SharedLoss:
 
     def _linear(self, theta2: list, d: np.ndarray) -> np.ndarray:
         """``sum_c D_c g_c^2`` for the factors' spreads ``theta2`` (each broadcast against ``d``'s leading axes)."""
-        g = 0.0
-        for t2, ix, f in zip(theta2, self.idx, self.factors):
-            part = np.zeros(d.shape[-1])
-            np.add.at(part, ix, 2 * f.u / (f.k - 1))
-            g = g + np.sqrt(np.asarray(t2))[..., None] * part
-        return (d * g**2).sum(axis=-1)
+        theta = np.sqrt(np.stack(np.broadcast_arrays(*[np.asarray(t, dtype=float) for t in theta2])))
+        g = np.tensordot(theta, self.parts, axes=(0, 0))
+        return (d * g * g).sum(axis=-1)
 
     @property
     def spread(self) -> float:

@@ -387,6 +387,25 @@ def test_planner_reads_a_study_and_finds_the_deciding_design(tmp_path, capsys):
     assert power_main([str(tmp_path / "missing")]) == 2
 
 
+def test_the_planner_plans_at_the_level_of_the_reports_holm_family(tmp_path, capsys):
+    from supcon_ray.power import family_size, main as power_main
+    from supcon_ray.stats.power import Measured, plan
+
+    # three factors comparing SupCon with CE, and their pooled answer: a family of 4
+    pairs = {f"s / {f}": ("ce", "supcon") for f in ("lr", "optimizer", "augment")}
+    assert family_size(list(pairs), pairs) == 4
+    assert family_size(["s / lr"], {"s / lr": ("ce", "supcon")}) == 1  # one factor pools nothing
+    m = Measured(seed_std_ce=0.01, seed_std_supcon=0.01, spread_supcon=0.01)
+    alone = plan(m, sims=30, settings=(3,), seeds=(3,), ratios=(2.0,))
+    in_family = plan(m, sims=30, settings=(3,), seeds=(3,), ratios=(2.0,), family_size=4)
+    assert in_family["level"] == pytest.approx(0.0125) and alone["level"] == 0.05
+    assert in_family["rows"][0]["these_settings"] < alone["rows"][0]["these_settings"]  # the same studies, a stricter level
+    folder = _write_study(tmp_path, factors={"optimizer": FACTORS["optimizer"], "lr": FACTORS["lr"]})
+    assert power_main([str(folder), "--sims", "10", "--json", str(tmp_path / "plan.json")]) == 0
+    assert "Holm family of 3 answer(s)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "plan.json").read_text())["synthetic / lr"]["family_size"] == 3
+
+
 def test_a_one_method_study_is_reported_with_its_own_answers(tmp_path):
     folder = _write_study(tmp_path, losses=("supcon",), factors={"lr": FACTORS["lr"]})
     (folder / "study.yaml").write_text(yaml.safe_dump({

@@ -257,25 +257,26 @@ def test_intervals_narrower_than_a_grid_step_still_cover_precise_spreads():
 
 def test_a_factor_run_in_two_studies_is_pooled_over_them_with_its_own_holm_family():
     rng = np.random.default_rng(7)
-    parts = [simulate_factor(rng, 3, 3, ratio=6.0, factor="lr", study=study, exact_spread=True) for study in ("a", "b")]
+    parts = [simulate_factor(rng, 4, 3, ratio=6.0, factor="lr", study=study, exact_spread=True) for study in ("a", "b")]
     parts.append(simulate_factor(rng, 3, 3, ratio=1.0, factor="augment", study="a"))  # one study only: not pooled
     trials = pd.concat(parts, ignore_index=True)
     factors, overall = _analyse(trials)
     [lr] = overall["by_factor"]
-    assert lr["factor"] == "lr" and lr["studies"] == ["a", "b"] and lr["n_settings"] == 6
+    assert lr["factor"] == "lr" and lr["studies"] == ["a", "b"] and lr["n_settings"] == 8
     # the pooled answers are the block tests of exactly these two studies' lr runs
-    from supcon_ray.stats import compare
+    from supcon_ray.stats.paired import compare_pooled
     from supcon_ray.analysis.units import setting_tables
     blocks = []
     for study in ("a", "b"):
         t = setting_tables(trials[(trials.study == study) & (trials.factor == "lr")], "test_top1")
         blocks.append((t["ce"], t["supcon"]))
     assert lr["these_settings"]["p_value"] == pytest.approx(compare_these(blocks).p_value)
-    assert lr["p_value"] == pytest.approx(compare(blocks).p_value)
+    assert lr["p_value"] == pytest.approx(compare_pooled(blocks).p_value)
     # one pooled factor: its Holm family has one member, so adjusted equals raw
     assert lr["these_settings"]["p_adjusted"] == pytest.approx(lr["these_settings"]["p_value"])
     assert lr["these_settings"]["claim"] == "supcon_less_sensitive"
-    # 6 settings over two studies reach alpha where 3 in one study cannot
+    # 4 settings in each of two studies reach alpha (6 sign-flip directions, smallest p 1/32) where 4 in one
+    # study cannot (16 swaps, smallest p 1/8)
     assert lr["claim"] != "insufficient" and all(f["claim"] == "insufficient" for f in factors)
     assert "across a and b (each a block)" in lr["sentence"]
     json.dumps(lr["these_settings"], allow_nan=False)
