@@ -10,8 +10,10 @@ one-method spread and drop, and the equivalence (agreement) test. Per truth and 
 measures:
 
 * **false claims**: a directional claim (or "moves") when every loss has the same true means (nominal 0.05);
-* **family-wise error**: a study with any false claim in a question's Holm family (the question's answers
-  of every kind together);
+* **family-wise error**: a report with any false claim in a question's Holm family: every factor's answer
+  and every pooled one (the report's family), and, apart, the factors pooled across studies (their own
+  family); each study's own pooled answer, read from a report of several studies, is adjusted in that
+  study's own families and counted per answer only;
 * **coverage** of each ratio's 95% interval at the true ratio (nominal 0.95), and **power** (the right
   claim) where the truth is a ratio above 1;
 * **disagreements**: an answer whose unadjusted p-value is below 0.05 while its 95% interval contains the
@@ -159,8 +161,8 @@ def study_cell(rng: np.random.Generator, truth: StudyTruth, kwargs: dict, sims: 
                 right[key] += correct
                 wrong = a.claims and not correct
             false[key] += wrong
-            if wrong:
-                wrong_in.add(a.question)
+            if wrong and a.level != "study":  # each study's own pooled answer sits in that study's own families
+                wrong_in.add(a.question if a.level != "across" else f"{a.question} (across studies)")
             disagreements += a.disagrees()
             ci = a.ratio_ci95 if a.question == "drop" else a.ci95
             if a.question in ("beyond", "these", "drop") and ci is not None and ci[0] is not None:

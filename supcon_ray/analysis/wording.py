@@ -121,14 +121,21 @@ def one_method_beyond(loss: str, setting_std: float, ci: tuple[float, float]) ->
             f"{setting_std:.3g}, 95% CI {_ci(ci)} (seed noise removed).")
 
 
+def _contrasts_note(r: PairedResult) -> str:
+    """Why a pooled test's smallest p-value is above ``2 / 2^settings``: it flips contrasts within each block."""
+    return (" (pooled over several factors or studies, the test flips the contrasts between each block's settings: "
+            "one fewer per block than its settings, and a base shared by factors counts once)"
+            if r.exact and r.min_p > 2 / 2**r.n_settings * (1 + 1e-9) else "")
+
+
 def pooled_beyond_reason(r: PairedResult | None, pair: Pair, key: str) -> str:
     if pair is None:
         return (f"Beyond these settings compares two methods' sensitivity to other settings like these; with one "
                 f"method ({key}) there is nothing to compare.")
     if r is None:
         return f"No factor has 2 or more settings run for both {both(pair)}."
-    return (f"With {r.n_settings} paired settings over all factors the smallest possible p-value is {r.min_p:.3g}, "
-            f"above alpha = {ALPHA}; `{PLANNER}` computes the design that would decide it.")
+    return (f"With {r.n_settings} paired settings over all factors the smallest possible p-value is {r.min_p:.3g}"
+            f"{_contrasts_note(r)}, above alpha = {ALPHA}; `{PLANNER}` computes the design that would decide it.")
 
 
 NOTHING_POOLED = "No factor has 2 or more settings run for two methods, and no single method was run alone."
@@ -137,7 +144,7 @@ NOTHING_POOLED = "No factor has 2 or more settings run for two methods, and no s
 def across_beyond_reason(r: PairedResult | None) -> str:
     return ("No study has 2 or more settings of this factor run for both losses." if r is None else
             f"With {r.n_settings} paired settings over these studies the smallest possible p-value is "
-            f"{r.min_p:.3g}, above alpha = {ALPHA}.")
+            f"{r.min_p:.3g}{_contrasts_note(r)}, above alpha = {ALPHA}.")
 
 
 # --- for these settings ---------------------------------------------------------------------------

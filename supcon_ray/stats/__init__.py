@@ -25,7 +25,7 @@ from .claims import Claim
 from .drop import DropComparison, LossDrop, compare_drops, loss_drop
 from .divergence import divergence_summary
 from .multiplicity import holm
-from .paired import PairedResult, compare, uneven_noise
+from .paired import PairedResult, compare, compare_pooled, uneven_noise
 from .scoring import completed, logit, scored, status_counts
 from .settings import ALPHA
 from .these_settings import OneLossSpread, TheseSettingsResult, compare_these, spread_of_one
@@ -34,6 +34,6 @@ from .variance import SettingTable, components
 
 __all__ = ["ALPHA", "Claim", "DEFAULT_EQUIVALENCE_RATIO", "DropComparison", "LossDrop", "OneLossSpread",
            "Outcome", "PAPER_FIG4A", "PairedResult", "SettingTable", "TheseSettingsResult",
-           "compare", "compare_drops", "compare_these", "completed", "components",
+           "compare", "compare_drops", "compare_pooled", "compare_these", "completed", "components",
            "divergence_summary", "expected_max", "expected_max_section", "expected_max_unbiased", "holm", "logit",
            "loss_drop", "scored", "spread_of_one", "status_counts", "uneven_noise"]

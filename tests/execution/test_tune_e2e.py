@@ -212,3 +212,7 @@ def test_a_reused_trial_process_gives_bit_identical_results(ray_session, tmp_pat
     assert isinstance(fresh.loc["ce", "weights_digest"], str) and len(fresh.loc["ce", "weights_digest"]) > 8
     assert fresh.loc["ce", "weights_digest"] == reused.loc["ce", "weights_digest"]
     assert fresh.loc["ce", "test_top1"] == reused.loc["ce", "test_top1"]
+    # each row records the images its accuracies are scored on (the base margin's standard error reads them)
+    n_val, n_test = int(fresh.loc["ce", "val_images"]), int(fresh.loc["ce", "test_images"])
+    assert n_val > 0 and n_test > 0
+    assert abs(fresh.loc["ce", "val_top1"] * n_val - round(fresh.loc["ce", "val_top1"] * n_val)) < 1e-6
