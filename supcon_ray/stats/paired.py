@@ -174,6 +174,19 @@ def uneven_noise(ce: SettingTable, supcon: SettingTable) -> list[str]:
     return [s for s in ce.settings if s in flagged]
 
 
+def _usable(blocks: list[tuple[SettingTable, SettingTable]], keys: list | None = None
+            ) -> tuple[list[tuple[SettingTable, SettingTable]], list | None]:
+    """The blocks with at least 2 settings (and their keys, kept aligned), checked once: each block's two
+    tables list the same settings in the same order."""
+    kept = [i for i, (c, _) in enumerate(blocks) if len(c.settings) >= 2]
+    if not kept:
+        raise ValueError("a paired comparison needs a factor with at least 2 paired settings")
+    for i in kept:
+        if blocks[i][0].settings != blocks[i][1].settings:
+            raise ValueError("paired blocks must list the same settings in the same order")
+    return [blocks[i] for i in kept], [keys[i] for i in kept] if keys is not None else None
+
+
 def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPHA, seed: int = 0,
             interval: bool = True) -> PairedResult:
     """Compare CE with SupCon over one or more factors (blocks) of paired settings.
@@ -182,12 +195,7 @@ def compare(blocks: list[tuple[SettingTable, SettingTable]], alpha: float = ALPH
     least 2 settings. See the module docstring for the test and the interval. ``interval=False``
     skips the interval (the planner).
     """
-    blocks = [(c, s) for c, s in blocks if len(c.settings) >= 2]
-    if not blocks:
-        raise ValueError("a paired comparison needs a factor with at least 2 paired settings")
-    for c, s in blocks:
-        if c.settings != s.settings:
-            raise ValueError("paired blocks must list the same settings in the same order")
+    blocks, _ = _usable(blocks)
     sizes = [len(c.settings) for c, _ in blocks]
     z, exact = _swaps(sum(sizes), seed)
     coef_a, coef_b, scale = [], [], []
@@ -338,12 +346,7 @@ def compare_pooled(blocks: list[tuple[SettingTable, SettingTable]], alpha: float
     statistic is ``lam^2 x - y`` in CE's multiplier, so the p-value falls monotonely away from the estimate);
     the point estimate is the ratio at which the observed statistic is 0. ``keys`` (per block, each loss's key per setting)
     makes a cell shared by several blocks one cell."""
-    blocks = [(c, s) for c, s in blocks if len(c.settings) >= 2]
-    if not blocks:
-        raise ValueError("a paired comparison needs a factor with at least 2 paired settings")
-    for c, s in blocks:
-        if c.settings != s.settings:
-            raise ValueError("paired blocks must list the same settings in the same order")
+    blocks, keys = _usable(blocks, keys)
     test = _Flips(blocks, *_cells(blocks, keys), seed)
     p_of = lambda rho: test.p_values(1 / np.asarray(rho, dtype=float))  # noqa: E731
     ratio = test.ratio()

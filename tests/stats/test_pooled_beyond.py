@@ -87,3 +87,11 @@ def test_the_estimate_lies_in_its_interval_and_the_test_agrees_with_it():
         low, high = r.ci95
         assert low <= r.ratio <= high, (r.ratio, r.ci95)
         assert (r.p_value < 0.05) != (low <= 1.0 <= high), (r.p_value, r.ci95)
+
+
+def test_a_block_too_small_to_compare_does_not_shift_the_other_blocks_keys():
+    # a one-setting block is left out; the keys of the blocks after it must stay with their own blocks
+    _, blocks, keys = _shared_base_blocks(np.random.default_rng(4))
+    single = (blocks[0][0].subset([blocks[0][0].settings[0]]), blocks[0][1].subset([blocks[0][1].settings[0]]))
+    with_single = compare_pooled([single, *blocks], keys=[(["lone-ce"], ["lone-sc"]), *keys])
+    assert with_single == compare_pooled(blocks, keys=keys)
