@@ -104,6 +104,9 @@ class TrainConfig(BaseModel):
     # 0 on a CPU (supcon_ray.data.loader.loader_options)
     num_workers: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(1, ge=1)  # epochs between checkpoints; the last epoch of a stage always
+    # a validation score for every pre-training epoch of a contrastive loss: "knn", a weighted kNN on the
+    # frozen features (supcon_ray.engine.monitor); it changes no result, so it is not in trial ids
+    monitor: Literal["none", "knn"] = "none"
     workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)

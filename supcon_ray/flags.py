@@ -55,6 +55,7 @@ HELP = {
     "seed": "seed of the run (weights, data order, augmentation draws)",
     "num_workers": "DataLoader worker processes (empty: one per spare CPU on a GPU, 0 on a CPU)",
     "checkpoint_every": "epochs between checkpoints (each stage's last epoch always)",
+    "monitor": "a validation score after every pre-training epoch of a contrastive loss: knn, a weighted kNN on the frozen features (changes no result)",
     "workers": "data-parallel workers (more than 1 runs on Ray Train)",
     "cpus_per_worker": "CPUs per worker",
     "gpus_per_worker": "GPUs per worker",

@@ -36,6 +36,7 @@ from supcon_ray.execution.progress import StudyConsole, configure_console
 from supcon_ray.execution.study_run import Outcome, check_dataset_files, exit_status, run_study, values_text
 from supcon_ray.results.manifest import analysed_rows, read_manifest
 from supcon_ray.results.storage import read_results
+from supcon_ray.results.cost import cost_line, folder_bytes, study_costs
 from supcon_ray.study import Phase, Study, at_own_size, base_config, load_study
 from supcon_ray.study.protocol import planned_trial_count, print_protocol, source_text
 
@@ -123,6 +124,9 @@ def summarize(results_dir: str, out=None) -> None:
     if len(rest):
         phases = rest["phase"].fillna(Phase.STUDY).value_counts().to_dict()
         print(f"not in the statistics: {len(rest)} trial(s) ({', '.join(f'{n} {p}' for p, n in phases.items())})", file=out)
+    disk = None if "://" in results_dir else folder_bytes(results_dir)
+    for cost in study_costs(df, {str(s): disk for s in df["study"].unique()}).values():
+        print(f"cost: {cost_line(cost)}", file=out)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.tune") -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from supcon_ray.designs import is_adaptive
+from supcon_ray.results.cost import study_costs
 from supcon_ray.results.folders import load_folders, stats_rows
 from supcon_ray.results.storage import HYPERPARAMETER_FIELDS
 from supcon_ray.stats import divergence as div
@@ -126,4 +127,7 @@ def build_numbers(trials: pd.DataFrame, metric: str, records: Mapping[str, Study
         notes=tuple(notes), analysis={s: a for s, a in analysis.items() if s in studies},
         bases=_bases_with_margins(records, trials) or None,
         nuisance={s: nuisance_margins(trials[trials["study"] == s], p) for s, p in picks.items()} or None,
-        flags=tuple(flags) or None, several_methods=len(result.by_method) > 1)
+        flags=tuple(flags) or None,
+        cost=study_costs(trials, {s: r.disk_bytes for s, r in records.items()})
+        if any(r.manifest is not None for r in records.values()) else None,
+        several_methods=len(result.by_method) > 1)

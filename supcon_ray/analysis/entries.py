@@ -123,7 +123,8 @@ def analyze_entries(trials: pd.DataFrame, metric: str, sensitivity: bool = True,
     by_method = {}
     for j, g in enumerate(families.groups):
         r, p_adj, claim = main_pooled[j]
-        reason = wording.pooled_beyond_reason(r, tuple(g.pair) if g.pair else None, g.key)
+        uneven = tuple(units[i].name for i in g.members if units[i].flagged)
+        reason = wording.pooled_beyond_reason(r, tuple(g.pair) if g.pair else None, g.key, uneven)
         beyond = BeyondAnswer(test_result(r), p_adj, claim,
                               wording.beyond_sentence(families.scope(g, display), claim, r, p_adj, reason,
                                                       pair=tuple(g.pair) if g.pair else None))

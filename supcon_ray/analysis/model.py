@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from supcon_ray.results.cost import StudyCost
+
 __all__ = [
     "Agreement", "AcrossEntry", "BeyondAnswer", "DropAnswer", "DropDifference", "FactorEntry", "Interval",
     "LossDrop", "LossSpread", "LossSummary", "Pair", "PooledEntry", "ReportNumbers", "SettingMean",
@@ -443,6 +445,8 @@ class ReportNumbers:
     bases: Mapping[str, Mapping[str, Any]] | None = None
     nuisance: Mapping[str, list[Mapping[str, Any]]] | None = None
     flags: tuple[str, ...] | None = None
+    #: each study's cost (study folders only; :mod:`supcon_ray.results.cost`)
+    cost: Mapping[str, StudyCost] | None = None
     #: whether ``overall_by_method`` holds several groups (else its one entry is ``overall`` without its lists)
     several_methods: bool = field(default=False, repr=False)
 
@@ -474,6 +478,8 @@ class ReportNumbers:
             out["nuisance"] = _plain(self.nuisance)
         if self.flags is not None:
             out["flags"] = list(self.flags)
+        if self.cost is not None:
+            out["cost"] = {s: c.as_dict() for s, c in self.cost.items()}
         return out
 
     def to_json(self) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class StudyRecord:
     study: Study | None
     manifest: Manifest | None
     baseline: str | None = None
+    #: the study folder's bytes on disk (``None`` for a table or a cloud URI)
+    disk_bytes: int | None = None
 
     @property
     def bases(self) -> Mapping[str, Any]:
@@ -82,7 +84,8 @@ def _validated(study_file: Mapping[str, Any]) -> Study | None:
 
 def record_of(folder: Folder) -> StudyRecord:
     """The record of a study folder read by :func:`supcon_ray.results.folders.load_folders`."""
-    return StudyRecord(folder.study, folder.study_file, _validated(folder.study_file), folder.manifest)
+    return StudyRecord(folder.study, folder.study_file, _validated(folder.study_file), folder.manifest,
+                       disk_bytes=folder.disk_bytes)
 
 
 def table_record(study: str, baseline: str | None = None) -> StudyRecord:

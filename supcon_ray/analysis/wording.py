@@ -110,7 +110,7 @@ def beyond_insufficient(losses: set[str], paired: list[str], r: PairedResult | N
 def uneven_reason(flagged: list[str], seeds: list[int]) -> str:
     return (f"Seed noise too uneven at {name_list(flagged)} for "
             f"{'/'.join(map(str, seeds))} seeds: there one loss's seeds split (between a collapse and success), so its "
-            "noise is many times its own elsewhere and comparable with the spread across settings. This question swaps "
+            "noise stands out from its own elsewhere and exceeds the spread of the other settings' means. This question swaps "
             "whole settings between the losses, which needs their seed noise alike at each setting; no test at this "
             "seed count was calibrated for such noise. More seeds at those settings would let it be measured.")
 
@@ -128,10 +128,14 @@ def _contrasts_note(r: PairedResult) -> str:
             if r.exact and r.min_p > 2 / 2**r.n_settings * (1 + 1e-9) else "")
 
 
-def pooled_beyond_reason(r: PairedResult | None, pair: Pair, key: str) -> str:
+def pooled_beyond_reason(r: PairedResult | None, pair: Pair, key: str, uneven: tuple[str, ...] = ()) -> str:
+    """Why the pooled "beyond" answer says "cannot tell"; ``uneven``: the factors left out for uneven seed noise."""
     if pair is None:
         return (f"Beyond these settings compares two methods' sensitivity to other settings like these; with one "
                 f"method ({key}) there is nothing to compare.")
+    if r is None and uneven:
+        return (f"Seed noise is too uneven for this question in {name_list(list(uneven))}, and no other factor has 2 "
+                f"or more settings run for both {both(pair)}.")
     if r is None:
         return f"No factor has 2 or more settings run for both {both(pair)}."
     return (f"With {r.n_settings} paired settings over all factors the smallest possible p-value is {r.min_p:.3g}"

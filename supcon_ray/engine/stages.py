@@ -25,6 +25,7 @@ from supcon_ray.data.augment import SMALL_IMAGE, MultiView, build_transform
 from supcon_ray.data.batch_augment import BatchAugment
 from supcon_ray.config import TrainConfig
 from supcon_ray.data.datasets import Splits, Transformed
+from supcon_ray.engine.monitor import knn_top1
 from supcon_ray.engine.evaluation import Cached, gather, top1
 from supcon_ray.data.loader import SeededItems
 from supcon_ray.networks.losses import SupConLoss, cross_entropy_loss, plugin_objective
@@ -158,8 +159,9 @@ def build_stage(name: str, ctx: RunContext, features: dict[str, Cached]) -> Stag
             return supcon(z if built_in else z.float(), y if use_labels else None)
 
         data, augment = train_items(ctx, 2)
+        monitor = (lambda: knn_top1(ctx)) if cfg.monitor == "knn" else None  # noqa: E731
         return Stage(name, ctx.net.contrastive(), data, contrastive, cfg.epochs, cfg.batch_size, cfg.optimizer,
-                     cfg.lr, cfg.weight_decay, True, None, views=2, augment=augment)
+                     cfg.lr, cfg.weight_decay, True, monitor, views=2, augment=augment)
     ce = cross_entropy_loss(cfg.label_smoothing)
 
     def classify(module, x, y):

@@ -192,6 +192,7 @@ class Trainer:
             "first_batch_unix": self.first_batch_unix,
             "last_batch_unix": self.last_batch_unix,
             "seconds": time.perf_counter() - t0,
+            "epochs_run": sum(1 for h in self.history if h["stage"] != "linear"),
             "history": self.history,
         }
 

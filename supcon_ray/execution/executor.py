@@ -119,7 +119,10 @@ class Executor:
             from supcon_ray.execution.tracking import callbacks
 
             tracking = callbacks(self.study.tracking, self.study.study, self.store.finished_ids(), tpe_args)
+        # the latest checkpoint per running trial is all a resume needs; a finished one's go with its row
+        # (supcon_ray.execution.disk)
         return tune.RunConfig(name=name, storage_path=self.store.uri, verbose=1 if self.verbose else 0,
+                              checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                               progress_reporter=_progress_reporter() if self.verbose else None,
                               callbacks=[TuneEvents(tpe_args), *tracking],
                               failure_config=tune.FailureConfig(max_failures=self.study.resources.max_failures))

@@ -40,6 +40,9 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     # Ray copies the driver's environment into workers; torch threads follow the CPU reservation.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Tune keeps one checkpoint per trial (supcon_ray.execution.disk), so it snapshots the experiment state
+    # whenever a trial checkpoints (the state must never name a deleted checkpoint), and warns of it each time
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def quiet_worker_logs() -> None:

@@ -77,8 +77,10 @@ def trial_row(spec: dict[str, Any], result: dict[str, Any], started: datetime, f
     for key in ("status", "test_top1", "val_top1", "train_loss", "linear_train_loss", "chance_top1",
                 "diverged_stage", "diverged_epoch", "seconds", "world_size", "weights_digest", "resumed_from",
                 "run_started_unix", "first_batch_unix", "last_batch_unix", "process_trials_before", "val_images",
-                "test_images"):
+                "test_images", "epochs_run"):
         row[key] = result.get(key)
+    seconds, workers = result.get("seconds"), result.get("world_size")
+    row["device_seconds"] = seconds * workers if seconds is not None and workers else None
     return row
 
 
@@ -202,6 +204,11 @@ def run_trial(config: dict[str, Any], storage: str, study: str, launcher: str, m
         result = _train_inline(cfg, spec["trial_id"])
     row = trial_row(spec, result, started, datetime.now(timezone.utc), node_id, study)
     store.write_trial(row, result["history"])
+    if uses_ray_train(cfg, launcher):  # its row is written: a retry returns the row, never these checkpoints
+        from supcon_ray.execution.disk import remove_run
+
+        remove_run(f"{store.uri}/runs", spec["trial_id"])
+    # "final": the row is in Parquet (TuneEvents then removes this trial's Tune checkpoints)
     ray.tune.report({k: row[k] for k in FINAL_KEYS} | {"final": True})
 
 

@@ -105,10 +105,27 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
                 break
     finally:
         outcome.failed, outcome.unfinished = executor.failed, executor.unfinished
+        manifest.cost = recorded_cost(store)
         save_manifest(store, manifest)
         console.close()
         set_current(None)
     return outcome
+
+
+def recorded_cost(store: ResultStore) -> dict[str, Any] | None:
+    """The study's cost so far from its recorded trials (:mod:`supcon_ray.results.cost`), with the disk its
+    folder holds where it is local; ``None`` before any trial is recorded."""
+    from supcon_ray.results.cost import folder_bytes, study_costs
+
+    try:
+        trials = read_results(store.uri)[0].to_pandas()
+        if trials.empty:
+            return None
+        disk = None if "://" in store.uri else folder_bytes(store.uri)
+        cost = study_costs(trials, {str(trials["study"].iloc[0]): disk})
+    except Exception:  # noqa: BLE001 - runs in a ``finally``: a cost that cannot be read must not hide why the run ended
+        return None
+    return next(iter(cost.values())).as_dict() if cost else None
 
 
 def _decide(study: Study, step: Step, planned: protocol.Plan, manifest: Manifest, store: ResultStore,

@@ -51,9 +51,17 @@ class TuneEvents(Callback):
             console.trial_retried(trial.trial_id, self.spec(trial), trial_error_text(trial))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        last = dict(trial.last_result or {})
+        if last.get("final"):  # its row is in Parquet: nothing reads its checkpoints again
+            from supcon_ray.execution.disk import remove_checkpoints
+
+            try:
+                remove_checkpoints(trial.storage.storage_filesystem, trial.storage.trial_fs_path)
+            except Exception:  # noqa: BLE001 - disk left over is never worth stopping a study for
+                pass
         console = current()
         if console is not None:
-            console.trial_finished(trial.trial_id, self.spec(trial), dict(trial.last_result or {}))
+            console.trial_finished(trial.trial_id, self.spec(trial), last)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         console = current()

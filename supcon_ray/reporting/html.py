@@ -17,6 +17,7 @@ from supcon_ray.reporting import plots
 from supcon_ray.reporting.console import primary_first
 from supcon_ray.reporting.markdown import columns, slots
 from supcon_ray.results.folders import stats_rows
+from supcon_ray.results.cost import cost_line
 from supcon_ray.stats.claims import display
 from supcon_ray.stats.settings import ALPHA, MIN_SETTINGS_BEYOND
 
@@ -143,6 +144,8 @@ def _header(page: _Page, trials: pd.DataFrame, numbers: ReportNumbers, records: 
         page.add(_bases_html(numbers.bases))
     for note in numbers.notes:
         page.note(note)
+    for study, cost in (numbers.cost or {}).items():
+        page.add(f"<p>Cost of <b>{html.escape(study)}</b>: {html.escape(cost_line(cost))}.</p>")
 
 
 def _questions(page: _Page, numbers: ReportNumbers, who: tuple[str, str], cols: tuple[str, str], several_pairs: bool) -> None:

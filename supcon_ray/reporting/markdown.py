@@ -18,6 +18,7 @@ from supcon_ray.analysis import (AcrossEntry, FactorEntry, LossDrop, LossSpread,
 from supcon_ray.analysis.formatting import interval, number, p_value
 from supcon_ray.analysis.wording import CLAIM_WORDS, INTERVAL_NOTE, claim_words, margin_sentence
 from supcon_ray.labels import SettingLabel, base_label
+from supcon_ray.results.cost import cost_line
 from supcon_ray.stats.agreement import PAPER_FIG4A, PAPER_PAIR, direction_agreement, pooled_direction
 from supcon_ray.stats.claims import Claim, display, less_sensitive_loss
 from supcon_ray.stats.settings import MIN_SETTINGS_BEYOND
@@ -312,7 +313,7 @@ def _one_method_markdown(numbers: ReportNumbers, out: list[str]) -> str:
     o = numbers.overall
     out += ["", f"Conclusion: {o.these_settings.sentence}", f"Conclusion: {o.drop.sentence}"]
     _tail(numbers, o, out)
-    return "\n".join(out) + "\n"
+    return "\n".join(out + cost_lines(numbers)) + "\n"
 
 
 def _tail(numbers: ReportNumbers, o: PooledEntry, out: list[str]) -> None:
@@ -413,4 +414,9 @@ def results_markdown(numbers: ReportNumbers) -> str:
     out += ["", f"Conclusion: {o.these_settings.sentence}", f"Conclusion: {o.drop.sentence}",
             f"Conclusion: {o.beyond.sentence}"]
     _tail(numbers, o, out)
-    return "\n".join(out + curve_table(numbers) + _across_tables(numbers)) + "\n"
+    return "\n".join(out + curve_table(numbers) + _across_tables(numbers) + cost_lines(numbers)) + "\n"
+
+
+def cost_lines(numbers: ReportNumbers) -> list[str]:
+    """Each study's cost (study folders only): its runs, trial-epochs, time, selection share and disk."""
+    return ["", *(f"Cost of {study}: {cost_line(c)}." for study, c in (numbers.cost or {}).items())] if numbers.cost else []

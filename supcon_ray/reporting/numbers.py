@@ -43,6 +43,9 @@ spreads are 0 (claim ``no_difference``) or only SupCon's is (then ``ci95`` says 
      "nuisance"?: {study: [{"loss", "factor", "setting", "pick": {key: value}, "mean", "configurations", "select",
                             "margin": {...} | null}]},
      "flags"?: [str],
+     "cost"?: {study: {"phases": [{"phase", "trials", "trial_epochs", "trial_seconds", "device_seconds"}],
+                       "trials", "trial_epochs", "trial_seconds", "device_seconds", "selection_share_seconds",
+                       "selection_share_epochs", "disk_bytes"}},
      "notes": [str]}
 
 Each setting's ``ci95`` is a t-interval over that setting's own seeds (null with one run). ``nuisance``
@@ -56,7 +59,9 @@ effect beyond seed noise" (claims ``moves`` / ``no_detectable_effect``) and keep
 outcome against the paper's direction (:mod:`supcon_ray.stats.agreement`), computed for each measure
 and, as ``primary_agreement`` at the entry's top level, for its study's primary measure (``analysis``: as recorded in the
 manifest on the first run; ``declared`` false for folders from before). ``uneven_noise`` names the
-settings whose seed noise made the "beyond" swap test inapplicable (claim ``insufficient``).
+settings whose seed noise made the "beyond" swap test inapplicable (claim ``insufficient``). ``cost``
+(study folders) is what each study's runs cost per phase, selection runs included, and its folder's
+bytes on disk (:mod:`supcon_ray.results.cost`).
 
 Exit status 2 when nothing can be reported (no trials, a missing folder, an unknown metric).
 """

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from supcon_ray.config import ConfigError
+from supcon_ray.results.cost import folder_bytes
 from supcon_ray.results.manifest import Manifest, analysed_rows, read_manifest
 from supcon_ray.results.storage import read_results, read_text
 
@@ -29,6 +30,8 @@ class Folder:
     study: str
     study_file: dict[str, Any]
     manifest: Manifest | None
+    #: the folder's bytes on disk (``None`` for a cloud URI)
+    disk_bytes: int | None = None
 
 
 def load_folders(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[Folder]]:
@@ -45,7 +48,8 @@ def load_folders(results_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, l
         manifest = read_manifest(d)
         used = analysed_rows(t, d, manifest).assign(analysed=True)  # a trial shared by two factors: once under each
         t = pd.concat([used, t[~t["trial_id"].isin(used["trial_id"])].assign(analysed=False)], ignore_index=True)
-        folders.append(Folder(str(t["study"].iloc[0]), study_meta(d), manifest))
+        disk = None if "://" in d else folder_bytes(d)
+        folders.append(Folder(str(t["study"].iloc[0]), study_meta(d), manifest, disk))
         trials.append(t)
         epochs.append(e)
     return pd.concat(trials, ignore_index=True), pd.concat(epochs, ignore_index=True), folders

@@ -57,10 +57,15 @@ class Manifest:
     flags: list[dict[str, Any]] = field(default_factory=list)
     format: int = FORMAT
     analysis: dict[str, Any] | None = None
+    #: what the study has cost so far (:meth:`supcon_ray.results.cost.StudyCost.as_dict`), rewritten at the end
+    #: of every run; absent from manifests written before
+    cost: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        """The file's text: the fields in their order, ``steps`` under :data:`MANIFEST_STEPS_KEY`."""
-        record = {(MANIFEST_STEPS_KEY if k == "steps" else k): v for k, v in asdict(self).items()}
+        """The file's text: the fields in their order, ``steps`` under :data:`MANIFEST_STEPS_KEY`
+        (``cost`` only once recorded, so a manifest from before reads and writes back unchanged)."""
+        record = {(MANIFEST_STEPS_KEY if k == "steps" else k): v for k, v in asdict(self).items()
+                  if not (k == "cost" and v is None)}
         return json.dumps(record, indent=1, sort_keys=False)
 
     @classmethod

@@ -102,6 +102,10 @@ TRIAL_SCHEMA = pa.schema(
         # the images val_top1 and test_top1 are scored on (absent from rows written before they were recorded)
         pa.field("val_images", pa.int64()),
         pa.field("test_images", pa.int64()),
+        # what the run cost: epochs trained (every stage but the linear read-out) and wall seconds times
+        # workers (absent from rows written before; supcon_ray.results.cost infers them there)
+        pa.field("epochs_run", pa.int64()),
+        pa.field("device_seconds", pa.float64()),
     ]
 )
 EPOCH_SCHEMA = pa.schema(

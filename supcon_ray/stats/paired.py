@@ -44,9 +44,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import f as f_distribution
 
 from .inversion import agreeing_p, invert
-from .settings import ALPHA, NOISE_CONCENTRATION, NOISE_TO_SPREAD
+from .settings import ALPHA, NOISE_LEVEL, NOISE_TO_SPREAD
 from .tolerance import at_least, exact_sum, sign, snap
 from .variance import SettingTable, between_variance
 
@@ -160,18 +161,44 @@ def _common_ratio(v_ce: np.ndarray, v_sc: np.ndarray, scale: np.ndarray) -> floa
 
 
 def uneven_noise(ce: SettingTable, supcon: SettingTable) -> list[str]:
-    """The settings of a block at which one loss's seed noise is too concentrated for the swap test
-    (:data:`~.settings.NOISE_CONCENTRATION`, :data:`~.settings.NOISE_TO_SPREAD`): empty when the test applies."""
-    k = len(ce.settings)
-    total = (float(np.var(ce.mean, ddof=1)) + float(np.var(supcon.mean, ddof=1))) / 2 if k > 1 else 0.0
-    flagged = set()
-    for t in (ce, supcon):
-        n = t.n.astype(float)
-        d = np.where(n > 1, t.ss / np.maximum(n - 1, 1) / n, 0.0)
-        typical = float(np.median(d))
-        hit = (d > NOISE_CONCENTRATION * typical) & (d > NOISE_TO_SPREAD * total) & (d > 0)
-        flagged |= {t.settings[i] for i in np.flatnonzero(hit)}
-    return [s for s in ce.settings if s in flagged]
+    """The settings of a block at which one loss's seed noise is too concentrated for the swap test: empty
+    when the test applies.
+
+    A setting is flagged when both hold:
+
+    * *its noise stands out*: per loss, a forward search over its settings with a seed variance (two or
+      more runs, not all equal: a setting whose runs all sit at one value, e.g. a collapse at chance, is
+      an effect, not noise), in increasing order of that variance: the lower half is the reference, and
+      each next setting is tested against the pooled variance of those below it (one-sided F test, at
+      :data:`~.settings.NOISE_LEVEL` divided by the number of such cells of both losses); the first that
+      is too large is flagged with every setting above it, else it joins the reference. Starting from
+      the lower half keeps two split settings from masking each other;
+    * *and it matters*: the variance of that loss's mean there exceeds :data:`~.settings.NOISE_TO_SPREAD`
+      times the variance of the means of the settings whose noise does not stand out (the two losses'
+      average), so splits do not hide themselves by widening the spread they are compared with.
+
+    Under even normal seed noise a factor is flagged in about ``NOISE_LEVEL`` of draws; a split setting,
+    whose variance is hundreds of times the others', is flagged whenever its seeds landed on both sides."""
+    cells = [(t, np.flatnonzero((t.n > 1) & (t.ss > 0))) for t in (ce, supcon)]
+    level = NOISE_LEVEL / max(sum(len(ix) for _, ix in cells), 1)
+    out: list[tuple[SettingTable, int]] = []  # (loss, setting) whose noise stands out
+    for t, ix in cells:
+        df = t.n[ix] - 1
+        var = t.ss[ix] / df
+        order = np.argsort(var, kind="stable")
+        half = (len(order) + 1) // 2
+        ss, dfs = float(t.ss[ix][order[:half]].sum()), float(df[order[:half]].sum())
+        for j, i in enumerate(order[half:]):
+            if f_distribution.sf(var[i] / (ss / dfs), df[i], dfs) < level:
+                out += [(t, int(ix[m])) for m in order[half + j:]]
+                break
+            ss, dfs = ss + float(t.ss[ix[i]]), dfs + float(df[i])
+    rest = np.ones(len(ce.settings), dtype=bool)
+    rest[[i for _, i in out]] = False
+    if rest.sum() < 2:  # no settings left to measure the spread by: the noise matters
+        return [ce.settings[i] for i in sorted({i for _, i in out})]
+    spread = (float(np.var(ce.mean[rest], ddof=1)) + float(np.var(supcon.mean[rest], ddof=1))) / 2
+    return [ce.settings[i] for i in sorted({i for t, i in out if t.ss[i] / (t.n[i] - 1) / t.n[i] > NOISE_TO_SPREAD * spread})]
 
 
 def _usable(blocks: list[tuple[SettingTable, SettingTable]], keys: list | None = None

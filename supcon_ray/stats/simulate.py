@@ -140,13 +140,17 @@ def pattern_tables(rng: np.random.Generator, pattern: NoisePattern, n_seeds: int
 
 def bimodal_tables(rng: np.random.Generator, n_settings: int, n_seeds: int, ratio: float = 1.0,
                    setting_std: float = 0.03, seed_std: float = 0.01, chance: float = 0.1,
-                   level: float = 0.8) -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
-    """Collapse that splits the seeds: at CE's two most extreme settings (the first and the last) each
-    seed lands at chance with probability 1/2 (no noise there) and otherwise near ``a_s``, so the true
-    mean is ``(chance + a_s) / 2``; elsewhere CE's runs are ``a_s`` plus normal noise. SupCon has CE's
-    true means, centred profile divided by ``ratio``, with even normal noise. The truth is ``ratio``."""
+                   level: float = 0.8, split: str = "ends", both: bool = False
+                   ) -> tuple[tuple[SettingTable, SettingTable], dict[str, np.ndarray]]:
+    """Collapse that splits the seeds: at CE's split settings each seed lands at chance with probability
+    1/2 (no noise there) and otherwise near ``a_s``, so the true mean is ``(chance + a_s) / 2``;
+    elsewhere CE's runs are ``a_s`` plus normal noise. SupCon has CE's true means, centred profile
+    divided by ``ratio``, with even normal noise; with ``both`` its seeds split at the same settings too
+    (chance, or ``2 m - chance`` for its true mean ``m``). The truth is ``ratio``. ``split``: the split
+    settings, :data:`SPLITS` (``"ends"``: the first and the last; ``"one"``: the middle one; ``"two"``:
+    the second and the one after the middle)."""
     a = level + setting_std * rng.standard_normal(n_settings)
-    ends = np.array([0, n_settings - 1])
+    ends = np.array(SPLITS[split](n_settings))
     m_ce = a.copy()
     m_ce[ends] = (chance + a[ends]) / 2
     y_ce = a[:, None] + seed_std * rng.standard_normal((n_settings, n_seeds))
@@ -154,7 +158,15 @@ def bimodal_tables(rng: np.random.Generator, n_settings: int, n_seeds: int, rati
     y_ce[ends] = np.where(at_chance, chance, y_ce[ends])
     m_sc = m_ce.mean() + (m_ce - m_ce.mean()) / ratio
     y_sc = m_sc[:, None] + seed_std * rng.standard_normal((n_settings, n_seeds))
+    if both:
+        high = 2 * m_sc[ends] - chance
+        y_sc[ends] = high[:, None] + seed_std * rng.standard_normal((len(ends), n_seeds))
+        y_sc[ends] = np.where(rng.random((len(ends), n_seeds)) < 0.5, chance, y_sc[ends])
     return _tables({"ce": y_ce, "supcon": y_sc}), {"ce": m_ce, "supcon": m_sc}
+
+
+#: Where :func:`bimodal_tables` splits the seeds, by name: the settings' positions for ``n`` settings.
+SPLITS = {"ends": lambda n: [0, n - 1], "one": lambda n: [n // 2], "two": lambda n: [1, n // 2 + 1]}
 
 
 def spread_ratio(truth: dict[str, np.ndarray]) -> float:

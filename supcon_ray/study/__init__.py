@@ -54,6 +54,7 @@ __all__ = [
     "tpe_spec",
     "train_config",
     "trial_id",
+    "within_noise",
 ]
 __getattr__, __dir__ = exports(__name__, {
     "ANALYSIS_KEYS": "schema",
@@ -85,6 +86,7 @@ __getattr__, __dir__ = exports(__name__, {
     "base_margins": "margins",
     "margin_sentence": "margins",
     "nuisance_margins": "margins",
+    "within_noise": "margins",
     "STEPS": "protocol",
     "Step": "protocol",
     "plan": "protocol",

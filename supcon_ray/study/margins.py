@@ -136,7 +136,7 @@ def _validation_size(g: pd.DataFrame, select: str) -> tuple[int | None, str]:
 
 
 def _lead(g: pd.DataFrame, config: str, select: str, picked: str | None = None,
-          seed_var: tuple[float, int] | None = None) -> dict[str, Any] | None:
+          seed_var: tuple[float, int] | None = None, members: list[str] | None = None) -> dict[str, Any] | None:
     """The pick's lead over every other configuration among ``g``'s rows (configurations told apart by
     the column ``config``), each with its standard error, and Gupta's subset of the configurations
     within noise of the pick; ``None`` with fewer than two configurations. ``picked`` names the
@@ -172,10 +172,25 @@ def _lead(g: pd.DataFrame, config: str, select: str, picked: str | None = None,
     for other in means.index[1:]:
         s_i, _ = se_of(str(other))
         inside += bool(np.isfinite(s_i) and means[best] - means[other] <= d * s_i)
+    if members is not None:
+        members.extend([best] + [str(o) for o in means.index[1:]
+                                 if np.isfinite(se_of(str(o))[0]) and means[best] - means[o] <= d * se_of(str(o))[0]])
     return {"best": best, "runner_up": runner, "best_mean": float(means.iloc[0]), "runner_up_mean": float(means.iloc[1]),
             "margin": margin, "se": se, "se_basis": basis, "validation_images": n_val,
             "validation_images_source": source, "configurations": int(len(means)), "within_noise_of_pick": inside,
             "rule": SUBSET_RULE, "within_noise": inside > 0}
+
+
+def within_noise(g: pd.DataFrame, config: str, select: str = "val_top1", picked: str | None = None) -> list[str]:
+    """The configurations of one search within noise of its pick (the pick first): Gupta's subset with each
+    lead's own standard error, the rule of :func:`base_margins` (``g``: the search's completed runs, told apart
+    by the column ``config``; ``picked``: the chosen one, else the best mean). A lone configuration is its own
+    subset."""
+    members: list[str] = []
+    if _lead(g, config, select, picked, members=members) is None:
+        means = g.groupby(config)[select].mean()
+        return [str(picked)] if picked is not None else [str(means.idxmax())] if len(means) else []
+    return members
 
 
 def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[dict[str, Any]]:

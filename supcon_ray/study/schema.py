@@ -29,8 +29,9 @@ from supcon_ray.study.values import numeric_keys
 #: and a tuning space, and left out of trial ids.
 RESOURCE_KEYS = {"workers", "cpus_per_worker", "gpus_per_worker"}
 #: How a trial runs, not what it computes (loader draws are seeded per sample; checkpoints do not change
-#: results): left out of trial ids and of the manifest's fingerprint, so they may change between runs
-EXECUTION_KEYS = {"num_workers", "checkpoint_every"}
+#: results; the kNN monitor restores the random state it draws from): left out of trial ids and of the
+#: manifest's fingerprint, so they may change between runs
+EXECUTION_KEYS = {"num_workers", "checkpoint_every", "monitor"}
 #: A setting's or a choice list's single value.
 Scalar = Union[bool, int, float, str]
 

@@ -317,3 +317,46 @@ def test_distributed_cli_runs_with_other_settings_never_share_checkpoints(monkey
     for cfg in (base, base, base.model_copy(update={"epochs": 3}), base.model_copy(update={"linear_stage": "cached"})):
         run_ray(cfg, tmp_path, None)
     assert names[0] == names[1] and len(set(names)) == 3
+
+
+def test_the_knn_monitor_scores_every_pretraining_epoch_and_changes_no_result(small):
+    """``monitor: knn`` gives contrastive pre-training a validation score each epoch (the rung metric of a
+    multi-fidelity search) without touching the run: same weights and accuracies as without it."""
+    cfg = TrainConfig(loss="supcon", epochs=2, linear_epochs=1, lr=0.1, **FAST)
+    plain = train(cfg, Session(lambda m, s: None), small)
+    watched = train(cfg.model_copy(update={"monitor": "knn"}), Session(lambda m, s: None), small)
+    assert watched["weights_digest"] == plain["weights_digest"]
+    assert (watched["val_top1"], watched["test_top1"]) == (plain["val_top1"], plain["test_top1"])
+    scores = [h["val_top1"] for h in watched["history"] if h["stage"] == "pretrain"]
+    assert len(scores) == 2 and all(0.1 < s <= 1 for s in scores), scores  # well above chance on digits
+    assert all(h["val_top1"] is None for h in plain["history"] if h["stage"] == "pretrain")
+
+
+def test_knn_scores_vote_by_similarity_among_the_nearest():
+    """Brute force on a toy bank: the k most cosine-similar items vote, each with exp(similarity / T)."""
+    from supcon_ray.engine.monitor import knn_scores
+
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    query = torch.tensor([[1.0, 0.05], [0.2, 1.0]])
+    scores = knn_scores(bank, labels, query, 3, k=3, temperature=0.5)
+    import torch.nn.functional as F
+
+    sims = F.normalize(query, dim=1) @ F.normalize(bank, dim=1).T
+    for q in range(2):
+        top = sims[q].argsort(descending=True)[:3]
+        want = torch.zeros(3)
+        for i in top:
+            want[labels[i]] += torch.exp(sims[q, i] / 0.5)
+        assert torch.allclose(scores[q], want, atol=1e-5)
+    assert scores.argmax(1).tolist() == [0, 1]
+
+
+def test_monitor_is_an_execution_setting_not_in_trial_ids():
+    from supcon_ray.study.schema import EXECUTION_KEYS
+    from supcon_ray.study.trials import trial_id
+
+    train_a = TrainConfig(loss="supcon").model_dump()
+    train_b = TrainConfig(loss="supcon", monitor="knn").model_dump()
+    assert "monitor" in EXECUTION_KEYS
+    assert trial_id("s", "study", "lr", "lr=0.1", train_a) == trial_id("s", "study", "lr", "lr=0.1", train_b)

@@ -55,7 +55,8 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert len(per_trial) == 4 and all("completed" in ln and "test_top1 0." in ln for ln in per_trial), out
     assert out.index("[4/4]") < out.index("test_top1 mean") < out.index("results:")
     assert "progress: 4/4 trials done, 0 running, 0 failed" in out
-    for noise in ("== Status ==", "Checkpoint successfully created", "Ray deduplicates logs"):
+    for noise in ("== Status ==", "Checkpoint successfully created", "Ray deduplicates logs",
+                  "Experiment state snapshotting"):
         assert noise not in captured.out + captured.err, noise
     trials = pd.read_parquet(storage / "tiny" / "trials")
     assert len(trials) == 4 and trials["trial_id"].is_unique
@@ -68,6 +69,13 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert set(trials["phase"]) == {"study"} and trials["in_stats"].all()
     assert {loss: rec["source"] for loss, rec in read_manifest(str(storage / "tiny")).bases.items()} == {
         "supcon": BASE_FROM_FILE, "ce": BASE_FROM_FILE}
+    # what it cost: every row records its epochs and device time, the manifest and the summary the whole study
+    assert trials["epochs_run"].eq(1).all() and trials["device_seconds"].gt(0).all()
+    cost = read_manifest(str(storage / "tiny")).cost
+    assert cost["trials"] == 4 and cost["trial_epochs"] == 4 and cost["disk_bytes"] > 0
+    assert re.search(r"^cost: 4 trials, 4 trial-epochs, .* no selection runs; [0-9.]+ (kB|MB) on disk$", out, re.M), out
+    # disk kept to what resume needs: no finished trial keeps a checkpoint (a 3 MB file per epoch before)
+    assert not list((storage / "tiny").rglob("checkpoint.pt")), "finished trials' checkpoints were left behind"
     epochs = ds.dataset(storage / "tiny" / "epochs").to_table()
     assert epochs.schema.names == EPOCH_SCHEMA.names
     per_trial = epochs.to_pandas().groupby("trial_id").size().to_dict()
@@ -134,6 +142,8 @@ def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
     assert len(trials) == 8 and trials["trial_id"].is_unique
     assert (trials["status"] == "completed").all()
     assert not list((storage / "tiny" / ".tmp").glob("*")), "no half-written files left behind"
+    # the trials resumed from their checkpoints, then removed them once their rows were written
+    assert not list((storage / "tiny").rglob("checkpoint.pt")), "finished trials' checkpoints were left behind"
 
 
 def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
@@ -171,6 +181,10 @@ def test_two_worker_trials_go_through_ray_train(ray_session, tmp_path):
     assert len(trials) == 1 and trials["world_size"].tolist() == [2] and trials["status"].tolist() == ["completed"]
     epochs = pd.read_parquet(storage / "tiny" / "epochs")
     assert epochs["stage"].tolist() == ["pretrain", "linear", "linear"]
+    # its row is written: the Ray Train run's checkpoints and state are gone, two workers' time is counted twice
+    assert not list((storage / "tiny").rglob("checkpoint.pt")) and not list((storage / "tiny" / "runs").glob("*"))
+    assert trials["epochs_run"].tolist() == [1]
+    assert trials["device_seconds"].iloc[0] == pytest.approx(2 * trials["seconds"].iloc[0])
 
 
 def test_trials_that_fail_before_reporting_are_recorded_as_failed(ray_session, tmp_path, capsys):

@@ -381,10 +381,16 @@ def test_planner_reads_a_study_and_finds_the_deciding_design(tmp_path, capsys):
     assert power(m, 12, 3, 4.0, sims=20)["beyond"] > 0.5
     folder = _write_study(tmp_path, factors={"optimizer": FACTORS["optimizer"]})
     assert power_main([str(folder), "--sims", "10", "--json", str(tmp_path / "plan.json")]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "## synthetic / optimizer" in text and "Smallest design with 80% power at ratio 2, for these settings" in text
+    assert "simulating synthetic / optimizer (1 of 1)" in captured.err  # progress while it simulates
     plan = json.loads((tmp_path / "plan.json").read_text())["synthetic / optimizer"]
     assert {r["settings"] for r in plan["rows"]} >= {3, 6, 12} and plan["smallest_at_ratio_2"]["these_settings"]
+    # each design priced: its analysed runs' trial-epochs; no hours, as these rows recorded no time
+    epochs = TrainConfig().epochs
+    assert all(c["trial_epochs"] == c["settings"] * c["seeds"] * 2 * epochs and c["hours"] is None for c in plan["cost"])
+    assert f"| 6 x 3 |" in text and f"{6 * 3 * 2 * epochs:,} trial-epochs |" in text and "no time recorded" in text
     assert power_main([str(tmp_path / "missing")]) == 2
 
 
