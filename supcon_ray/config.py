@@ -184,8 +184,47 @@ class TrainConfig(BaseModel):
                              rotation=self.augment_rotation, randaugment_scale=self.randaugment_scale)
 
 
-def format_validation_error(err: ValidationError, source: str = "") -> str:
-    """One line per problem: ``source: key.path: message``."""
+def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
+    """The model that validates the mapping at ``loc`` under ``model`` (through nested models, optional
+    ones, and the values of ``dict``/``list`` fields); ``None`` where it is not a model."""
+    import typing
+
+    current: Any = model
+    parts = list(loc)
+    while parts:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return None
+        current = field.annotation
+        while True:  # unwrap Optional / Union with one model, and step over a dict key or a list index
+            origin, args = typing.get_origin(current), typing.get_args(current)
+            if origin is Union or type(current).__name__ == "UnionType":
+                models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+                current = models[0] if len(models) == 1 else None
+            elif origin in (dict, list) and args:
+                if not parts:
+                    return None
+                parts.pop(0)
+                current = args[-1]
+            else:
+                break
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def unknown_key_message(key: str, allowed: list[str]) -> str:
+    """``unknown key``, the closest allowed key where one is close (``difflib``), and every allowed key."""
+    import difflib
+
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key{hint} (valid here: {', '.join(allowed)})"
+
+
+def format_validation_error(err: ValidationError, source: str = "", model: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``source: key.path: message``; an unknown key names the closest valid one and
+    every valid key at its level where ``model`` (the validated model) says what they are."""
     lines = []
     for e in err.errors():
         path = ""
@@ -193,7 +232,8 @@ def format_validation_error(err: ValidationError, source: str = "") -> str:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            parent = _model_at(model, tuple(e["loc"][:-1]))
+            msg = unknown_key_message(str(e["loc"][-1]), list(parent.model_fields)) if parent else "unknown key"
         prefix = f"{source}: " if source else ""
         lines.append(f"{prefix}{path or '<root>'}: {msg}")
     return "\n".join(lines)
@@ -204,4 +244,4 @@ def make_train_config(values: dict, source: str = "") -> TrainConfig:
     try:
         return TrainConfig(**values)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, TrainConfig)) from None

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from supcon_ray import registry
-from supcon_ray.config import ConfigError, TrainConfig, format_validation_error
+from supcon_ray.config import ConfigError, TrainConfig, format_validation_error, unknown_key_message
 from supcon_ray.plugins import PluginError, load_plugins
 from supcon_ray.study.bases import base_config
 from supcon_ray.study.sampling import draw_design
@@ -47,7 +47,7 @@ def _check_partial(values: dict[str, Any], path: str, source: str) -> None:
     try:
         TrainConfig(**fold_options(values))
     except ValidationError as err:
-        lines = format_validation_error(err).splitlines()
+        lines = format_validation_error(err, model=TrainConfig).splitlines()
         raise ConfigError("\n".join(f"{source}: {path}.{line}" if path else f"{source}: {line}" for line in lines)) from None
 
 
@@ -88,7 +88,8 @@ def study_from_dict(raw: Any, folder: str | Path | None = None, quick: bool = Fa
         raise ConfigError(f"{source}: folder: set from where the study file lies, not written in it; remove it")
     unknown = set(raw.get("quick") or {}) - set(Study.model_fields) - {"quick"}
     if unknown:
-        raise ConfigError(f"{source}: quick.{sorted(unknown)[0]}: unknown key; valid: {', '.join(Study.model_fields)}")
+        raise ConfigError(f"{source}: quick.{sorted(unknown)[0]}: "
+                          + unknown_key_message(sorted(unknown)[0], [k for k in Study.model_fields if k != "quick"]))
     if quick:
         overrides = raw.get("quick")
         if not isinstance(overrides, dict):
@@ -98,7 +99,7 @@ def study_from_dict(raw: Any, folder: str | Path | None = None, quick: bool = Fa
     try:
         study = Study(**{**raw, "folder": str(path.resolve().parent)})
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, Study)) from None
     if study.tracking is not None:
         _check_tracking(study.tracking, str(path.resolve().parent), source)
     _check_partial({"dataset": study.dataset, "model": study.model}, "", source)

@@ -319,3 +319,34 @@ def test_the_published_studies_replan_to_their_recorded_trial_ids():
             assert [s.trial_id for s in planned.specs] == manifest.steps[step][:len(planned.specs)], (folder, step)
             analysed += planned.analysed
         assert json.dumps(analysed, sort_keys=True) == json.dumps(manifest.analysed, sort_keys=True), folder
+
+
+@pytest.mark.parametrize("edit, where, closest, also_valid", [
+    ({"base": {"common": {"epoch": 5}}}, "base.common.epoch", "epochs", "linear_epochs"),
+    ({"resources": {"max_concurent_trials": 2}}, "resources.max_concurent_trials", "max_concurrent_trials", "launcher"),
+    ({"nuisance": {"optimizer": {"sampler": "grid", "space": {"lr": {"choice": [0.1, 1.0]}}, "budjet": 2}}},
+     "nuisance.optimizer.budjet", "budget", "seeds"),
+    ({"tune_base": {"space": {"lr": {"loguniform": [0.01, 1.0]}}, "budget": 2, "seeds": [9], "selct": "val_top1"}},
+     "tune_base.selct", "select", "sampler"),
+    ({"quick": {"seedz": [0]}}, "quick.seedz", "seeds", "losses"),
+])
+def test_an_unknown_key_names_the_closest_valid_one_and_every_valid_key_at_its_level(edit, where, closest, also_valid):
+    """A newcomer's misspelt key (issue 42): the message names the key's path, the closest valid key at that
+    level (difflib) and all of that level's valid keys, and loading exits as a ConfigError (status 2)."""
+    from supcon_ray.study import study_from_dict
+
+    raw = {"study": "s", "losses": ["supcon", "ce"], "seeds": [0, 1], "vary": {"optimizer": ["sgd", "lars"]}}
+    raw.update(edit)
+    with pytest.raises(ConfigError) as err:
+        study_from_dict(raw)
+    text = str(err.value)
+    assert f"{where}: unknown key; did you mean {closest!r}? (valid here: " in text, text
+    assert also_valid in text.split("valid here: ", 1)[1]
+
+
+def test_an_unknown_key_with_nothing_close_still_lists_the_valid_keys():
+    from supcon_ray.study import study_from_dict
+
+    with pytest.raises(ConfigError) as err:
+        study_from_dict({"study": "s", "losses": ["ce"], "seeds": [0], "resources": {"zzz": 1}})
+    assert "resources.zzz: unknown key (valid here: workers_per_trial, " in str(err.value)
