@@ -167,14 +167,15 @@ def _lead(g: pd.DataFrame, config: str, select: str, picked: str | None = None,
         return math.sqrt(var), basis
 
     d = subset_constant(len(means))
-    inside = 0
     se, basis = se_of(runner)
+    subset = [best]
     for other in means.index[1:]:
         s_i, _ = se_of(str(other))
-        inside += bool(np.isfinite(s_i) and means[best] - means[other] <= d * s_i)
+        if np.isfinite(s_i) and means[best] - means[other] <= d * s_i:
+            subset.append(str(other))
+    inside = len(subset) - 1
     if members is not None:
-        members.extend([best] + [str(o) for o in means.index[1:]
-                                 if np.isfinite(se_of(str(o))[0]) and means[best] - means[o] <= d * se_of(str(o))[0]])
+        members.extend(subset)
     return {"best": best, "runner_up": runner, "best_mean": float(means.iloc[0]), "runner_up_mean": float(means.iloc[1]),
             "margin": margin, "se": se, "se_basis": basis, "validation_images": n_val,
             "validation_images_source": source, "configurations": int(len(means)), "within_noise_of_pick": inside,
@@ -189,7 +190,7 @@ def within_noise(g: pd.DataFrame, config: str, select: str = "val_top1", picked:
     members: list[str] = []
     if _lead(g, config, select, picked, members=members) is None:
         means = g.groupby(config)[select].mean()
-        return [str(picked)] if picked is not None else [str(means.idxmax())] if len(means) else []
+        return [str(picked if picked is not None else means.idxmax())] if len(means) else []
     return members
 
 
