@@ -45,6 +45,7 @@ import pandas as pd
 from supcon_ray.results.folders import load_folders
 from supcon_ray.results.storage import HYPERPARAMETER_FIELDS
 from supcon_ray.study import within_noise
+from supcon_ray.study.fidelity import full_length_epochs, halve, planned_epochs, rung_epochs, rung_sizes
 
 #: Columns that are not a configuration's hyperparameters (a search's configurations differ in the others).
 NOT_CONFIG = {"seed", "study", "trial_id", "factor", "setting", "design", "phase", "in_stats", "analysed", "status",
@@ -103,33 +104,32 @@ def searches(folder: str) -> list[Search]:
     return out
 
 
-def rungs(epochs: int, min_epochs: int, factor: int) -> list[int]:
-    """The rung epochs: ``m, m R, ...`` below the full length, then the full length."""
-    out, r = [], min_epochs
-    while r < epochs:
-        out.append(r)
-        r *= factor
-    return out + [epochs]
-
-
 def replay(search: Search, configs: list[str], seeds: list[int], min_epochs: int, factor: int,
            budgets: dict[tuple[str, int, int], float] | None = None) -> tuple[str, float]:
     """The pick of successive halving over ``configs`` x ``seeds``, and its cost as a share of full length.
     Without ``budgets`` the runs continue from rung to rung (a rung's score: the full-schedule curve at that
-    epoch); with ``budgets`` (``(config, seed, epochs) -> val_top1`` of runs trained for that many epochs,
-    their schedule decayed within them) every rung is a run of its own, as is its cost."""
+    epoch). With ``budgets`` (``(config, seed, epochs) -> val_top1`` of runs trained for that many epochs,
+    their schedule decayed within them) every rung is a run of its own, exactly as a study's ``fidelity``
+    block runs it (:func:`supcon_ray.study.fidelity.halve`: the search ends when one configuration is left)."""
+    if budgets is not None:
+        full = search.final[search.final["seed"].isin(seeds)].groupby("config")["val_top1"].mean()
+
+        def score(i: int, r: int) -> float:
+            c = configs[i]
+            return float(full[c]) if r == search.epochs else float(np.mean([budgets[(c, s, r)] for s in seeds]))
+
+        h = halve(len(configs), search.epochs, min_epochs, factor, score)
+        spent = planned_epochs(len(configs), len(seeds), search.epochs, min_epochs, factor)
+        return configs[h.pick], spent / full_length_epochs(len(configs), len(seeds), search.epochs)
     alive = list(configs)
     spent = 0
     previous = 0
-    for r in rungs(search.epochs, min_epochs, factor):
-        spent += (r if budgets is not None else r - previous) * len(alive) * len(seeds)
+    for r in rung_epochs(search.epochs, min_epochs, factor):
+        spent += (r - previous) * len(alive) * len(seeds)
         previous = r
         if r == search.epochs:
             break
-        if budgets is not None:
-            score = {c: np.mean([budgets[(c, s, r)] for s in seeds]) for c in alive}
-        else:
-            score = {c: np.mean([search.curves[(c, s)][r - 1] for s in seeds]) for c in alive}
+        score = {c: np.mean([search.curves[(c, s)][r - 1] for s in seeds]) for c in alive}
         keep = max(1, math.ceil(len(alive) / factor))
         alive = sorted(alive, key=lambda c: (-score[c], configs.index(c)))[:keep]
     final = search.final[search.final["seed"].isin(seeds)].groupby("config")["val_top1"].mean()
@@ -159,7 +159,8 @@ def budget_runs(folder: str, search: Search) -> dict[tuple[str, int, int], float
     labels = rows[keys].astype(str).apply(lambda r: ",".join(f"{k}={v}" for k, v in r.items()), axis=1)
     out = {(c, int(s), int(e)): float(v) for c, s, e, v in zip(labels, rows["seed"], rows["epochs"], rows["val_top1"])}
     need = {(c, int(sd)) for c, sd in zip(search.final["config"], search.final["seed"])}
-    return out if all((c, sd, 1) in out for c, sd in need) else None
+    shortest = min((e for _, _, e in out), default=None)
+    return out if shortest is not None and all((c, sd, shortest) in out for c, sd in need) else None
 
 
 def evaluate(search: Search, min_epochs: int, factor: int,
@@ -230,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for r in args.factor:
                     rows.append(evaluate(s, m, r))
+                    n = s.final["config"].nunique()
                     if budgets is not None and all(k in {e for (_, _, e) in budgets}
-                                                   for k in rungs(s.epochs, m, r)[:-1]):
+                                                   for k, _ in rung_sizes(n, s.epochs, m, r) if k < s.epochs):
                         rows.append(evaluate(s, m, r, budgets))
     if not rows:
         return 1
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---:|---|---|---:|---|---:|")
     for r in rows:
         print(f"| {r['search']} | {r['loss']} | {r['configurations']} x {r['seeds']} | {r['epochs']} | "
-              f"{', '.join(map(str, rungs(r['epochs'], r['min_epochs'], r['factor'])))} (R={r['factor']}) | "
+              f"{', '.join(map(str, rung_epochs(r['epochs'], r['min_epochs'], r['factor'])))} (R={r['factor']}) | "
               f"{'yes' if r['kept_all_seeds'] else 'no'} | {r['kept']:.2f} | {r['regret_mean']:.3f} / {r['regret_90']:.3f} "
               f"| {r['cost']:.2f} |")
     print("\nPer loss, rung plan and folder (every search's replays together):")

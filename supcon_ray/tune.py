@@ -36,7 +36,7 @@ from supcon_ray.execution.progress import StudyConsole, configure_console
 from supcon_ray.execution.study_run import Outcome, check_dataset_files, exit_status, run_study, values_text
 from supcon_ray.results.manifest import analysed_rows, read_manifest
 from supcon_ray.results.storage import read_results
-from supcon_ray.results.cost import cost_line, folder_bytes, study_costs
+from supcon_ray.results.cost import cost_line, fidelity_savings, folder_bytes, study_costs
 from supcon_ray.study import Phase, Study, at_own_size, base_config, load_study
 from supcon_ray.study.protocol import planned_trial_count, print_protocol, source_text
 
@@ -106,8 +106,10 @@ def summarize(results_dir: str, out=None) -> None:
         for loss, rec in bases.items():
             origin = source_text(rec.get("source"))
             if rec.get("trial_ids"):
-                origin += (f", {rec.get('select')} mean {rec['mean']:.4f} over seeds {rec.get('seeds')} "
-                           f"(best of {rec.get('configurations')}; trial {rec['trial_ids'][0]})")
+                origin += (f", {rec.get('select')} mean {rec['mean'] if rec.get('mean') is None else format(rec['mean'], '.4f')} over seeds {rec.get('seeds')} "
+                           f"(best of {rec.get('configurations')}"
+                           + (f" by successive halving, won at {rec['fidelity']['epochs']} epochs" if rec.get("fidelity") else "")
+                           + f"; trial {rec['trial_ids'][0]})")
             print(f"  {loss:8} {values_text(rec.get('values') or {})}  [{origin}]", file=out)
     for flag in (manifest.flags if manifest is not None else []):
         print(f"note: {flag['text']}", file=out)
@@ -125,7 +127,9 @@ def summarize(results_dir: str, out=None) -> None:
         phases = rest["phase"].fillna(Phase.STUDY).value_counts().to_dict()
         print(f"not in the statistics: {len(rest)} trial(s) ({', '.join(f'{n} {p}' for p, n in phases.items())})", file=out)
     disk = None if "://" in results_dir else folder_bytes(results_dir)
-    for cost in study_costs(df, {str(s): disk for s in df["study"].unique()}).values():
+    saved = fidelity_savings(manifest.decisions if manifest is not None else None)
+    for cost in study_costs(df, {str(s): disk for s in df["study"].unique()},
+                            {str(s): saved for s in df["study"].unique()}).values():
         print(f"cost: {cost_line(cost)}", file=out)
 
 

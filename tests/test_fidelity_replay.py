@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.fidelity_replay import Search, rank_agreement, replay, rungs, judge
+from benchmarks.fidelity_replay import Search, rank_agreement, replay, judge
+from supcon_ray.study.fidelity import rung_epochs as rungs
 
 
 def _search(curves: dict[str, list[float]], seeds=(0, 1), noise=0.0) -> Search:
@@ -61,4 +62,5 @@ def test_budgeted_rungs_are_runs_of_their_own_scored_and_paid_as_such():
     configs = sorted(curves)
     pick, cost = replay(s, configs, [0, 1], 2, 2, budgets)
     assert pick == "c_late" and judge(s, configs, [0, 1], pick)[0]
-    assert cost == pytest.approx((4 * 2 + 2 * 4 + 1 * 5) / (4 * 5))  # rungs 2, 4, 5: each a fresh run
+    # rungs 2 and 4, each a fresh run; the search ends with one left (its full-length runs are the analysed ones)
+    assert cost == pytest.approx((4 * 2 + 2 * 4) / (4 * 5))

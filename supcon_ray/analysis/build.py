@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from supcon_ray.designs import is_adaptive
-from supcon_ray.results.cost import study_costs
+from supcon_ray.results.cost import fidelity_savings, study_costs
 from supcon_ray.results.folders import load_folders, stats_rows
 from supcon_ray.results.storage import HYPERPARAMETER_FIELDS
 from supcon_ray.stats import divergence as div
@@ -75,6 +75,11 @@ def _bases_with_margins(records: Mapping[str, StudyRecord], trials: pd.DataFrame
             continue
         rows = trials[trials["study"] == study]
         per_loss = record.bases
+        for loss, rec in per_loss.items():  # a base picked by successive halving: its lead at the rung it won
+            won = (rec.get("fidelity") or {}).get("epochs")
+            if won is not None and "epochs" in rows:
+                other_rung = (rows["phase"] == "tune_base") & (rows["loss"] == loss) & (rows["epochs"] != won)
+                rows = rows[~other_rung]
         by_select = {select: base_margins(rows, select).get(study, {})
                      for select in {rec.get("select", "val_top1") for rec in per_loss.values()}}
         out[study] = {}
@@ -128,6 +133,7 @@ def build_numbers(trials: pd.DataFrame, metric: str, records: Mapping[str, Study
         bases=_bases_with_margins(records, trials) or None,
         nuisance={s: nuisance_margins(trials[trials["study"] == s], p) for s, p in picks.items()} or None,
         flags=tuple(flags) or None,
-        cost=study_costs(trials, {s: r.disk_bytes for s, r in records.items()})
+        cost=study_costs(trials, {s: r.disk_bytes for s, r in records.items()},
+                         {s: fidelity_savings(r.manifest.decisions) for s, r in records.items() if r.manifest})
         if any(r.manifest is not None for r in records.values()) else None,
         several_methods=len(result.by_method) > 1)

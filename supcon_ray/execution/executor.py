@@ -10,6 +10,7 @@ returns) are counted in :attr:`Executor.unfinished`, never signalled by an excep
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import asdict
 from typing import Any
@@ -47,6 +48,18 @@ def _progress_reporter():
         metric_columns={"stage": "stage", "epoch": "epoch", "train_loss": "loss", "val_top1": "val_top1",
                         "test_top1": "test_top1"},
         max_report_frequency=30, max_column_length=28)
+
+
+def restorable(path: str) -> bool:
+    """Whether a Tune experiment folder holds a run to restore: Ray's own test (its ``tuner.pkl``) and, on a local
+    disk, an experiment state. A process killed in the moment after a Tuner starts leaves a ``tuner.pkl`` alone,
+    whose restore would start trials without their configuration; such a folder is used afresh instead."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(path):
+        return False
+    local = path.removeprefix("file://")
+    return "://" in local or bool(glob.glob(os.path.join(glob.escape(local), "experiment_state-*.json")))
 
 
 class Executor:
@@ -145,7 +158,7 @@ class Executor:
             return
         by_id = {s.trial_id: asdict(s) for s in todo}
         paths = [f"{self.store.uri}/{name}"]
-        while tune.Tuner.can_restore(paths[-1]):
+        while restorable(paths[-1]):
             paths.append(f"{self.store.uri}/{name}-{len(paths)}")
         fn = self._trainable()
         if self.resume and len(paths) > 1:
@@ -195,7 +208,7 @@ class Executor:
 
         from supcon_ray.execution.runner import error_text, spec_of
 
-        if restore and tune.Tuner.can_restore(restore):
+        if restore and restorable(restore):
             tuner = tune.Tuner.restore(restore, trainable=trainable, resume_errored=True)
         elif make_tuner is None:
             return 0

@@ -88,15 +88,27 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
     analysed: list[dict[str, str]] = []
     try:
         for step in protocol.STEPS:
-            planned = protocol.plan(study, step, manifest.decisions)
+            recorded = read_results(store.uri)[0].to_pandas() if _halving(study, step) else None
+            planned = protocol.plan(study, step, manifest.decisions, recorded)
             analysed += planned.analysed
             if step == Step.TUNE_BASE and Decision.BASES in manifest.decisions:
                 console.write("step 1 already recorded: step 2 starts from the recorded bases")
                 console.not_to_run(planned.trial_count)
                 continue
             manifest.steps[step], manifest.analysed = planned.ids, analysed
+            _record_rungs(manifest, planned, console)
             save_manifest(store, manifest)
             ran = executor.run(planned, study.model_dump(mode="json"))
+            while planned.pending and not executor.unfinished:  # successive halving: the next rungs
+                following = protocol.plan(study, step, manifest.decisions, read_results(store.uri)[0].to_pandas())
+                grew = following.ids != planned.ids
+                planned = following
+                manifest.steps[step] = planned.ids
+                _record_rungs(manifest, planned, console)
+                save_manifest(store, manifest)
+                if not grew:  # a rung with failed runs: the step cannot decide (select says why)
+                    break
+                ran += executor.run(planned, study.model_dump(mode="json"))
             manifest.steps[step] += [i for i in dict.fromkeys(ran) if i not in planned.ids]
             analysed += protocol.adaptive_entries(read_results(store.uri)[0].to_pandas(), ran) if step == Step.STUDY else []
             manifest.analysed = analysed
@@ -105,24 +117,47 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
                 break
     finally:
         outcome.failed, outcome.unfinished = executor.failed, executor.unfinished
-        manifest.cost = recorded_cost(store)
+        manifest.cost = recorded_cost(store, manifest.decisions)
         save_manifest(store, manifest)
         console.close()
         set_current(None)
     return outcome
 
 
-def recorded_cost(store: ResultStore) -> dict[str, Any] | None:
+def _halving(study: Study, step: Step) -> bool:
+    """Whether ``step`` has a search with fidelity, whose rungs are planned from the recorded rows."""
+    if step == Step.TUNE_BASE:
+        return study.tune_base is not None and study.tune_base.fidelity is not None
+    return step == Step.STUDY and any(nz.fidelity is not None for nz in study.nuisance.values())
+
+
+def _record_rungs(manifest: Manifest, planned: protocol.Plan, console: StudyConsole) -> None:
+    """Record every rung the plan decided that the manifest does not hold yet (a rung is decided once), and
+    say what it promoted."""
+    rungs = manifest.decisions.setdefault(Decision.RUNGS, {}) if planned.halved else None
+    for name, decided in planned.rungs.items():
+        have = rungs.setdefault(name, [])
+        h = planned.halved[name]
+        for rung in decided[len(have):]:
+            have.append(rung)
+            best = ", ".join(values_text(h.configs[i]) for i in rung["promoted"])
+            console.write(f"{name}: rung at {rung['epochs']} epochs, {len(rung['alive'])} configurations: "
+                          + (f"picked {best}" if len(rung["promoted"]) == 1 else f"{len(rung['promoted'])} go on ({best})"))
+
+
+def recorded_cost(store: ResultStore, decisions: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The study's cost so far from its recorded trials (:mod:`supcon_ray.results.cost`), with the disk its
-    folder holds where it is local; ``None`` before any trial is recorded."""
-    from supcon_ray.results.cost import folder_bytes, study_costs
+    folder holds where it is local, and what its searches with fidelity saved (``decisions``: the manifest's);
+    ``None`` before any trial is recorded."""
+    from supcon_ray.results.cost import fidelity_savings, folder_bytes, study_costs
 
     try:
         trials = read_results(store.uri)[0].to_pandas()
         if trials.empty:
             return None
         disk = None if "://" in store.uri else folder_bytes(store.uri)
-        cost = study_costs(trials, {str(trials["study"].iloc[0]): disk})
+        name = str(trials["study"].iloc[0])
+        cost = study_costs(trials, {name: disk}, {name: fidelity_savings(decisions)})
     except Exception:  # noqa: BLE001 - runs in a ``finally``: a cost that cannot be read must not hide why the run ended
         return None
     return next(iter(cost.values())).as_dict() if cost else None
@@ -148,7 +183,9 @@ def _decide(study: Study, step: Step, planned: protocol.Plan, manifest: Manifest
     for loss, rec in (decision.get(Decision.BASES) or {}).items():
         if study.tune_base is not None:
             console.write(f"base of {loss}: {values_text(rec.get('values') or {})} ({protocol.source_text(rec.get('source'))}"
-                          + (f", {rec['select']} mean {rec['mean']:.4f})" if rec.get("trial_ids") else ")")
+                          + (f", {rec['select']} mean {rec['mean']:.4f}" if rec.get("trial_ids") and rec.get("mean") is not None else "")
+                          + (f", won at {rec['fidelity']['epochs']} epochs of successive halving" if rec.get("fidelity") else "")
+                          + ")"
                           + (f"; {margin_sentence(rec['margin'])}" if rec.get("margin") else ""))
     return True
 

@@ -87,7 +87,8 @@ def _bases_html(bases: Mapping[str, Any]) -> str:
             source = source_text(b.get("source"))
             if "mean" in b:
                 source += (f": best of {b.get('configurations', '?')} configurations by mean {b.get('select', 'val_top1')} "
-                           f"{_num(b['mean'], 4)} over seeds {b.get('seeds')}")
+                           f"{_num(b['mean'], 4)} over seeds {b.get('seeds')}"
+                           + (f", by successive halving (won at {b['fidelity']['epochs']} epochs)" if b.get("fidelity") else ""))
             lead = margin_sentence(b["margin"]) if b.get("margin") else ""
             rows.append([study, loss, values or "(as in the study file)", source, lead])
     return ("<p>Each loss's base setting, from which every factor is changed one at a time, and how clearly "

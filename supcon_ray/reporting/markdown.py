@@ -276,7 +276,9 @@ def nuisance_table(numbers: ReportNumbers) -> list[str]:
             pick = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in p["pick"].items())
             name = f"{study} / {p['factor']}" if several else p["factor"]
             out.append(f"| {name} | {SettingLabel(p['setting']).value} | {display(p['loss'])} | {pick} "
-                       f"| {_n(p.get('mean'))} | {p.get('configurations') or 'n/a'} | {lead} |")
+                       f"| {_n(p.get('mean'))} | {p.get('configurations') or 'n/a'}"
+                       + (f" (halving, won at {p['fidelity']['epochs']} epochs)" if p.get("fidelity") else "")
+                       + f" | {lead} |")
         out.append("")
     return out
 
@@ -337,6 +339,7 @@ def _bases_lines(numbers: ReportNumbers) -> list[str]:
     for study, per_loss in (numbers.bases or {}).items():
         tuned = "; ".join(f"{loss}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in rec.get("values", {}).items())
+                          + (f" (successive halving, won at {rec['fidelity']['epochs']} epochs)" if rec.get("fidelity") else "")
                           + (f" ({margin_sentence(rec['margin'])})" if rec.get("margin") else "")
                           for loss, rec in per_loss.items())
         if any(rec.get("values") for rec in per_loss.values()):

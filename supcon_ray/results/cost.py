@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["PhaseCost", "StudyCost", "SELECTION_PHASES", "cost_line", "folder_bytes", "study_costs"]
+__all__ = ["PhaseCost", "StudyCost", "SELECTION_PHASES", "cost_line", "fidelity_savings", "folder_bytes", "study_costs"]
 
 #: Phases whose runs only choose settings (never analysed): the selection a study pays for.
 SELECTION_PHASES = ("tune_base", "nuisance")
@@ -50,6 +50,9 @@ class StudyCost:
     study: str
     phases: tuple[PhaseCost, ...]
     disk_bytes: int | None = None
+    #: trial-epochs the study would have trained with every selection search at full length (studies whose
+    #: searches have a ``fidelity`` block; None otherwise): :func:`fidelity_savings`
+    full_fidelity_epochs: int | None = None
 
     def _sum(self, attr: str, phases: tuple[str, ...] | None = None) -> float:
         return sum(getattr(p, attr) for p in self.phases if phases is None or p.phase in phases)
@@ -90,7 +93,8 @@ class StudyCost:
                 "device_seconds": round(self.device_seconds, 1),
                 "selection_share_seconds": None if math.isnan(share) else round(share, 4),
                 "selection_share_epochs": None if math.isnan(epoch_share) else round(epoch_share, 4),
-                "disk_bytes": self.disk_bytes}
+                "disk_bytes": self.disk_bytes,
+                **({"full_fidelity_epochs": self.full_fidelity_epochs} if self.full_fidelity_epochs is not None else {})}
 
 
 def _epochs_run(rows: pd.DataFrame) -> pd.Series:
@@ -116,9 +120,23 @@ def _device_seconds(rows: pd.DataFrame) -> pd.Series:
     return inferred
 
 
-def study_costs(trials: pd.DataFrame, disk: Mapping[str, int | None] | None = None) -> dict[str, StudyCost]:
+def fidelity_savings(decisions: Mapping[str, Any] | None) -> int | None:
+    """Trial-epochs a study's searches with fidelity did not train, by their picks' records in the manifest's
+    ``decisions`` (each pick's ``fidelity``: its search's planned trial-epochs against every configuration at
+    full length); None for a study with none."""
+    records = [rec.get("fidelity") for rec in ((decisions or {}).get("bases") or {}).values()]
+    records += [(pick.get("best") or {}).get("fidelity") for pick in (decisions or {}).get("nuisance") or []]
+    records = [r for r in records if r]
+    if not records:
+        return None
+    return int(sum(r["full_length_trial_epochs"] - r["trial_epochs"] for r in records))
+
+
+def study_costs(trials: pd.DataFrame, disk: Mapping[str, int | None] | None = None,
+                saved: Mapping[str, int | None] | None = None) -> dict[str, StudyCost]:
     """Each study's :class:`StudyCost` from its trials (every run once, selection runs included);
-    ``disk``: each study folder's bytes, where known."""
+    ``disk``: each study folder's bytes, where known; ``saved``: the trial-epochs its searches with fidelity
+    did not train (:func:`fidelity_savings`), where it has any."""
     out: dict[str, StudyCost] = {}
     runs = trials.drop_duplicates(["study", "trial_id"]) if "trial_id" in trials else trials
     for study, g in runs.groupby("study", sort=True):
@@ -130,7 +148,9 @@ def study_costs(trials: pd.DataFrame, disk: Mapping[str, int | None] | None = No
             at = phase == name
             phases.append(PhaseCost(name, int(at.sum()), int(epochs[at].sum()), float(seconds[at].sum()),
                                     float(device[at].sum())))
-        out[str(study)] = StudyCost(str(study), tuple(phases), (disk or {}).get(str(study)))
+        kept = (saved or {}).get(str(study))
+        out[str(study)] = StudyCost(str(study), tuple(phases), (disk or {}).get(str(study)),
+                                    None if kept is None else int(epochs.sum()) + kept)
     return out
 
 
@@ -155,6 +175,9 @@ def cost_line(cost: StudyCost) -> str:
                      f"{cost.selection_epoch_share:.0%} of the trial-epochs")
     else:
         parts.append("no selection runs")
+    if cost.full_fidelity_epochs:
+        parts.append(f"with every selection run at full length {cost.full_fidelity_epochs:,} trial-epochs "
+                     f"(this study trained {cost.trial_epochs / cost.full_fidelity_epochs:.0%} of them)")
     if cost.disk_bytes is not None:
         parts.append(f"{_bytes(cost.disk_bytes)} on disk")
     return "; ".join(parts)

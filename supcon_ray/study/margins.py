@@ -208,6 +208,9 @@ def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[
         keys = [k for k in best if k in search.columns]
         g = search[(search["loss"] == rec["loss"]) & (search["factor"] == rec["factor"])
                    & (search["setting"] == rec["setting"]) & (search["status"] == "completed")]
+        won = ((rec.get("best") or {}).get("fidelity") or {}).get("epochs")
+        if won is not None and "epochs" in g:  # successive halving: the lead at the rung the pick won
+            g = g[g["epochs"] == won]
         margin = None
         if keys and select in g and len(g):
             g = g[g[select].notna()]
@@ -215,7 +218,8 @@ def nuisance_margins(trials: pd.DataFrame, picks: list[dict[str, Any]]) -> list[
             margin = _lead(g.assign(_config=labels), "_config", select, format_label(best)) if len(g) else None
         out.append({"loss": rec["loss"], "factor": rec["factor"], "setting": rec["setting"], "pick": best,
                     "mean": (rec.get("best") or {}).get("mean"), "configurations": rec.get("configurations"),
-                    "select": select, "margin": margin})
+                    "select": select, "margin": margin,
+                    **({"fidelity": (rec.get("best") or {})["fidelity"]} if won is not None else {})})
     return out
 
 

@@ -43,9 +43,10 @@ from supcon_ray.config import ConfigError
 from supcon_ray.designs import DesignKind, design_name
 from supcon_ray.labels import distinct_labels, format_label
 from supcon_ray.study.bases import base_config
+from supcon_ray.study.fidelity import Halving, full_length_epochs, halve, planned_epochs, rung_sizes
 from supcon_ray.study.margins import base_margins
 from supcon_ray.study.sampling import Design, draw_design
-from supcon_ray.study.schema import Distribution, Study
+from supcon_ray.study.schema import Distribution, Fidelity, Study
 from supcon_ray.study.trials import Phase, TrialSpec, make_spec, plan_trials
 from supcon_ray.study.values import applies_to, setting_values, space_for
 
@@ -72,11 +73,13 @@ class Block(StrEnum):
 
 
 class Decision(StrEnum):
-    """The keys of the decisions the manifest records (a data contract): step 1's ``bases`` and step 2's
-    ``nuisance`` picks."""
+    """The keys of the decisions the manifest records (a data contract): step 1's ``bases``, step 2's
+    ``nuisance`` picks, and the ``rungs`` each search with fidelity decided (``{search: [rung, ...]}``,
+    :func:`supcon_ray.study.fidelity.halve`; present only in studies with a ``fidelity`` block)."""
 
     BASES = "bases"
     NUISANCE = "nuisance"
+    RUNGS = "rungs"
 
 
 #: The ``factor`` recorded for a step-1 trial.
@@ -120,14 +123,65 @@ class Adaptive:
 
 
 @dataclass
+class Halved:
+    """One search with fidelity as planned so far: its name (the key of its rungs in the manifest), its
+    configurations in the design's order, the selection seeds, each configuration's runs per rung epochs
+    (``runs[(index, epochs)]``) and where its halving stands."""
+
+    name: str
+    configs: list[dict[str, Any]]
+    seeds: list[int]
+    epochs: int
+    fidelity: Fidelity
+    runs: dict[tuple[int, int], list[TrialSpec]]
+    halving: Halving
+
+    @property
+    def planned_trials(self) -> int:
+        """Trials the whole halving runs (its rung sizes x seeds: the same whatever the scores)."""
+        f = self.fidelity
+        return len(self.seeds) * sum(n for _, n in rung_sizes(len(self.configs), self.epochs, f.min_epochs,
+                                                              f.reduction_factor))
+
+    @property
+    def pick_runs(self) -> list[TrialSpec]:
+        """The pick's runs at the rung it won (empty before there is a pick)."""
+        h = self.halving
+        return [] if h.pick is None else self.runs[(h.pick, h.pick_epochs)]
+
+    def record(self) -> dict[str, Any]:
+        """What the pick's record says of the halving: the rung it won at, how many rungs, the trial-epochs
+        run against those of every configuration at full length."""
+        f, n, seeds = self.fidelity, len(self.configs), len(self.seeds)
+        return {"method": f.method, "min_epochs": f.min_epochs, "reduction_factor": f.reduction_factor,
+                "epochs": self.halving.pick_epochs, "rungs": len(self.halving.rungs),
+                "trial_epochs": planned_epochs(n, seeds, self.epochs, f.min_epochs, f.reduction_factor),
+                "full_length_trial_epochs": full_length_epochs(n, seeds, self.epochs)}
+
+
+@dataclass
 class Plan:
     """A step's planned trials (unique ids, in order), the statistics' entries among them
-    (``{trial_id, factor, setting}``; a shared trial appears under each factor) and its TPE searches."""
+    (``{trial_id, factor, setting}``; a shared trial appears under each factor) and its TPE searches.
+    ``halved``: its searches with fidelity (``{name: Halved}``), whose later rungs are planned once the
+    earlier ones are recorded: while one has no pick (:attr:`pending`), the runner plans the step again
+    after running it."""
 
     step: Step
     specs: list[TrialSpec] = field(default_factory=list)
     analysed: list[dict[str, str]] = field(default_factory=list)
     adaptive: list[Adaptive] = field(default_factory=list)
+    halved: dict[str, Halved] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a search with fidelity has no pick yet (more rungs may follow once these are recorded)."""
+        return any(h.halving.pick is None for h in self.halved.values())
+
+    @property
+    def rungs(self) -> dict[str, list[dict[str, Any]]]:
+        """Every search's decided rungs, as the manifest records them under ``decisions["rungs"]``."""
+        return {name: h.halving.rungs for name, h in self.halved.items() if h.halving.rungs}
 
     @property
     def ids(self) -> list[str]:
@@ -135,8 +189,10 @@ class Plan:
 
     @property
     def trial_count(self) -> int:
-        """How many trials the step runs: its planned specs plus every TPE search's budget on its seeds."""
-        return len(self.specs) + sum(a.budget * len(a.seeds) for a in self.adaptive)
+        """How many trials the step runs: its planned specs, the rungs of its searches with fidelity not planned
+        yet, and every TPE search's budget on its seeds."""
+        later = sum(h.planned_trials - len(h.halving.runs()) * len(h.seeds) for h in self.halved.values())
+        return len(self.specs) + later + sum(a.budget * len(a.seeds) for a in self.adaptive)
 
 
 def best(candidates: list[tuple[float, Any]]) -> Any:
@@ -152,13 +208,16 @@ def _finite(x: float | None) -> float:
 
 # ------------------------------------------------------------------------------------------ plans
 
-def plan(study: Study, step: str, decisions: dict[str, Any]) -> Plan:
+def plan(study: Study, step: str, decisions: dict[str, Any], trials: pd.DataFrame | None = None) -> Plan:
     """The trials of ``step`` (a :class:`Step`) given the ``decisions`` recorded so far (``bases`` before
-    ``study``, ``nuisance`` before ``replicates``). Raises ConfigError for a plan with a setting listed twice."""
+    ``study``, ``nuisance`` before ``replicates``). A search with fidelity plans its rungs from the ``trials``
+    recorded so far and the ``rungs`` decisions (never decided again): without rows, its first rung.
+    Raises ConfigError for a plan with a setting listed twice."""
+    rungs = decisions.get(Decision.RUNGS) or {}
     if step == Step.TUNE_BASE:
-        return _plan_step1(study)
+        return _plan_step1(study, trials, rungs)
     if step == Step.STUDY:
-        return _plan_study(study, decisions.get(Decision.BASES))
+        return _plan_study(study, decisions.get(Decision.BASES), trials, rungs)
     if step == Step.REPLICATES:
         return _plan_replicates(study, decisions.get(Decision.BASES), decisions.get(Decision.NUISANCE) or [])
     raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
@@ -170,7 +229,51 @@ def step1_design(study: Study, loss: str) -> Design:
     return draw_design(tb.sampler, space_for(tb.space, loss), tb.budget, tb.seed)
 
 
-def _plan_step1(study: Study) -> Plan:
+def _scorer(rows: pd.DataFrame | None, select: str):
+    """``score(specs)``: the mean of ``select`` over the runs when every one has a scored row (completed or
+    diverged), else None (:func:`supcon_ray.study.fidelity.halve`)."""
+    if rows is None or not len(rows):
+        return lambda specs: None
+    indexed = rows.drop_duplicates("trial_id", keep="last").set_index("trial_id")
+
+    def score(specs: list[TrialSpec]) -> float | None:
+        ids = [s.trial_id for s in specs]
+        if not all(i in indexed.index for i in ids) or (indexed.loc[ids, "status"] == "failed").any():
+            return None
+        mean = float(pd.to_numeric(indexed.loc[ids, select], errors="coerce").mean())
+        return mean  # NaN (no score recorded) ranks last
+
+    return score
+
+
+def _halved(name: str, configs: list[dict[str, Any]], seeds: list[int], fidelity: Fidelity, select: str,
+            make, rows: pd.DataFrame | None, recorded: dict[str, list[dict[str, Any]]]) -> Halved:
+    """One search with fidelity: ``make(index, rung_epochs or None, seed)`` builds a run (None: full length)."""
+    epochs = int(make(0, None, seeds[0]).train["epochs"])
+    runs: dict[tuple[int, int], list[TrialSpec]] = {}
+
+    def at(i: int, r: int) -> list[TrialSpec]:
+        if (i, r) not in runs:
+            runs[(i, r)] = [make(i, r if r < epochs else None, seed) for seed in seeds]
+        return runs[(i, r)]
+
+    score = _scorer(rows, select)
+    halving = halve(len(configs), epochs, fidelity.min_epochs, fidelity.reduction_factor,
+                    lambda i, r: score(at(i, r)), recorded.get(name))
+    for i, r in halving.runs():
+        at(i, r)
+    runs = {key: runs[key] for key in sorted(runs, key=lambda k: (k[1], k[0]))}
+    return Halved(name, configs, list(seeds), epochs, fidelity, runs, halving)
+
+
+def _halved_specs(h: Halved) -> list[TrialSpec]:
+    """The runs the search needs so far, rung by rung, in the design's order."""
+    wanted = set(h.halving.runs())
+    return [s for key, specs in h.runs.items() if key in wanted for s in specs]
+
+
+def _plan_step1(study: Study, trials: pd.DataFrame | None = None,
+                recorded: dict[str, list[dict[str, Any]]] | None = None) -> Plan:
     tb = study.tune_base
     out = Plan(Step.TUNE_BASE)
     if tb is None:
@@ -181,6 +284,18 @@ def _plan_step1(study: Study) -> Plan:
         return out
     for loss in study.losses:
         configs = step1_design(study, loss).configs
+        if tb.fidelity is not None:
+            labels = distinct_labels(configs)
+            design = design_name(DesignKind.TUNE_BASE, tb.sampler)
+
+            def make(i, rung, seed, loss=loss, configs=configs, labels=labels, design=design):
+                return make_spec(study, loss, TUNE_BASE_FACTOR, configs[i], seed, design, tb.seed,
+                                 phase=Phase.TUNE_BASE, label=labels[i], rung=rung)
+
+            h = _halved(step1_search(loss), configs, tb.seeds, tb.fidelity, tb.select, make, trials, recorded or {})
+            out.halved[h.name] = h
+            out.specs += _halved_specs(h)
+            continue
         for values, label in zip(configs, distinct_labels(configs)):
             for seed in tb.seeds:
                 out.specs.append(make_spec(study, loss, TUNE_BASE_FACTOR, values, seed,
@@ -188,6 +303,16 @@ def _plan_step1(study: Study) -> Plan:
                                            phase=Phase.TUNE_BASE, label=label))
     _unique(out.specs)
     return out
+
+
+def step1_search(loss: str) -> str:
+    """The name of ``loss``'s step-1 search (the key of its rungs in the manifest)."""
+    return f"{TUNE_BASE_FACTOR}/{loss}"
+
+
+def nuisance_search(factor: str, setting: str, loss: str) -> str:
+    """The name of a nuisance search (the key of its rungs in the manifest)."""
+    return f"nuisance/{factor}/{setting}/{loss}"
 
 
 def tpe_step1_spec(study: Study, loss: str, config: dict[str, Any]) -> TrialSpec:
@@ -229,7 +354,8 @@ def _skips(study: Study, loss: str, values: dict[str, Any]) -> bool:
     return not applies_to(base_config(study, loss), values)
 
 
-def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
+def _plan_study(study: Study, bases: dict[str, Any] | None, trials: pd.DataFrame | None = None,
+                recorded: dict[str, list[dict[str, Any]]] | None = None) -> Plan:
     tuned = tuned_values(bases)
     out = Plan(Step.STUDY)
     ordinary = plan_trials(study, tuned, skip_factors=set(study.nuisance), check=False)
@@ -244,6 +370,17 @@ def _plan_study(study: Study, bases: dict[str, Any] | None) -> Plan:
                 if design is None:  # nothing this loss uses is re-tuned: ordinary trials
                     ordinary += [make_spec(study, loss, factor, values, seed, design_name(DesignKind.ONE_FACTOR), tuned=tuned.get(loss),
                                            label=label) for seed in study.seeds]
+                    continue
+                if nz.fidelity is not None:
+                    def make(i, rung, seed, loss=loss, values=values, label=label, nz=nz, design=design, factor=factor):
+                        return make_spec(study, loss, factor, values, seed, design_name(DesignKind.NUISANCE_SEARCH, nz.sampler),
+                                         nz.seed, tuned=tuned.get(loss), phase=Phase.NUISANCE, label=label,
+                                         nuisance=design.configs[i], rung=rung)
+
+                    h = _halved(nuisance_search(factor, label, loss), design.configs, nz.seeds, nz.fidelity, nz.select,
+                                make, trials, recorded or {})
+                    out.halved[h.name] = h
+                    searches += _halved_specs(h)
                     continue
                 for config in design.configs:
                     searches += [make_spec(study, loss, factor, values, seed, design_name(DesignKind.NUISANCE_SEARCH, nz.sampler), nz.seed,
@@ -301,9 +438,10 @@ def select(study: Study, step: str, planned: Plan, trials: pd.DataFrame) -> dict
 
     Raises :class:`StepIncomplete` if a trial the decision needs failed or has no row."""
     if step == Step.TUNE_BASE:
-        return {Decision.BASES: pick_bases(study, trials, planned.specs) if study.tune_base else file_bases(study)}
+        return {Decision.BASES: pick_bases(study, trials, planned.specs, planned.halved) if study.tune_base
+                else file_bases(study)}
     if step == Step.STUDY and study.nuisance:
-        picks = select_nuisance(study, planned.specs, trials)
+        picks = select_nuisance(study, planned.specs, trials, planned.halved)
         missing = [p for p in picks if not p["complete"]]
         if missing:
             p = missing[0]
@@ -314,11 +452,13 @@ def select(study: Study, step: str, planned: Plan, trials: pd.DataFrame) -> dict
     return {}
 
 
-def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None = None) -> dict[str, dict[str, Any]]:
+def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None = None,
+               halved: dict[str, Halved] | None = None) -> dict[str, dict[str, Any]]:
     """Each loss's best step-1 configuration by the mean of ``select`` over seeds (:func:`best`).
 
     ``specs``: the planned step-1 trials (random / QMC), whose order breaks ties; a TPE step is
-    ordered by start time. Raises :class:`StepIncomplete` if a loss has failed or missing trials.
+    ordered by start time. ``halved``: the searches with fidelity, whose pick is their halving's.
+    Raises :class:`StepIncomplete` if a loss has failed or missing trials.
     Returns ``{loss: record}`` (see :func:`supcon_ray.results.manifest.Manifest.bases`).
     """
     tb = study.tune_base
@@ -326,6 +466,10 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
     bases = {}
     for loss in study.losses:
         rows = trials[(phases == Phase.TUNE_BASE) & (trials["loss"] == loss)]
+        h = (halved or {}).get(step1_search(loss))
+        if h is not None:
+            bases[loss] = _halved_base(tb, h, rows)
+            continue
         if specs:
             order = {s.trial_id: i for i, s in enumerate(specs)}
             planned = [i for i in order if i.startswith(f"{loss}-")]
@@ -367,6 +511,33 @@ def pick_bases(study: Study, trials: pd.DataFrame, specs: list[TrialSpec] | None
     return bases
 
 
+def _halved_base(tb, h: Halved, rows: pd.DataFrame) -> dict[str, Any]:
+    """A base picked by successive halving: its runs at the rung it won, and the margin over that rung's others."""
+    if h.halving.pick is None:
+        r, alive = h.halving.running
+        raise StepIncomplete(f"step 1 for {h.name.split('/', 1)[1]}: the rung at {r} epochs ({len(alive)} configurations "
+                             "x its seeds) has failed or missing trials; no base is picked on an unequal budget. Run "
+                             "again with --resume (failed trials are re-run).")
+    ids = [s.trial_id for s in h.pick_runs]
+    record = {
+        "source": BASE_FROM_STEP1,
+        "values": {k: _python(v) for k, v in h.configs[h.halving.pick].items()},
+        "select": tb.select,
+        "mean": h.halving.pick_score,
+        "seeds": [int(x) for x in tb.seeds],
+        "trial_ids": sorted(ids),
+        "configurations": len(h.configs),
+        Block.TUNE_BASE: tb.model_dump(mode="json"),
+        "fidelity": h.record(),
+    }
+    rung = [s.trial_id for i in h.halving.rungs[-1]["alive"] for s in h.runs[(i, h.halving.pick_epochs)]]
+    margin = base_margins(rows[rows["trial_id"].isin(rung)].assign(study="s"), tb.select).get("s", {}).get(
+        h.name.split("/", 1)[1])
+    if margin is not None:
+        record["margin"] = margin
+    return record
+
+
 def _python(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
@@ -381,14 +552,20 @@ def tuned_values(bases: dict[str, dict[str, Any]] | None) -> dict[str, dict[str,
     return {loss: dict(rec.get("values") or {}) for loss, rec in (bases or {}).items()}
 
 
-def select_nuisance(study: Study, specs: list[TrialSpec], trials: pd.DataFrame) -> list[dict[str, Any]]:
+def select_nuisance(study: Study, specs: list[TrialSpec], trials: pd.DataFrame,
+                    halved: dict[str, Halved] | None = None) -> list[dict[str, Any]]:
     """Per (loss, factor, setting) with nuisance re-tuning: the configuration best by mean validation
     metric over the selection seeds (:func:`best`). A setting is ``complete`` when every planned run
     of its search has a scored row (completed or diverged); only complete settings have a ``best``,
-    which names the selection runs it was chosen on."""
+    which names the selection runs it was chosen on. A search with fidelity (``halved``) is complete
+    once its halving has a pick, and its ``best`` says at which rung it won (``fidelity``)."""
     rows = trials.set_index("trial_id") if len(trials) else trials
     groups: dict[tuple[str, str, str], dict[str, list[TrialSpec]]] = {}
     for s in specs:
+        h = (halved or {}).get(nuisance_search(s.factor, s.setting, s.loss))
+        if h is not None:
+            groups.setdefault((s.loss, s.factor, s.setting), {})
+            continue
         if s.phase == Phase.NUISANCE:
             key = json.dumps(s.nuisance, sort_keys=True)
             groups.setdefault((s.loss, s.factor, s.setting), {}).setdefault(key, []).append(s)
@@ -397,6 +574,15 @@ def select_nuisance(study: Study, specs: list[TrialSpec], trials: pd.DataFrame) 
         nz = study.nuisance[factor]
         entry: dict[str, Any] = {"loss": loss, "factor": factor, "setting": setting, "select": nz.select,
                                  "seeds": list(nz.seeds), "configurations": len(configs), "complete": True, "best": None}
+        h = (halved or {}).get(nuisance_search(factor, setting, loss))
+        if h is not None:
+            entry["configurations"] = len(h.configs)
+            entry["complete"] = h.halving.pick is not None
+            if entry["complete"]:
+                entry["best"] = {"nuisance": h.configs[h.halving.pick], "mean": h.halving.pick_score,
+                                 "selection_trial_ids": [s.trial_id for s in h.pick_runs], "fidelity": h.record()}
+            out.append(entry)
+            continue
         candidates = []
         for runs in configs.values():
             ids = [s.trial_id for s in runs]
@@ -459,6 +645,17 @@ def adaptive_entries(trials: pd.DataFrame, ran: list[str]) -> list[dict[str, str
 
 # ------------------------------------------------------------------------------------------ print
 
+def fidelity_text(fidelity: Fidelity, configurations: int, seeds: int, epochs: int) -> str:
+    """A search's halving in words for ``--dry-run``: rungs, trials, trial-epochs against full length."""
+    sizes = rung_sizes(configurations, epochs, fidelity.min_epochs, fidelity.reduction_factor)
+    spent = planned_epochs(configurations, seeds, epochs, fidelity.min_epochs, fidelity.reduction_factor)
+    full = full_length_epochs(configurations, seeds, epochs)
+    return (f"fidelity ({fidelity.method} successive halving, R={fidelity.reduction_factor}): rungs at "
+            f"{', '.join(str(r) for r, _ in sizes)} of {epochs} epochs with {', '.join(str(n) for _, n in sizes)} "
+            f"configurations, {seeds * sum(n for _, n in sizes)} trials, {spent} of {full} trial-epochs "
+            f"({spent / full:.0%}) per search")
+
+
 def planned_trial_count(study: Study) -> int:
     """How many trials the whole study runs: every step, TPE searches included (a progress bar's total).
     Replicates are counted before the nuisance picks exist: one per setting, loss and study seed."""
@@ -483,20 +680,28 @@ def print_protocol(study: Study, out) -> int:
         print("step 1: none (no tune_base block): each loss starts from the study file's base", file=out)
     else:
         budget = step1_budget(study)
-        n = sum(budget.values()) * len(tb.seeds)
+        first = plan(study, Step.TUNE_BASE, {})
+        n = first.trial_count if tb.fidelity is not None else sum(budget.values()) * len(tb.seeds)
         total += n
         print(f"step 1 (tune_base): sampler={tb.sampler} (seed {tb.seed}), select={tb.select} (mean over selection "
               f"seeds {tb.seeds}), space: {', '.join(tb.space)}", file=out)
         for loss in study.losses:
             note = step1_design(study, loss).note if tb.sampler != "tpe" else "adaptive"
+            h = first.halved.get(step1_search(loss))
+            if h is not None:
+                print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s), "
+                      + fidelity_text(h.fidelity, len(h.configs), len(h.seeds), h.epochs)
+                      + (f" ({note})" if note else ""), file=out)
+                continue
             print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s) = {budget[loss] * len(tb.seeds)}"
                   f" trials{' (' + note + ')' if note else ''}", file=out)
         print(f"  step 1 total: {n} trials; each loss's best configuration becomes its base", file=out)
     p = plan(study, Step.STUDY, {Decision.BASES: {loss: {"values": {}} for loss in study.losses}})
-    total += len(p.specs)
+    total += p.trial_count - sum(a.budget * len(a.seeds) for a in p.adaptive)
     nuisance = [s for s in p.specs if s.phase == Phase.NUISANCE]
     shared = len(p.analysed) - (len(p.specs) - len(nuisance))
-    print(f"step 2: {len(p.specs)} planned trials ({len(p.specs) - len(nuisance)} ordinary, {len(nuisance)} in "
+    later = p.trial_count - len(p.specs) - sum(a.budget * len(a.seeds) for a in p.adaptive)
+    print(f"step 2: {len(p.specs) + later} planned trials ({len(p.specs) - len(nuisance)} ordinary, {len(nuisance) + later} in "
           f"nuisance searches)" + (", from each loss's tuned base (tuned keys shown at the file's values)" if tb else "")
           + (f"; {shared} analysed entries reuse a trial of another factor (the base runs once)" if shared else ""),
           file=out)
@@ -506,6 +711,11 @@ def print_protocol(study: Study, out) -> int:
               f"{len(design.configs)} configurations x selection seeds {nz.seeds} ({nz.sampler}, seed {nz.seed}); "
               f"the best by {nz.select} mean is then run on the study seeds"
               f"{' (' + design.note + ')' if design.note else ''}", file=out)
+        halved = [h for h in p.halved.values() if h.name.startswith(f"nuisance/{factor}/") and h.name.endswith(f"/{loss}")]
+        if halved:
+            h = halved[0]
+            print(f"    {fidelity_text(h.fidelity, len(h.configs), len(h.seeds), h.epochs)}; the table lists the "
+                  "first rung's runs", file=out)
     print(f"  {'loss':7} {'phase':9} {'factor':14} {'setting':40} {'seed':>4}  epochs", file=out)
     for s in p.specs:
         setting = s.setting + (f" [{format_label(s.nuisance)}]" if s.nuisance else "")

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler,
+                      ValidationInfo, field_validator, model_serializer, model_validator)
 
 from supcon_ray import registry
 from supcon_ray.config import TrainConfig
@@ -92,15 +93,37 @@ def _validation_metric(select: str) -> str:
 SELECTION_SEEDS = [1000]
 
 
+class Fidelity(_Strict):
+    """Selection at a fraction of its cost (:mod:`supcon_ray.study.fidelity`): synchronous successive halving
+    whose every rung is a run of its own, trained for the rung's epochs with its schedule decayed within them
+    (budgeted training, Li et al. 2020). Rung ``k`` trains the configurations still in the search for
+    ``min_epochs * reduction_factor**k`` epochs (the full length at most); the best ``ceil(n / reduction_factor)``
+    by the search's ``select`` (mean over its selection seeds) go on; the search ends when one is left or when
+    the survivors have run at full length. Analysed replicates always run at full length."""
+
+    method: Literal["budgeted"] = Field("budgeted", description="each rung a run of its own (the only method)")
+    min_epochs: int = Field(ge=1, description="epochs of the first rung, below the full length")
+    reduction_factor: int = Field(3, ge=2, description="the share 1/R of a rung's configurations that go on (R >= 2)")
+
+
 class _TuningSpace(_Strict):
-    """What every tuning stage shares: a sampler seed, a space, a validation metric to select on, and the
-    selection seeds its runs use."""
+    """What every tuning stage shares: a sampler seed, a space, a validation metric to select on, the
+    selection seeds its runs use, and optionally a :class:`Fidelity` (left out: every configuration runs at
+    full length, and the block dumps exactly as before the key existed, so no fingerprint moves)."""
 
     seed: int = Field(0, ge=0, description="the sampler's seed")
     space: dict[str, Distribution]
     select: str = "val_top1"
     seeds: list[int] = Field(SELECTION_SEEDS, min_length=1,
                              description="selection seeds, disjoint from the study's (default [1000])")
+    fidelity: Fidelity | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_fidelity(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("fidelity", 0) is None:  # added after the first studies: absent while unset
+            del out["fidelity"]
+        return out
 
     @field_validator("seeds")
     @classmethod

@@ -97,16 +97,19 @@ def trial_id(study: str, phase: str, factor: str, label: str, train: dict[str, A
 
 def make_spec(study: Study, loss: str, factor: str, values: dict[str, Any], seed: int, design: str,
               sampler_seed: int | None = None, *, tuned: dict[str, Any] | None = None, phase: Phase = Phase.STUDY,
-              label: str | None = None, nuisance: dict[str, Any] | None = None) -> TrialSpec:
-    """The trial of ``values`` (and ``nuisance`` values) applied to the loss's (tuned) base, for ``seed``."""
+              label: str | None = None, nuisance: dict[str, Any] | None = None, rung: int | None = None) -> TrialSpec:
+    """The trial of ``values`` (and ``nuisance`` values) applied to the loss's (tuned) base, for ``seed``.
+    ``rung``: a selection run of a search with fidelity trained for that many epochs, its schedule decayed
+    within them (:mod:`supcon_ray.study.fidelity`); its id names the epochs. None: the configuration's own."""
     base = base_config(study, loss, tuned)
     label = format_label(values) if label is None else label
-    train = fold_options({**fold_options(base), **resolve(values, base), **(nuisance or {}), "seed": seed})
+    short = {"epochs": rung} if rung is not None else {}
+    train = fold_options({**fold_options(base), **resolve(values, base), **(nuisance or {}), **short, "seed": seed})
     train = TrainConfig(**{**train, "dataset": absolute_dataset_name(study.dataset, study.folder)}).model_dump()
     train["dataset"] = study.dataset  # as written: ids and rows hold no machine path
     if not train["options"]:
         del train["options"]  # added after the first studies: absent while empty, so no recorded id changed
-    id_label = label + ("," + format_label(nuisance) if nuisance else "")
+    id_label = label + ("," + format_label(nuisance) if nuisance else "") + (f",epochs={rung}" if rung is not None else "")
     return TrialSpec(trial_id(study.study, phase, factor, id_label, train), loss, seed, factor, label, design,
                      train, sampler_seed, Phase(phase), nuisance, study.folder)
 

@@ -25,6 +25,7 @@ from supcon_ray import registry
 from supcon_ray.config import ConfigError, TrainConfig, format_validation_error, unknown_key_message
 from supcon_ray.plugins import PluginError, load_plugins
 from supcon_ray.study.bases import base_config
+from supcon_ray.study.fidelity import full_length_epochs, planned_epochs, rung_sizes
 from supcon_ray.study.sampling import draw_design
 from supcon_ray.study.schema import (RESOURCE_KEYS, SELECTION_SEEDS, UNTUNABLE, Distribution, Nuisance, Study,
                                      Tracking, TuneBase)
@@ -249,6 +250,69 @@ def _check_protocol(study: Study, source: str) -> None:
         _check_equal_budgets(study, nz, path, source)
     if tb is not None and tb.sampler != "tpe":
         _check_equal_budgets(study, tb, "tune_base", source)
+    for path, block in blocks:
+        if block.fidelity is not None:
+            _check_fidelity(study, block, path, source)
+
+
+def _full_lengths(study: Study, path: str) -> dict[str, int]:
+    """``{what: epochs}``: the full length every run of the search at ``path`` trains for, per loss (and per
+    setting of a nuisance factor)."""
+    out = {}
+    if path == "tune_base":
+        for loss in study.losses:
+            out[loss] = int(TrainConfig(**fold_options(base_config(study, loss))).epochs)
+        return out
+    factor = path.split(".", 1)[1]
+    for setting in study.vary[factor]:
+        values = setting_values(factor, setting)
+        for loss in study.losses:
+            base = base_config(study, loss)
+            if applies_to(base, values):
+                resolved = {**base, **resolve(values, base)}
+                out[f"{loss} at {factor}={setting}"] = int(TrainConfig(**fold_options(resolved)).epochs)
+    return out
+
+
+def _check_fidelity(study: Study, block: TuneBase | Nuisance, path: str, source: str) -> None:
+    """A ``fidelity`` block that successive halving can run on an equal budget: configurations drawn up
+    front, the number of epochs neither searched nor the factor's own value, a first rung below the full
+    length, and the same full length (so the same rungs) for every loss and setting."""
+    where = f"{source}: {path}.fidelity"
+    if block.sampler == "tpe":
+        raise ConfigError(f"{where}: needs its configurations drawn up front; the tpe sampler adapts to results. Use "
+                          "sampler random, qmc or grid with fidelity")
+    if "epochs" in block.space:
+        raise ConfigError(f"{where}: the search's space tunes epochs, which successive halving sets per rung; "
+                          "leave epochs out of the space or the fidelity block out of the search")
+    if path != "tune_base":
+        factor = path.split(".", 1)[1]
+        if "epochs" in _absolute_keys(factor, study.vary[factor]) or factor == "epochs":
+            raise ConfigError(f"{where}: factor {factor!r} sets the number of epochs, which successive halving would "
+                              f"cut; fidelity is not allowed on it (allowed on tune_base and on factors that leave "
+                              f"epochs alone)")
+    lengths = _full_lengths(study, path)
+    if len(set(lengths.values())) > 1:
+        told = ", ".join(f"{k} {v}" for k, v in lengths.items())
+        raise ConfigError(f"{where}: its runs would train for different full lengths ({told}), so the losses would "
+                          "get different rungs and budgets; give them the same epochs or leave fidelity out")
+    epochs = next(iter(lengths.values()))
+    f = block.fidelity
+    if f.min_epochs < epochs:
+        designs = {len(draw_design(block.sampler, space_for(block.space, loss), getattr(block, "budget", None),
+                                   block.seed).configs) for loss in study.losses if space_for(block.space, loss)}
+        n = designs.pop()  # equal for every loss (checked above)
+        spent, full = planned_epochs(n, 1, epochs, f.min_epochs, f.reduction_factor), full_length_epochs(n, 1, epochs)
+        if spent >= full:
+            sizes = rung_sizes(n, epochs, f.min_epochs, f.reduction_factor)
+            raise ConfigError(f"{where}: rungs at {', '.join(str(r) for r, _ in sizes)} of {epochs} epochs would train "
+                              f"{spent} trial-epochs against {full} at full length (per seed, {n} configurations); "
+                              "choose a smaller min_epochs or a larger reduction_factor")
+    if block.fidelity.min_epochs >= epochs:
+        raise ConfigError(f"{where}.min_epochs: {block.fidelity.min_epochs} is not below the {epochs} epochs every run "
+                          f"of the search trains for; must be 1 to {epochs - 1}" if epochs > 1 else
+                          f"{where}.min_epochs: the search's runs train for 1 epoch, which cannot be cut; leave "
+                          "fidelity out")
 
 
 def _check_equal_budgets(study: Study, block: TuneBase | Nuisance, path: str, source: str) -> None:

@@ -146,6 +146,78 @@ def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
     assert not list((storage / "tiny").rglob("checkpoint.pt")), "finished trials' checkpoints were left behind"
 
 
+FIDELITY = TINY.replace("epochs: 1,", "epochs: 4,").replace("vary:", """tune_base:
+  sampler: qmc
+  budget: 4
+  seeds: [1000]
+  space: {lr: {loguniform: [0.01, 1.0]}}
+  fidelity: {min_epochs: 1, reduction_factor: 2}
+vary:""").replace("optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]", "optimizer: [sgd]")
+
+
+def test_a_killed_study_with_fidelity_resumes_without_re_deciding_a_rung(tmp_path, capsys):
+    """Successive halving in step 1 (4 configurations at 1 epoch, the best 2 at 2 epochs, per loss), killed
+    once a rung is recorded and resumed: every rung recorded before the kill stands, nothing runs twice, the
+    analysed runs train at full length, and the cost says what full fidelity would have cost."""
+    import json
+
+    space = _study(tmp_path, FIDELITY)
+    storage = tmp_path / "results"
+    manifest_file = storage / "tiny" / "manifest.json"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [sys.executable, "-m", "supcon_ray.tune", "--space", str(space), "--storage", str(storage), "--no-report"]
+
+    def rungs() -> dict:
+        try:
+            return json.loads(manifest_file.read_text())["decisions"].get("rungs") or {}
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not any(rungs().values()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the study ended (or ran 600 s) before a rung was recorded")
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        _wait_until_gone(proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = rungs()
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads(manifest_file.read_text())
+    after = manifest["decisions"]["rungs"]
+    for name, decided in before.items():
+        assert after[name][:len(decided)] == decided, name  # recorded once, never decided again
+    trials = pd.read_parquet(storage / "tiny" / "trials")
+    assert trials["trial_id"].is_unique and (trials["status"] == "completed").all()
+    planned = [i for ids in manifest["stages"].values() for i in ids]
+    assert sorted(trials["trial_id"]) == sorted(planned)
+    step1 = trials[trials["phase"] == "tune_base"]
+    assert step1.groupby(["loss", "epochs"]).size().to_dict() == {(loss, e): n for loss in ("ce", "supcon")
+                                                                  for e, n in ((1, 4), (2, 2))}
+    for loss, rec in manifest["decisions"]["bases"].items():
+        assert rec["fidelity"]["epochs"] == 2 and [r["epochs"] for r in after[f"tune_base/{loss}"]] == [1, 2]
+        picked = step1[step1["trial_id"].isin(rec["trial_ids"])]
+        assert (picked["epochs"] == 2).all() and rec["values"]["lr"] == pytest.approx(picked["lr"].iloc[0])
+    assert (trials[trials["phase"] == "study"]["epochs"] == 4).all()  # analysed runs at full length
+    # 2 x (4 x 1 + 2 x 2) = 16 selection epochs where full fidelity trains 2 x 4 x 4 = 32; the 2 analysed runs 8
+    assert manifest["cost"]["trial_epochs"] == 24 and manifest["cost"]["full_fidelity_epochs"] == 40
+    assert "with every selection run at full length 40 trial-epochs (this study trained 60% of them)" in done.stdout
+    # the report says how each base was picked, and the same cost
+    from supcon_ray.report import main as report
+
+    capsys.readouterr()
+    assert report([str(storage / "tiny"), "--markdown", "-"]) == 0
+    page = capsys.readouterr().out
+    assert page.count("(successive halving, won at 2 epochs)") == 2, page
+    assert "with every selection run at full length 40 trial-epochs" in page
+
+
 def test_tpe_search_runs_one_search_per_loss(ray_session, tmp_path):
     text = TINY.replace("vary:\n  optimizer: [sgd, {optimizer: rmsprop, lr: 0.01}]",
                         "search:\n  sampler: tpe\n  num_samples: 2\n  seed: 7\n  space: {lr: {loguniform: [0.01, 0.5]}}\n")
@@ -230,3 +302,17 @@ def test_a_reused_trial_process_gives_bit_identical_results(ray_session, tmp_pat
     n_val, n_test = int(fresh.loc["ce", "val_images"]), int(fresh.loc["ce", "test_images"])
     assert n_val > 0 and n_test > 0
     assert abs(fresh.loc["ce", "val_top1"] * n_val - round(fresh.loc["ce", "val_top1"] * n_val)) < 1e-6
+
+
+def test_an_experiment_killed_as_it_started_is_started_afresh_not_restored(tmp_path):
+    """A kill in the moment after a Tuner starts leaves its folder with ``tuner.pkl`` alone (seen when a study
+    with fidelity was killed as a rung began); restoring it started trials without their configuration."""
+    from supcon_ray.execution.executor import restorable
+
+    started = tmp_path / "tune-base-1"
+    started.mkdir()
+    (started / "tuner.pkl").write_bytes(b"")
+    assert not restorable(str(started))
+    (started / "experiment_state-2026-12-06_16-12-39.json").write_text("{}")
+    assert restorable(str(started))
+    assert not restorable(str(tmp_path / "absent"))

@@ -338,11 +338,11 @@ def test_stages_interrupted_resumed_edited_and_moved(ray_session, tmp_path, monk
     real_plan = protocol.plan
 
     def interrupt_at(stage):
-        def plan(study, at, decisions):
+        def plan(study, at, decisions, *rows):
             real = (decisions.get("bases") or {}).get("ce", {}).get("source")  # not the dry count's placeholder
             if at == stage and real:
                 raise KeyboardInterrupt
-            return real_plan(study, at, decisions)
+            return real_plan(study, at, decisions, *rows)
         return plan
 
     # 1. a Ctrl-C right after step 1 decides (before step 2 is planned)
