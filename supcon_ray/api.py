@@ -24,15 +24,13 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from supcon_ray.analysis import build_numbers, read_study_folders, table_record
+from supcon_ray.analysis import build_numbers, read_study_folders
+from supcon_ray.analysis.table import prepare_table
 from supcon_ray.config import ConfigError
 from supcon_ray.results.folders import load_folders
 from supcon_ray.study import Study, at_own_size, study_from_dict
 from supcon_ray.study import load_study as study_file
 
-#: The columns :func:`analyze` needs besides the metric, and the optional ones with their defaults.
-REQUIRED_COLUMNS = ("loss", "factor", "setting", "seed")
-OPTIONAL_COLUMNS = {"status": "completed", "study": "study"}
 
 
 def load_study(source: str | Path | Mapping[str, Any], *, folder: str | Path | None = None, quick: bool = False):
@@ -95,32 +93,14 @@ def analyze(trials: pd.DataFrame | str | Path | list[str | Path], metric: str = 
     runs with the documented columns; ``columns`` maps a documented name to the table's own
     (``{"loss": "method"}``), ``baseline`` is the loss every other one is compared with (default: ``ce``
     where the table has it). A missing column or folder raises :class:`~supcon_ray.config.ConfigError`
-    naming it. :func:`supcon_ray.analysis.build_numbers` gives the same numbers as typed objects."""
+    naming it; so do a non-numeric metric or seed, a status outside completed / diverged / failed, and two rows
+    of the same run (:func:`supcon_ray.analysis.table.prepare_table`). ``supcon-ray report --table FILE`` writes
+    the same numbers with the HTML page. :func:`supcon_ray.analysis.build_numbers` gives them as typed objects."""
     if isinstance(trials, (str, Path, list, tuple)):
         folders = [str(trials)] if isinstance(trials, (str, Path)) else [str(f) for f in trials]
         table, _, records = read_study_folders(folders)
         if metric not in table:
             raise ConfigError(f"metric: no column {metric!r} in the trials of {', '.join(folders)}")
         return build_numbers(table, metric, records).to_json()
-    mapping = dict(columns or {})
-    unknown = set(mapping) - {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "trial_id", "design", metric}
-    if unknown:
-        raise ConfigError(f"columns: {sorted(unknown)[0]!r} is not a column analyze reads; they are: "
-                          f"{', '.join([*REQUIRED_COLUMNS, metric, *OPTIONAL_COLUMNS, 'trial_id', 'design'])}")
-    table = trials.rename(columns={theirs: ours for ours, theirs in mapping.items()})
-    for name in (*REQUIRED_COLUMNS, metric):
-        if name not in table:
-            given = f" (mapped from {mapping[name]!r})" if name in mapping else ""
-            raise ConfigError(f"column {name!r}{given} is missing; the table has: {', '.join(map(str, trials.columns))}")
-    for name, default in OPTIONAL_COLUMNS.items():
-        if name not in table:
-            table = table.assign(**{name: default})
-    table = table.assign(loss=table["loss"].astype(str), factor=table["factor"].astype(str),
-                         setting=table["setting"].astype(str), **{metric: pd.to_numeric(table[metric])})
-    bad = sorted(set(table["status"]) - {"completed", "diverged", "failed"})
-    if bad:
-        raise ConfigError(f"column 'status': {bad[0]!r}; must be one of: completed, diverged, failed")
-    if "design" not in table:
-        table = table.assign(design="one_factor")
-    records = {str(s): table_record(str(s), baseline) for s in table["study"].unique()} if baseline else None
-    return build_numbers(table, metric, records, with_importance=False).to_json()
+    table, records = prepare_table(trials, metric, columns, baseline)
+    return build_numbers(table, metric, records).to_json()

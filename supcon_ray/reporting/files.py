@@ -1,22 +1,23 @@
 """The report's files: the HTML page for one or more study folders, with on request the JSON and a static
-figure. :func:`build_report` reads the folders, builds the numbers once
+figure. :func:`build_report` reads the folders (:func:`build_table_report` a table of runs), builds the numbers once
 (:func:`supcon_ray.analysis.build_numbers`) and hands them to each writer."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from supcon_ray.analysis import ReportNumbers, build_numbers, read_study_folders
+from supcon_ray.analysis import ReportNumbers, build_numbers, prepare_table, read_study_folders
 from supcon_ray.config import ConfigError
 from supcon_ray.reporting import plots
 from supcon_ray.reporting.html import render
 from supcon_ray.reporting.numbers import write_json
 from supcon_ray.results.folders import stats_rows
 
-__all__ = ["FIGURE_FORMATS", "build_report", "write_figure"]
+__all__ = ["FIGURE_FORMATS", "build_report", "build_table_report", "write_figure"]
 
 
 def build_report(results_dirs: list[str] | str, output: str | None = None, json_path: str | None = None,
@@ -28,14 +29,28 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
     numeric = [c for c in trials.columns if pd.api.types.is_float_dtype(trials[c])]
     if metric not in numeric:
         raise ConfigError(f"--metric: no numeric column {metric!r} in the trials; valid: {', '.join(numeric)}")
-    numbers = build_numbers(trials, metric, records)
-    doc, _ = render(trials, epochs, numbers, records)
     if output:
         out = Path(output)
     elif len(dirs) == 1 and "://" not in dirs[0]:
         out = Path(dirs[0]) / "report.html"
     else:
         out = Path("report.html")
+    return _write(trials, epochs, records, metric, out, json_path, figure)
+
+
+def build_table_report(table: pd.DataFrame, output: str | None = None, json_path: str | None = None,
+                       metric: str = "test_top1", figure: str | None = None,
+                       columns: Mapping[str, str] | None = None, baseline: str | None = None) -> tuple[Path, ReportNumbers]:
+    """Write the report for a table of runs from anywhere (:func:`supcon_ray.analysis.prepare_table` checks it
+    first, so a bad table writes nothing); default ``./report.html``. The numbers are :func:`supcon_ray.analyze`'s."""
+    trials, records = prepare_table(table, metric, columns, baseline)
+    return _write(trials, pd.DataFrame(), records, metric, Path(output or "report.html"), json_path, figure)
+
+
+def _write(trials: pd.DataFrame, epochs: pd.DataFrame, records, metric: str, out: Path, json_path: str | None,
+           figure: str | None) -> tuple[Path, ReportNumbers]:
+    numbers = build_numbers(trials, metric, records)
+    doc, _ = render(trials, epochs, numbers, records)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(doc, encoding="utf-8")

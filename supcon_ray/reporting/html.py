@@ -134,8 +134,10 @@ def _header(page: _Page, trials: pd.DataFrame, numbers: ReportNumbers, records: 
         if record is not None and record.description:
             page.add(f"<p><b>{html.escape(study)}</b>: {html.escape(str(record.description))}</p>")
     chance = trials["chance_top1"].dropna() if "chance_top1" in trials else pd.Series(dtype=float)
-    page.add(f"<p>Dataset <b>{html.escape(', '.join(map(str, trials['dataset'].dropna().unique())))}</b>, model "
-             f"<b>{html.escape(', '.join(map(str, trials['model'].dropna().unique())))}</b>, metric <b>{html.escape(numbers.metric)}</b>, "
+    named = {k: ", ".join(map(str, trials[k].dropna().unique())) if k in trials else "" for k in ("dataset", "model")}
+    what = (f"Dataset <b>{html.escape(named['dataset'])}</b>, model <b>{html.escape(named['model'])}</b>"
+            if named["dataset"] or named["model"] else "A table of runs (no dataset or model recorded)")
+    page.add(f"<p>{what}, metric <b>{html.escape(numbers.metric)}</b>, "
              f"{len(trials)} trials ({len(rows)} in the statistics). The unit of every interval and test is the "
              f"<i>setting</i>: seeds are nested in settings, and {B} and {M} are compared only over settings both ran, "
              "paired by setting. Spreads use completed runs; divergence is its own result (section 3), and a conservative "

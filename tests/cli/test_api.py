@@ -79,11 +79,11 @@ def test_analyze_reads_another_tables_columns_through_a_mapping_and_names_a_miss
     numbers = supcon_ray.analyze(table, metric="acc", columns=mapping)
     plain = supcon_ray.analyze(_table(np.random.default_rng(1)))
     assert numbers["factors"][0]["these_settings"] == plain["factors"][0]["these_settings"]
-    with pytest.raises(ConfigError, match=r"column 'seed' \(mapped from 'rep'\) is missing; the table has: method"):
+    with pytest.raises(ConfigError, match=r"columns: seed=rep: the table has no column 'rep'; it has: method"):
         supcon_ray.analyze(table, metric="acc", columns={**mapping, "seed": "rep"})
     with pytest.raises(ConfigError, match="column 'loss' is missing"):
         supcon_ray.analyze(table, metric="acc")
-    with pytest.raises(ConfigError, match="column 'status': 'ok'; must be one of: completed, diverged, failed"):
+    with pytest.raises(ConfigError, match="column 'status': row 0 holds 'ok'; must be one of: completed, diverged, failed"):
         supcon_ray.analyze(table.assign(status="ok"), metric="acc", columns=mapping)
     flipped = supcon_ray.analyze(table, metric="acc", columns=mapping, baseline="supcon")
     assert math.isclose(flipped["factors"][0]["these_settings"]["ratio"],
