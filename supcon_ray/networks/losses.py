@@ -421,18 +421,29 @@ def cross_entropy_loss(label_smoothing: float = 0.0) -> nn.CrossEntropyLoss:
 def plugin_objective(name: str, cfg) -> Callable[..., torch.Tensor]:
     """A plugin loss's function for run ``cfg``: its registered builder's result, checked against the
     contract (:func:`supcon_ray.plugins.register_loss`): the builder must return a callable, and each call
-    a scalar tensor; either failure raises :class:`~supcon_ray.plugins.PluginError` naming the module and
-    the loss, which fails the trial with that message."""
+    a scalar tensor. A contrastive loss registered with ``batch="global"`` (the default) is given every worker's
+    features and labels under ``torch.distributed`` (world size > 1). A broken contract raises
+    :class:`~supcon_ray.plugins.PluginError` naming the module and the loss, which fails the trial with that
+    message."""
     from supcon_ray import registry
     from supcon_ray.plugins import PluginError
 
     module, builder = registry.LOSSES.meta(name, "module"), registry.LOSSES.meta(name, "builder")
+    whole = registry.LOSSES.meta(name, "kind") == "contrastive" and registry.LOSSES.meta(name, "batch", "global") == "global"
     fn = builder(cfg)
     if not callable(fn):
         raise PluginError(f"plugin module {module!r}: loss {name!r}: its builder returned {type(fn).__name__}, "
                           "not a callable loss(inputs, labels)")
 
     def checked(*args: torch.Tensor) -> torch.Tensor:
+        if whole and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # every worker computes the loss of the global batch; _AllGather's backward sums the workers'
+            # (equal) gradients of this worker's slice, and DDP's average divides by the world size again
+            features, labels = args
+            if labels is None:
+                args = (_AllGather.apply(features), None)
+            else:
+                args = _gather(features, labels)[:2]
         out = fn(*args)
         if not isinstance(out, torch.Tensor) or out.dim() != 0:
             shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

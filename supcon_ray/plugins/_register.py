@@ -55,8 +55,13 @@ def _register(reg: registry.Registry, name: str, meta: dict[str, Any]) -> Callab
     return decorate
 
 
-def register_loss(name: str, *, kind: str, labels: bool = True,
-                  options: Mapping[str, Any] | None = None) -> Callable[[Builder], Builder]:
+#: What a contrastive plugin loss is given under data-parallel training: every worker's batch (``global``,
+#: as the built-in SupCon contrasts) or its own worker's only (``local``).
+BATCHES = ("global", "local")
+
+
+def register_loss(name: str, *, kind: str, labels: bool = True, options: Mapping[str, Any] | None = None,
+                  batch: str = "global") -> Callable[[Builder], Builder]:
     """Register a training objective under ``name``.
 
     ``kind="classifier"``: trained end to end on logits, like ``ce``; ``build(cfg)`` returns
@@ -66,11 +71,18 @@ def register_loss(name: str, *, kind: str, labels: bool = True,
     (``features`` are the projection head's L2-normalised outputs; ``labels`` is ``None`` when
     ``labels=False``, a self-supervised loss). ``cfg`` is the run's :class:`~supcon_ray.config.TrainConfig`;
     ``cfg.option(key)`` reads the loss's own hyperparameters, declared in ``options`` with their defaults.
+
+    ``batch`` (contrastive losses): under data-parallel training with ``N`` workers, ``"global"`` (the default)
+    gives the loss the features and labels of every worker's batch, concatenated in rank order, with gradients
+    flowing to this worker's slice, so the update equals single-process training on the concatenated batch (the
+    built-in SupCon contrasts the same way); ``"local"`` gives it this worker's batch only. One process: the same.
     """
     if kind not in KINDS:
         raise PluginError(f"loss {name!r}: kind must be one of: {', '.join(KINDS)}")
+    if batch not in BATCHES:
+        raise PluginError(f"loss {name!r}: batch must be one of: {', '.join(BATCHES)}")
     return _register(registry.LOSSES, name, {"kind": kind, "labels": bool(labels),
-                                             "options": _check_options(name, options)})
+                                             "options": _check_options(name, options), "batch": batch})
 
 
 def register_encoder(name: str, *, options: Mapping[str, Any] | None = None) -> Callable[[Builder], Builder]:
