@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from supcon_ray.plugins import register_loss
 
 
-@register_loss("poly1", kind="classifier", options={"epsilon": 1.0})
+@register_loss("poly1", kind="classifier", options={"epsilon": 1.0}, display="Poly-1")
 def build(cfg):
     epsilon = float(cfg.option("epsilon"))
 

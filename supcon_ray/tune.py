@@ -36,6 +36,7 @@ from supcon_ray.execution.progress import StudyConsole, configure_console
 from supcon_ray.execution.study_run import Outcome, check_dataset_files, exit_status, run_study, values_text
 from supcon_ray.results.manifest import analysed_rows, read_manifest
 from supcon_ray.results.storage import read_results
+from supcon_ray.stats.claims import display
 from supcon_ray.results.cost import cost_line, fidelity_savings, folder_bytes, study_costs
 from supcon_ray.study import Phase, Study, at_own_size, base_config, load_study
 from supcon_ray.study.protocol import planned_trial_count, print_protocol, source_text
@@ -110,16 +111,17 @@ def summarize(results_dir: str, out=None) -> None:
                            f"(best of {rec.get('configurations')}"
                            + (f" by successive halving, won at {rec['fidelity']['epochs']} epochs" if rec.get("fidelity") else "")
                            + f"; trial {rec['trial_ids'][0]})")
-            print(f"  {loss:8} {values_text(rec.get('values') or {})}  [{origin}]", file=out)
+            print(f"  {display(loss):8} {values_text(rec.get('values') or {})}  [{origin}]", file=out)
     for flag in (manifest.flags if manifest is not None else []):
         print(f"note: {flag['text']}", file=out)
     used = analysed_rows(df, results_dir, manifest)
-    print(f"\n{'loss':8} {'trials':>6} {'completed':>9} {'diverged':>8} {'failed':>6}  test_top1 mean ± std", file=out)
+    width = max([8, *(len(display(str(x))) for x in used["loss"].unique())])
+    print(f"\n{'loss':{width}} {'trials':>6} {'completed':>9} {'diverged':>8} {'failed':>6}  test_top1 mean ± std", file=out)
     for loss, g in used.groupby("loss"):
         counts = g["status"].value_counts()
         scored = g[g["status"] != "failed"]["test_top1"]
         stat = f"{scored.mean():.4f} ± {scored.std(ddof=1):.4f}" if len(scored) > 1 else (f"{scored.mean():.4f}" if len(scored) else "-")
-        print(f"{loss:8} {len(g):>6} {counts.get('completed', 0):>9} {counts.get('diverged', 0):>8} "
+        print(f"{display(loss):{width}} {len(g):>6} {counts.get('completed', 0):>9} {counts.get('diverged', 0):>8} "
               f"{counts.get('failed', 0):>6}  {stat}", file=out)
     print("(diverged trials count at chance level; failed trials have no score)", file=out)
     rest = df[~df["trial_id"].isin(used["trial_id"])]

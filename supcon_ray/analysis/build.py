@@ -11,6 +11,7 @@ import pandas as pd
 
 from supcon_ray.designs import is_adaptive
 from supcon_ray.results.cost import fidelity_savings, study_costs
+from supcon_ray.stats.claims import record_display_names
 from supcon_ray.results.folders import load_folders, stats_rows
 from supcon_ray.results.storage import HYPERPARAMETER_FIELDS
 from supcon_ray.stats import divergence as div
@@ -30,7 +31,10 @@ __all__ = ["build_numbers", "read_study_folders"]
 def read_study_folders(dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, StudyRecord]]:
     """Trials (each marked ``analysed``), epochs and each study's record, from study folders."""
     trials, epochs, folders = load_folders(dirs)
-    return trials, epochs, {f.study: record_of(f) for f in folders}
+    records = {f.study: record_of(f) for f in folders}
+    for record in records.values():  # plugin losses named as their folders recorded them
+        record_display_names(record.manifest.display_names if record.manifest else None)
+    return trials, epochs, records
 
 
 def _runs(trials: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from supcon_ray.stats.claims import display
 from supcon_ray.study import Phase
 
 #: Loggers whose INFO lines are Ray's routine chatter (one per checkpoint of every trial, etc.).
@@ -228,7 +229,7 @@ class StudyConsole:
         if spec.get("nuisance"):  # the re-tuned values tell a setting's nuisance runs apart
             setting += " " + ",".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in spec["nuisance"].items())
-        return f"{tag}{spec.get('loss', '?'):7} {setting:28} seed {spec.get('seed', '?')}"
+        return f"{tag}{display(str(spec.get('loss', '?'))):7} {setting:28} seed {spec.get('seed', '?')}"
 
 
 _CURRENT: StudyConsole | None = None

@@ -61,7 +61,7 @@ BATCHES = ("global", "local")
 
 
 def register_loss(name: str, *, kind: str, labels: bool = True, options: Mapping[str, Any] | None = None,
-                  batch: str = "global") -> Callable[[Builder], Builder]:
+                  batch: str = "global", display: str | None = None) -> Callable[[Builder], Builder]:
     """Register a training objective under ``name``.
 
     ``kind="classifier"``: trained end to end on logits, like ``ce``; ``build(cfg)`` returns
@@ -76,13 +76,19 @@ def register_loss(name: str, *, kind: str, labels: bool = True, options: Mapping
     gives the loss the features and labels of every worker's batch, concatenated in rank order, with gradients
     flowing to this worker's slice, so the update equals single-process training on the concatenated batch (the
     built-in SupCon contrasts the same way); ``"local"`` gives it this worker's batch only. One process: the same.
+
+    ``display``: how the console, the report and its figures name the loss (``"Poly-1"``; default its name);
+    the name stays what rows, trial ids and the JSON record.
     """
     if kind not in KINDS:
         raise PluginError(f"loss {name!r}: kind must be one of: {', '.join(KINDS)}")
     if batch not in BATCHES:
         raise PluginError(f"loss {name!r}: batch must be one of: {', '.join(BATCHES)}")
-    return _register(registry.LOSSES, name, {"kind": kind, "labels": bool(labels),
-                                             "options": _check_options(name, options), "batch": batch})
+    if display is not None and (not isinstance(display, str) or not 0 < len(display) <= 40 or not display.isprintable()
+                                or display != display.strip()):
+        raise PluginError(f"loss {name!r}: display must be a name of 1 to 40 printable characters")
+    meta = {"kind": kind, "labels": bool(labels), "options": _check_options(name, options), "batch": batch}
+    return _register(registry.LOSSES, name, {**meta, **({"display": display} if display else {})})
 
 
 def register_encoder(name: str, *, options: Mapping[str, Any] | None = None) -> Callable[[Builder], Builder]:

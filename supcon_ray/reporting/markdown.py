@@ -327,7 +327,7 @@ def _tail(numbers: ReportNumbers, o: PooledEntry, out: list[str]) -> None:
                   else "neither changes the pooled claim."))
     every = numbers.divergence_all_trials
     if every:
-        runs = ", ".join(f"{loss} {c['diverged']} of {c['completed'] + c['diverged'] + c.get('failed', 0)}"
+        runs = ", ".join(f"{display(loss)} {c['diverged']} of {c['completed'] + c['diverged'] + c.get('failed', 0)}"
                          for loss, c in every["per_loss"].items())
         fisher = every["fisher_p"]
         out.append(f"Diverged runs over every trial of the study (tuning and re-tuning included): {runs}"
@@ -337,7 +337,7 @@ def _tail(numbers: ReportNumbers, o: PooledEntry, out: list[str]) -> None:
 def _bases_lines(numbers: ReportNumbers) -> list[str]:
     out = []
     for study, per_loss in (numbers.bases or {}).items():
-        tuned = "; ".join(f"{loss}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        tuned = "; ".join(f"{display(loss)}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in rec.get("values", {}).items())
                           + (f" (successive halving, won at {rec['fidelity']['epochs']} epochs)" if rec.get("fidelity") else "")
                           + (f" ({margin_sentence(rec['margin'])})" if rec.get("margin") else "")
@@ -354,7 +354,7 @@ def _at_base(numbers: ReportNumbers, cols: tuple[str, str]) -> list[str]:
         at_base = {loss: f.losses[loss].settings.get(base_label(f.factor)) if loss in f.losses else None
                    for loss in slots(f, cols) if loss is not None}
         if len(at_base) == 2 and all(at_base.values()):
-            text = ", ".join(f"{loss} {_n(s.mean)} [{_n(s.ci95.low)}, {_n(s.ci95.high)}] over {s.n} seeds"
+            text = ", ".join(f"{display(loss)} {_n(s.mean)} [{_n(s.ci95.low)}, {_n(s.ci95.high)}] over {s.n} seeds"
                              for loss, s in at_base.items())
             extra = f" (chance {_n(numbers.chance)})" if numbers.chance else ""
             where = f"{f.study}, " if len(numbers.studies) > 1 else ""

@@ -140,7 +140,7 @@ def fig4a(trials: pd.DataFrame, factors: tuple[FactorEntry, ...] | list[FactorEn
             means = [le.settings[s].mean for s in settings]
             half = [le.settings[s].ci95.high - le.settings[s].mean for s in settings]
             fig.add_trace(go.Scatter(
-                x=[x_of(s) for s in settings], y=means, mode="lines+markers", name=loss, legendgroup=loss,
+                x=[x_of(s) for s in settings], y=means, mode="lines+markers", name=display(loss), legendgroup=loss,
                 showlegend=loss not in shown, line={"color": color}, marker={"size": 9},
                 error_y={"type": "data", "array": [h if np.isfinite(h) else 0 for h in half], "visible": True}),
                 row=r, col=c)
@@ -153,7 +153,7 @@ def fig4a(trials: pd.DataFrame, factors: tuple[FactorEntry, ...] | list[FactorEn
                 y = pts[metric].fillna(floor) if status == "failed" else pts[metric]
                 key = f"{loss} {status}"
                 fig.add_trace(go.Scatter(
-                    x=[x_of(str(s)) for s in pts["setting"]], y=y, mode="markers", name=key, legendgroup=key,
+                    x=[x_of(str(s)) for s in pts["setting"]], y=y, mode="markers", name=f"{display(loss)} {status}", legendgroup=key,
                     showlegend=key not in shown and status != "completed", opacity=0.6,
                     marker={"symbol": symbol, "color": color, "size": 7 if status == "completed" else 10},
                     hovertext=[f"seed {s}, {status}" for s in pts["seed"]]), row=r, col=c)
@@ -200,7 +200,7 @@ def sensitivity_intervals(factors: tuple[FactorEntry, ...] | list[FactorEntry]) 
                 y.append(s)
                 lo.append(s - low if np.isfinite(s) and np.isfinite(low) else 0)
                 hi.append(high - s if np.isfinite(s) and np.isfinite(high) else 0)
-            fig.add_trace(go.Scatter(x=names, y=y, mode="markers", name=f"{loss}, {question}",
+            fig.add_trace(go.Scatter(x=names, y=y, mode="markers", name=f"{display(loss)}, {question}",
                                      marker={"size": 11, "color": color_of(loss, every_loss), "symbol": symbol},
                                      error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
     fig.update_layout(title="Sensitivity: std of the metric across settings, seed noise removed (95% intervals); "
@@ -216,8 +216,8 @@ def expected_max_band(section: dict[str, Any]) -> go.Figure:
         color = color_of(loss, list(section["curves"]))
         band_k = c["k"][:len(c["low"])]
         fig.add_trace(go.Scatter(x=band_k + band_k[::-1], y=c["high"] + c["low"][::-1], fill="toself", opacity=0.2,
-                                 line={"width": 0}, fillcolor=color, name=f"{loss} 95% band", hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=c["k"], y=c["mean"], mode="lines+markers", name=loss, line={"color": color}))
+                                 line={"width": 0}, fillcolor=color, name=f"{display(loss)} 95% band", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=c["k"], y=c["mean"], mode="lines+markers", name=display(loss), line={"color": color}))
     fig.update_layout(title=f"Expected best {section['metric']} after k random configurations (Tang et al. 2020)",
                       xaxis_title="k (configurations tried)", yaxis_title=f"expected max {section['metric']}")
     return fig
@@ -229,10 +229,10 @@ def importance_bars(importances: dict[str, dict[str, dict[str, float]]]) -> go.F
     fig = go.Figure()
     for loss, imp in importances.items():
         keys = list(imp)
-        fig.add_trace(go.Bar(x=[f"{loss}: {k}" for k in keys], y=[imp[k]["mean"] for k in keys], name=f"{loss}",
+        fig.add_trace(go.Bar(x=[f"{display(loss)}: {k}" for k in keys], y=[imp[k]["mean"] for k in keys], name=display(loss),
                              marker_color=color_of(loss, list(importances)), error_y={"type": "data", "array": [imp[k]["sd"] for k in keys]}))
-        fig.add_trace(go.Bar(x=[f"{loss}: {k}" for k in keys], y=[imp[k]["noise_mean"] for k in keys],
-                             name=f"{loss} noise baseline", marker_color="#999999",
+        fig.add_trace(go.Bar(x=[f"{display(loss)}: {k}" for k in keys], y=[imp[k]["noise_mean"] for k in keys],
+                             name=f"{display(loss)} noise baseline", marker_color="#999999",
                              error_y={"type": "data", "array": [imp[k]["noise_sd"] for k in keys]}))
     fig.update_layout(barmode="group", title="Hyperparameter importance (fANOVA) against a permuted-metric baseline",
                       yaxis_title="share of variance")
@@ -242,8 +242,10 @@ def importance_bars(importances: dict[str, dict[str, dict[str, float]]]) -> go.F
 def learning_curves(epochs: pd.DataFrame) -> go.Figure:
     """Training loss per epoch of every trial's main stage (pre-training for SupCon, CE training for CE)."""
     main = epochs[epochs["stage"] != "linear"].sort_values(["trial_id", "epoch"])
+    losses = sorted(epochs["loss"].unique())
+    main = main.assign(loss=main["loss"].map(lambda x: display(str(x))))  # each method as the report names it
     fig = px.line(main, x="epoch", y="train_loss", color="loss", line_group="trial_id", facet_col="loss",
-                  color_discrete_map={x: color_of(x, sorted(epochs["loss"].unique())) for x in epochs["loss"].unique()},
+                  color_discrete_map={display(str(x)): color_of(x, losses) for x in losses},
                   hover_data=["setting", "seed"],
                   title="Learning curves: training loss per epoch, one line per trial")
     fig.update_yaxes(matches=None)

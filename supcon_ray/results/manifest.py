@@ -60,12 +60,16 @@ class Manifest:
     #: what the study has cost so far (:meth:`supcon_ray.results.cost.StudyCost.as_dict`), rewritten at the end
     #: of every run; absent from manifests written before
     cost: dict[str, Any] | None = None
+    #: how the study's plugin losses are named by every writer (``{loss: display}``, from their registration on
+    #: the first run); absent where none registered one
+    display_names: dict[str, str] | None = None
 
     def to_json(self) -> str:
         """The file's text: the fields in their order, ``steps`` under :data:`MANIFEST_STEPS_KEY`
-        (``cost`` only once recorded, so a manifest from before reads and writes back unchanged)."""
+        (``cost`` and ``display_names`` only once recorded, so a manifest from before reads and writes back
+        unchanged)."""
         record = {(MANIFEST_STEPS_KEY if k == "steps" else k): v for k, v in asdict(self).items()
-                  if not (k == "cost" and v is None)}
+                  if not (k in ("cost", "display_names") and v is None)}
         return json.dumps(record, indent=1, sort_keys=False)
 
     @classmethod
@@ -147,6 +151,14 @@ def _rows_in_stats(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["in_stats"].fillna(False).astype(bool) | no_phase]
 
 
+def display_names(study) -> dict[str, str] | None:
+    """``{loss: display}`` of the study's plugin losses that registered a display name (None: none did)."""
+    from supcon_ray import registry
+
+    names = {loss: registry.LOSSES.meta(loss, "display") for loss in study.losses if loss in registry.LOSSES}
+    return {k: str(v) for k, v in names.items() if v} or None
+
+
 def open_manifest(store, study, resume: bool, plugin_digests: dict[str, str] | None = None) -> Manifest:
     """The manifest a run continues (``resume``) or starts, checked before anything runs.
 
@@ -162,11 +174,11 @@ def open_manifest(store, study, resume: bool, plugin_digests: dict[str, str] | N
         if done:
             raise ConfigError(f"--storage: {store.uri} already holds {len(done)} finished trial(s) of study "
                               f"'{study.study}'. Add --resume to continue it, or choose another --storage.")
-        return Manifest(study.study, now, analysis=analysis_settings(study))
+        return Manifest(study.study, now, analysis=analysis_settings(study), display_names=display_names(study))
     if recorded is None or (recorded.analysed is None and not done):
         if done:
             raise ConfigError(f"--resume: {store.uri} holds trials but no manifest; run the study into another --storage.")
-        return Manifest(study.study, now, analysis=analysis_settings(study))
+        return Manifest(study.study, now, analysis=analysis_settings(study), display_names=display_names(study))
     if recorded.analysed is None:
         raise ConfigError(f"--resume: {store.uri} was written before studies kept a manifest, so its runs cannot be "
                           "matched to this study file safely. Run the study into another --storage.")

@@ -39,6 +39,31 @@ def less_sensitive_loss(claim: str) -> str | None:
     return claim[: -len(SUFFIX)] if isinstance(claim, str) and claim.endswith(SUFFIX) else None
 
 
+#: Display names of plugin losses as a study folder recorded them (:func:`record_display_names`).
+_RECORDED: dict[str, str] = {}
+
+
+def record_display_names(names: dict[str, str] | None) -> None:
+    """Name plugin losses as a study folder's manifest recorded them (``display_names``), for every writer
+    of this process; the recorded loss names in rows, ids and JSON keys are unchanged."""
+    _RECORDED.update(names or {})
+
+
+def forget_display_names() -> None:
+    """Drop the recorded display names (a test, or a notebook reading other folders)."""
+    _RECORDED.clear()
+
+
 def display(loss: str) -> str:
-    """A loss as sentences name it: ``CE``, ``SupCon``, ``SimCLR``, else its registered name."""
+    """A loss as sentences, tables and figures name it: ``CE``, ``SupCon``, ``SimCLR``; a plugin loss by the
+    ``display`` it registered (where it is loaded, or as a folder recorded it), else its registered name."""
+    if loss in _RECORDED:
+        return _RECORDED[loss]
+    if loss not in DISPLAY:
+        from supcon_ray import registry
+
+        if loss in registry.LOSSES:
+            shown = registry.LOSSES.meta(loss, "display")
+            if shown:
+                return str(shown)
     return DISPLAY.get(loss, loss)

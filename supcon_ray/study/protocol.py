@@ -42,6 +42,7 @@ import pandas as pd
 from supcon_ray.config import ConfigError
 from supcon_ray.designs import DesignKind, design_name
 from supcon_ray.labels import distinct_labels, format_label
+from supcon_ray.stats.claims import display
 from supcon_ray.study.bases import base_config
 from supcon_ray.study.fidelity import Halving, full_length_epochs, halve, planned_epochs, rung_sizes
 from supcon_ray.study.margins import base_margins
@@ -689,11 +690,11 @@ def print_protocol(study: Study, out) -> int:
             note = step1_design(study, loss).note if tb.sampler != "tpe" else "adaptive"
             h = first.halved.get(step1_search(loss))
             if h is not None:
-                print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s), "
+                print(f"  {display(loss):7} {budget[loss]} configurations x {len(tb.seeds)} seed(s), "
                       + fidelity_text(h.fidelity, len(h.configs), len(h.seeds), h.epochs)
                       + (f" ({note})" if note else ""), file=out)
                 continue
-            print(f"  {loss:7} {budget[loss]} configurations x {len(tb.seeds)} seed(s) = {budget[loss] * len(tb.seeds)}"
+            print(f"  {display(loss):7} {budget[loss]} configurations x {len(tb.seeds)} seed(s) = {budget[loss] * len(tb.seeds)}"
                   f" trials{' (' + note + ')' if note else ''}", file=out)
         print(f"  step 1 total: {n} trials; each loss's best configuration becomes its base", file=out)
     p = plan(study, Step.STUDY, {Decision.BASES: {loss: {"values": {}} for loss in study.losses}})
@@ -716,10 +717,12 @@ def print_protocol(study: Study, out) -> int:
             h = halved[0]
             print(f"    {fidelity_text(h.fidelity, len(h.configs), len(h.seeds), h.epochs)}; the table lists the "
                   "first rung's runs", file=out)
-    print(f"  {'loss':7} {'phase':9} {'factor':14} {'setting':40} {'seed':>4}  epochs", file=out)
+    width = max([7, *(len(display(loss)) for loss in study.losses)])
+    print(f"  {'loss':{width}} {'phase':9} {'factor':14} {'setting':40} {'seed':>4}  epochs", file=out)
     for s in p.specs:
         setting = s.setting + (f" [{format_label(s.nuisance)}]" if s.nuisance else "")
-        print(f"  {s.loss:7} {s.phase:9} {s.factor:14} {setting[:40]:40} {s.seed:>4}  {s.train['epochs']}", file=out)
+        print(f"  {display(s.loss):{width}} {s.phase:9} {s.factor:14} {setting[:40]:40} {s.seed:>4}  {s.train['epochs']}",
+              file=out)
     replicates = _replicate_count(study)
     if replicates:
         total += replicates

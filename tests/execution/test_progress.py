@@ -30,9 +30,9 @@ def test_plain_lines_without_control_characters():
     text = out.getvalue()
     assert not CONTROL.search(text), repr(text)
     lines = text.splitlines()
-    assert lines[0].startswith("[1/3] ce") and "completed" in lines[0] and "val_top1 0.8123" in lines[0]
+    assert lines[0].startswith("[1/3] CE") and "completed" in lines[0] and "val_top1 0.8123" in lines[0]
     assert "test_top1 0.8000" in lines[0] and lines[0].endswith("12.3 s")
-    assert any(ln.startswith("warning: supcon") and "retried" in ln for ln in lines)
+    assert any(ln.startswith("warning: SupCon") and "retried" in ln for ln in lines)
     failed = [ln for ln in lines if ln.startswith("[2/3]")]
     assert len(failed) == 1 and "failed" in failed[0] and "error: RuntimeError: worker lost" in failed[0]
     assert any(ln.startswith("[3/3] (unidentified trial)") for ln in lines)
@@ -53,7 +53,7 @@ def test_terminal_gets_a_bar_with_counts():
     assert "\r" in text  # the bar redraws in place
     final = text.rsplit("\r", 1)[-1]
     assert "3/3 trials" in final and "running 0, failed 2" in final
-    assert "[1/3] ce" in text and "[2/3] supcon" in text
+    assert "[1/3] CE" in text and "[2/3] SupCon" in text
 
 
 def test_resumed_trials_leave_the_total():
@@ -62,7 +62,7 @@ def test_resumed_trials_leave_the_total():
     console.not_to_run(4)
     assert console.total == 6
     console.trial_finished("a", _spec("ce", 0), {"status": "diverged", "val_top1": 0.1, "test_top1": 0.1, "seconds": 1.0})
-    assert out.getvalue().startswith("[1/6] ce")
+    assert out.getvalue().startswith("[1/6] CE")
 
 
 def test_nuisance_runs_show_their_values():
@@ -70,7 +70,7 @@ def test_nuisance_runs_show_their_values():
     console = StudyConsole(1, stream=out, tty=False)
     spec = _spec("ce", 0, phase="nuisance") | {"nuisance": {"lr": 0.003}}
     console.trial_finished("a", spec, {"status": "completed", "val_top1": 0.5, "test_top1": 0.5, "seconds": 1.0})
-    assert out.getvalue().startswith("[1/1] nuisance ce      optimizer=sgd lr=0.003")
+    assert out.getvalue().startswith("[1/1] nuisance CE      optimizer=sgd lr=0.003")
 
 
 def test_worker_processes_say_nothing_of_an_exit_raised_in_a_weakref_callback():

@@ -48,7 +48,7 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 0
     captured = capsys.readouterr()
     out = captured.out
-    assert "supcon" in out and "ce" in out and str(storage / "tiny") in out
+    assert "SupCon" in out and "CE" in out and str(storage / "tiny") in out
     # not a terminal: plain lines, one per finished trial, then the summary; none of Ray's own output
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", captured.out + captured.err), "control characters"
     per_trial = [ln for ln in out.splitlines() if re.match(r"\[\d/4\] ", ln)]
@@ -275,7 +275,7 @@ def test_trials_that_fail_before_reporting_are_recorded_as_failed(ray_session, t
     assert trials["error"].str.contains("absent").all(), trials["error"].tolist()
     assert set(trials["setting"]) == {"optimizer=sgd", "optimizer=rmsprop,lr=0.01"} and set(trials["loss"]) == {"ce"}
     assert "test_top1 mean" in captured.out and "results:" in captured.out
-    assert len([ln for ln in captured.out.splitlines() if re.match(r"\[\d/2\] ce .* failed ", ln)]) == 2
+    assert len([ln for ln in captured.out.splitlines() if re.match(r"\[\d/2\] CE .* failed ", ln)]) == 2
     assert "Traceback" not in captured.out + captured.err
     assert "2 trial(s) failed" in captured.err and "--resume" in captured.err
 

@@ -297,3 +297,48 @@ def test_ray_train_workers_load_the_plugin_from_the_shipped_source(ray_session, 
     trials = pd.read_parquet(storage / "mine" / "trials")
     assert trials["loss"].tolist() == ["rt_align"] and trials["world_size"].tolist() == [2]
     assert trials["status"].tolist() == ["completed"]
+
+
+def test_a_display_name_is_what_every_writer_shows_and_the_recorded_name_stays(tmp_path, capsys):
+    """``display=`` at registration: the dry run's table (sized to the names), the manifest's record, and a
+    folder's report, figure legends included, name the loss so; rows, ids and JSON keys keep its name."""
+    from supcon_ray.analysis import read_study_folders
+    from supcon_ray.plugins import register_loss
+    from supcon_ray.reporting.files import build_report
+    from supcon_ray.results.manifest import display_names
+    from supcon_ray.stats.claims import display, forget_display_names
+
+    (tmp_path / "long.py").write_text(
+        'from supcon_ray.plugins import register_loss\n'
+        '@register_loss("longmethodname", kind="classifier", display="Long Method Name")\n'
+        'def build(cfg):\n    import torch.nn.functional as F\n    return F.cross_entropy\n')
+    space = tmp_path / "long.yaml"
+    space.write_text(textwrap.dedent("""
+        study: long
+        dataset: digits
+        losses: [ce, longmethodname]
+        seeds: [0]
+        plugins: [long.py]
+        base: {common: {epochs: 1}}
+        vary: {optimizer: [sgd, lars]}
+    """))
+    assert main(["--space", str(space), "--dry-run"]) == 0
+    table = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ") and (" study " in ln or
+                                                                                        ln.strip().startswith("loss "))]
+    assert any(ln.startswith("  Long Method Name study") for ln in table), table
+    assert len({ln.index(" study ") if " study " in ln else ln.index(" phase ") for ln in table}) == 1, table  # aligned
+    assert display_names(load_study(space)) == {"longmethodname": "Long Method Name"}
+    assert [s.loss for s in plan_trials(load_study(space))] == ["ce", "longmethodname"] * 2  # recorded as named
+    with pytest.raises(PluginError, match="display must be a name of 1 to 40 printable characters"):
+        register_loss("odd-display", kind="classifier", display="x" * 41)
+    # a published folder names its plugin loss as recorded, with the plugin not loaded
+    registry.forget_plugins()
+    forget_display_names()
+    folder = Path(__file__).resolve().parents[2] / "docs" / "results" / "fig4a-three-methods-digits"
+    assert display("poly1") == "poly1"
+    read_study_folders([str(folder)])
+    assert display("poly1") == "Poly-1"
+    page, numbers = build_report([str(folder)], str(tmp_path / "r.html"))
+    html = page.read_text()
+    assert '"name":"Poly-1"' in html and '"name":"poly1"' not in html  # the figure's legend
+    assert {f.method for f in numbers.factors} >= {"poly1"}  # the recorded name in the numbers

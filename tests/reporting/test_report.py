@@ -207,7 +207,7 @@ def test_markdown_tables_repeat_the_json_numbers(tmp_path, capsys):
     assert rows["**all pooled**"][1] == str(summary["overall"]["n_settings"])
     assert f"Conclusion: {summary['overall']['sentence']}" in text
     assert f"Conclusion: {summary['overall']['these_settings']['sentence']}" in text
-    assert "Diverged runs over every trial of the study" in text and "ce 2 of 30, supcon 0 of 30" in text
+    assert "Diverged runs over every trial of the study" in text and "CE 2 of 30, SupCon 0 of 30" in text
 
 
 def test_divergence_over_every_trial_counts_a_shared_base_run_once(tmp_path):
