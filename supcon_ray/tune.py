@@ -39,7 +39,7 @@ from supcon_ray.results.storage import read_results
 from supcon_ray.stats.claims import display
 from supcon_ray.results.cost import cost_line, fidelity_savings, folder_bytes, study_costs
 from supcon_ray.study import Phase, Study, at_own_size, base_config, load_study
-from supcon_ray.study.protocol import planned_trial_count, print_protocol, source_text
+from supcon_ray.study.protocol import BASE_FROM_FILE, planned_trial_count, print_protocol, source_text
 
 
 def build_parser(prog: str = "python -m supcon_ray.tune") -> argparse.ArgumentParser:
@@ -102,6 +102,7 @@ def summarize(results_dir: str, out=None) -> None:
     df = read_results(results_dir)[0].to_pandas()
     manifest = read_manifest(results_dir)
     bases = manifest.bases if manifest is not None else {}
+    given = file_bases(results_dir) if bases else {}
     if bases:
         print("\nbase per loss:", file=out)
         for loss, rec in bases.items():
@@ -111,7 +112,8 @@ def summarize(results_dir: str, out=None) -> None:
                            f"(best of {rec.get('configurations')}"
                            + (f" by successive halving, won at {rec['fidelity']['epochs']} epochs" if rec.get("fidelity") else "")
                            + f"; trial {rec['trial_ids'][0]})")
-            print(f"  {display(loss):8} {values_text(rec.get('values') or {})}  [{origin}]", file=out)
+            values = rec.get("values") or (given.get(loss) if rec.get("source") == BASE_FROM_FILE else None) or {}
+            print(f"  {display(loss):8} {values_text(values)}  [{origin}]", file=out)
     for flag in (manifest.flags if manifest is not None else []):
         print(f"note: {flag['text']}", file=out)
     used = analysed_rows(df, results_dir, manifest)
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.tune")
     t0 = time.perf_counter()
     configure_console(args.verbose)  # before Ray is imported: it reads some of these when imported
     quick = " --quick" if args.quick else ""
-    resume_cmd = f"  python -m supcon_ray.tune --space {args.space}{quick} --storage {args.storage} --resume"
+    resume_cmd = f"  {prog} --space {args.space}{quick} --storage {args.storage} --resume"  # as the user typed it
+    total = None
     try:
         study = load_study(args.space, quick=args.quick)
         check_dataset_files(study, args.space)
@@ -159,7 +162,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.tune")
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Finished trials are saved. Resume with:\n{resume_cmd}", file=sys.stderr)
+        left = trials_left(total, study.study, args.storage) if total is not None else None
+        print(f"\nInterrupted{f': {left} of {total} planned trials remain' if left is not None else ''}. Finished "
+              f"trials are saved. Resume with:\n{resume_cmd}", file=sys.stderr)
         return 130
     summarize(outcome.folder)
     if not args.no_report and not (outcome.unfinished or outcome.incomplete):  # failed trials are counted in it
@@ -171,17 +176,46 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.tune")
         print("\n".join(["", "verdict:", *(f"  {line}" for line in headline(numbers))]))
         print(f"report: {path}")
     print(f"results: {outcome.folder}  ({time.perf_counter() - t0:.0f} s)")
-    problem = outcome_problem(outcome)
+    problem = outcome_problem(outcome, trials_left(total, study.study, args.storage))
     if problem:
         print(f"{problem}\n{resume_cmd}", file=sys.stderr)
     return exit_status(outcome)
 
 
-def outcome_problem(outcome: Outcome) -> str:
-    """What went wrong, in one sentence that ends by saying how to continue (empty when nothing did)."""
+def file_bases(results_dir: str) -> dict[str, dict]:
+    """``{loss: its own base block}`` of the study file the folder recorded (``study.yaml``), for bases given
+    in the file ({} where it cannot be read)."""
+    import yaml
+
+    from supcon_ray.results.storage import read_text
+
+    try:
+        base = (yaml.safe_load(read_text(results_dir, "study.yaml") or "") or {}).get("base") or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {loss: dict(block) for loss, block in base.items() if loss != "common" and isinstance(block, dict) and block}
+
+
+def trials_left(total: int, study: str, storage: str) -> int | None:
+    """How many of the study's ``total`` planned trials have no finished row in ``storage`` yet (None where the
+    folder cannot be read)."""
+    from supcon_ray.execution.runner import storage_uri
+    from supcon_ray.results.storage import ResultStore
+
+    try:
+        done = len(ResultStore(storage_uri(storage), study).finished_ids())
+    except Exception:  # noqa: BLE001 - only a count for a message
+        return None
+    return max(total - done, 0)
+
+
+def outcome_problem(outcome: Outcome, left: int | None = None) -> str:
+    """What went wrong, in one sentence that ends by saying how to continue (empty when nothing did); ``left``:
+    the planned trials not finished yet."""
     if outcome.unfinished:
-        return (f"\nStopped with {outcome.unfinished} trial(s) unfinished. Finished trials are saved. "
-                "Resume with:")
+        remain = f"{left} planned trial(s) remain ({outcome.unfinished} were running)" if left is not None \
+            else f"{outcome.unfinished} trial(s) unfinished"
+        return f"\nStopped: {remain}. Finished trials are saved. Resume with:"
     if outcome.incomplete:
         return f"error: {outcome.incomplete}"
     if outcome.failed:

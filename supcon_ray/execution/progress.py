@@ -63,21 +63,36 @@ class _NoTraceback(logging.Filter):
         return True
 
 
+class _NotOurAdvice(logging.Filter):
+    """Drops Tune's advice to resume with ``Tuner.restore(...)`` (and its "trials did not complete" list): a
+    study resumes with its own command, which the study prints (``--resume``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("Resume experiment with:" in text or "Resume training with:" in text
+                    or text.startswith("Trials did not complete"))
+
+
 _NO_TRACEBACK = _NoTraceback()
+_NOT_OUR_ADVICE = _NotOurAdvice()
+#: Logs Tune's own resume advice when a run is interrupted.
+TUNE_LOGGER = "ray.tune.tune"
 #: Logs a traceback of Tune's internals for every failed attempt of a trial.
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 
 
 def quiet_ray_loggers(verbose: bool) -> None:
     """Ray's INFO chatter only with ``verbose``; warnings and errors always (without Tune's
-    internal tracebacks unless ``verbose``)."""
+    internal tracebacks, and without its advice to resume through ``Tuner.restore``, unless ``verbose``)."""
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    controller = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    controller, tune = logging.getLogger(TUNE_CONTROLLER_LOGGER), logging.getLogger(TUNE_LOGGER)
     if verbose:
         controller.removeFilter(_NO_TRACEBACK)
+        tune.removeFilter(_NOT_OUR_ADVICE)
     else:
         controller.addFilter(_NO_TRACEBACK)
+        tune.addFilter(_NOT_OUR_ADVICE)
 
 
 def _is_terminal(stream: TextIO) -> bool:

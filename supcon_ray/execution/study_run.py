@@ -92,7 +92,8 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
             planned = protocol.plan(study, step, manifest.decisions, recorded)
             analysed += planned.analysed
             if step == Step.TUNE_BASE and Decision.BASES in manifest.decisions:
-                console.write("step 1 already recorded: step 2 starts from the recorded bases")
+                if study.tune_base is not None:  # a study without step 1 starts from its file's bases: nothing to say
+                    console.write("step 1 already recorded: step 2 starts from the recorded bases")
                 console.not_to_run(planned.trial_count)
                 continue
             manifest.steps[step], manifest.analysed = planned.ids, analysed

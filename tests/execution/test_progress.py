@@ -98,3 +98,52 @@ def test_worker_processes_say_nothing_of_an_exit_raised_in_a_weakref_callback():
     assert "SystemExit" in runs["default"].stderr  # what users saw
     assert "SystemExit" not in runs["hook"].stderr and "Traceback" in runs["hook"].stderr
     assert "a real bug" in runs["hook"].stderr
+
+
+def test_tunes_own_resume_advice_is_hidden_unless_verbose(caplog):
+    """Ray Tune advises ``Tuner.restore(path=..., trainable=...)`` when interrupted; a study resumes with its
+    own command, so the advice is dropped (kept with --verbose)."""
+    import logging
+
+    from supcon_ray.execution.progress import quiet_ray_loggers
+
+    tune_logger = logging.getLogger("ray.tune.tune")
+    advice = 'Experiment has been interrupted, but the most recent state was saved.\nResume experiment with: Tuner.restore(path="/x", trainable=...)'
+    try:
+        quiet_ray_loggers(False)
+        with caplog.at_level(logging.WARNING):
+            tune_logger.warning(advice)
+            tune_logger.warning("a warning of its own")
+        assert "Tuner.restore" not in caplog.text and "a warning of its own" in caplog.text
+        caplog.clear()
+        quiet_ray_loggers(True)
+        with caplog.at_level(logging.WARNING):
+            tune_logger.warning(advice)
+        assert "Tuner.restore" in caplog.text
+    finally:
+        quiet_ray_loggers(False)
+
+
+def test_an_interrupted_study_counts_what_remains_and_names_the_command_as_typed(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    from supcon_ray import cli, tune
+    from supcon_ray.execution import Outcome
+
+    space = Path(__file__).resolve().parents[2] / "search_spaces" / "optimizers.yaml"
+    args = ["tune", "--space", str(space), "--quick", "--storage", str(tmp_path)]
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "run_study", interrupted)
+    assert cli.main(args) == 130
+    err = capsys.readouterr().err
+    assert "Interrupted: 60 of 60 planned trials remain. Finished trials are saved." in err
+    assert f"  supcon-ray tune --space {space} --quick --storage {tmp_path} --resume" in err
+    monkeypatch.setattr(tune, "run_study", lambda *a, **k: Outcome(str(tmp_path / "optimizers"), unfinished=2))
+    monkeypatch.setattr(tune, "summarize", lambda folder: None)
+    assert tune.main(args[1:]) == 130
+    err = capsys.readouterr().err
+    assert "Stopped: 60 planned trial(s) remain (2 were running)." in err
+    assert f"  python -m supcon_ray.tune --space {space}" in err

@@ -83,8 +83,14 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     # the same storage again, without --resume, refuses instead of mixing two runs
     assert main(["--space", str(space), "--storage", str(storage), "--no-report"]) == 2
     # with --resume, nothing is run twice
+    capsys.readouterr()
     assert main(["--space", str(space), "--storage", str(storage), "--resume", "--no-report"]) == 0
     assert len(pd.read_parquet(storage / "tiny" / "trials")) == 4
+    again = capsys.readouterr().out
+    assert "step 1 already recorded" not in again  # there was no step 1
+    # bases given in the study file are shown with their values
+    assert "  SupCon   lr=0.1, linear_stage=cached, linear_epochs=2  [given in the study file]" in again, again
+    assert "  CE       lr=0.1  [given in the study file]" in again
 
 
 def _live_members(pgid: int) -> list[int]:
