@@ -177,7 +177,9 @@ class Trainer:
             "train_loss": main_loss,
             "linear_train_loss": next((h["train_loss"] for h in reversed(self.history) if h["stage"] == "linear"), None),
             "epochs": cfg.epochs,
-            "linear_epochs": cfg.linear_epochs if cfg.contrastive else None,
+            # the L-BFGS read-out is solved to convergence: it has no epochs of its own
+            "linear_epochs": cfg.linear_epochs if cfg.contrastive and cfg.linear_stage != "lbfgs" else None,
+            "linear_stage": cfg.linear_stage if cfg.contrastive else None,
             "diverged_stage": diverged_at["stage"] if diverged_at else None,
             "diverged_epoch": diverged_at["epoch"] if diverged_at else None,
             "num_classes": self.splits.num_classes,

@@ -73,6 +73,23 @@ def test_plugins_named_on_the_command_line_appear_in_the_help_and_train_one_off(
     assert unknown.returncode == 2 and "options.beta: not an option" in unknown.stderr
 
 
+def test_train_json_says_what_the_read_out_was(tmp_path):
+    """The L-BFGS read-out (the default) is solved to convergence: the summary says so and gives it no epochs."""
+    import json
+
+    ran = _run("train", "--loss", "supcon", "--epochs", "1", "--train-size", "200", "--test-size", "100",
+               "--batch-size", "64", "--augment", "basic", "--json", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    summary = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert summary["linear_stage"] == "lbfgs" and summary["linear_epochs"] is None
+    cached = _run("train", "--loss", "supcon", "--epochs", "1", "--train-size", "200", "--test-size", "100",
+                  "--batch-size", "64", "--augment", "basic", "--linear-stage", "cached", "--linear-epochs", "2",
+                  "--linear-batch-size", "64",
+                  "--json", cwd=tmp_path)
+    assert cached.returncode == 0, cached.stderr[-2000:]
+    assert json.loads(cached.stdout.strip().splitlines()[-1])["linear_epochs"] == 2
+
+
 def test_the_python_m_forms_keep_working():
     for module in ("supcon_ray.tune", "supcon_ray.train", "supcon_ray.report", "supcon_ray.power"):
         out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=300)
