@@ -143,16 +143,13 @@ def at_own_size(values: dict[str, Any]) -> dict[str, Any]:
 
 def _local_reporter(output: Path | None, quiet: bool):
     from supcon_ray.engine.checkpoint import save_state
+    from supcon_ray.execution.progress import epoch_line
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if output is not None and state is not None:
             save_state(state, output)
         if not quiet:
-            val = metrics.get("val_top1")
-            val_text = f"  val_top1 {val:.4f}" if val is not None else ""
-            lr_text = f"lr {metrics['lr']:.4g}  " if metrics.get("lr") is not None else ""  # none: the L-BFGS probe
-            print(f"[{metrics['stage']}] epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}  "
-                  f"{lr_text}{metrics['images_per_second']:.0f} img/s{val_text}", file=sys.stderr)
+            print(epoch_line(metrics), file=sys.stderr)
 
     return report
 
@@ -183,7 +180,7 @@ def run_ray(cfg: TrainConfig, output: Path | None, address: str | None, plugins:
     # the name covers the whole configuration: a run with other settings never resumes this one's checkpoints
     digest = hashlib.sha1(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
     name = f"{cfg.loss}-{cfg.dataset.replace(':', '_').replace('/', '_')}-{cfg.model}-s{cfg.seed}-{digest}"
-    return fit_distributed(cfg, name, str(storage), plugins=plugins)
+    return fit_distributed(cfg, name, str(storage), plugins=plugins, epoch_lines=True)
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:

@@ -10,7 +10,9 @@ resumes from the latest one. The final report carries the run's result with ``fi
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         activate(config["plugins"])
     cfg = TrainConfig(**config["train"])
+    # DDP's note on channels-last gradients (a performance hint about layouts, not an error), once per worker
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     checkpoint = ray.train.get_checkpoint()
@@ -56,7 +60,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         ray.train.report(finished)
         return
 
+    lines = bool(config.get("epoch_lines")) and ctx.get_world_rank() == 0
+
     def reporter(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if lines:  # `train --workers N`: rank 0's epochs on the console (Ray forwards a worker's stderr)
+            from supcon_ray.execution.progress import epoch_line
+
+            # written, not print()ed: Ray Train's print patch would echo a print() a second time
+            sys.stderr.write(epoch_line(metrics) + "\n")
+            sys.stderr.flush()
         with tempfile.TemporaryDirectory() as d:
             save_state(state, d, ctx.get_world_rank())
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
@@ -82,8 +94,10 @@ def fit_distributed(
     max_failures: int = 0,
     reserved_cpus: float = 0.0,
     plugins: list[dict] | None = None,
+    epoch_lines: bool = False,
 ) -> dict[str, Any]:
-    """Run ``cfg`` on ``cfg.workers`` Ray Train workers; return the final result dict.
+    """Run ``cfg`` on ``cfg.workers`` Ray Train workers; return the final result dict. ``epoch_lines``: rank 0
+    prints each epoch's line (a one-off ``train`` run; a study's console shows its trials instead).
 
     Fails fast (``ConfigError``) when the workers can never fit on the cluster. ``name`` and
     ``storage_path`` identify the run: launching again with the same pair resumes it.
@@ -97,7 +111,8 @@ def fit_distributed(
         resources["GPU"] = cfg.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg.model_dump(), **({"plugins": plugins} if plugins else {})},
+        train_loop_config={"train": cfg.model_dump(), **({"plugins": plugins} if plugins else {}),
+                           **({"epoch_lines": True} if epoch_lines else {})},
         scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(

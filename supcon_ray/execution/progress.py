@@ -63,6 +63,16 @@ class _NoTraceback(logging.Filter):
         return True
 
 
+def epoch_line(metrics: dict[str, Any]) -> str:
+    """One training epoch for the console: ``[pretrain] epoch 3: loss 4.1234  lr 0.1  1200 img/s  val_top1 0.8``
+    (no learning rate for the L-BFGS read-out; ``val_top1`` where the stage scored one)."""
+    val = metrics.get("val_top1")
+    val_text = f"  val_top1 {val:.4f}" if val is not None else ""
+    lr_text = f"lr {metrics['lr']:.4g}  " if metrics.get("lr") is not None else ""
+    return (f"[{metrics['stage']}] epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}  "
+            f"{lr_text}{metrics['images_per_second']:.0f} img/s{val_text}")
+
+
 class _NotOurAdvice(logging.Filter):
     """Drops Tune's advice to resume with ``Tuner.restore(...)`` (and its "trials did not complete" list): a
     study resumes with its own command, which the study prints (``--resume``)."""

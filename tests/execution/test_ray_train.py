@@ -71,3 +71,20 @@ def test_infeasible_resources_exit_2_before_any_worker_is_asked_for(ray_session,
     assert main(["--workers", "3", "--cpus-per-worker", "1", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "asked for 3 worker(s) x (1 CPU, 0 GPU)" in err and "2 CPU and 0 GPU over 1 node(s)" in err
+
+
+def test_a_two_worker_run_prints_its_epochs_as_it_goes(tmp_path):
+    """``train --workers 2`` shows rank 0's epoch lines (it printed nothing for about 30 s, then its result)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-m", "supcon_ray.train", "--loss", "ce", "--workers", "2",
+                           "--cpus-per-worker", "0.5", "--epochs", "2", "--batch-size", "64", "--augment", "basic",
+                           "--train-size", "300", "--test-size", "100", "--output", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [ln for ln in done.stderr.splitlines() if "[ce] epoch " in ln]
+    assert [ln.split("[ce] epoch ", 1)[1].split(":")[0] for ln in lines] == ["1", "2"], done.stderr[-3000:]
+    assert "ce: status=completed" in done.stdout
