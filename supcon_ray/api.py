@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from supcon_ray.analysis import build_numbers, read_study_folders
-from supcon_ray.analysis.table import prepare_table
+from supcon_ray.analysis import build_numbers, read_study_folders, table_record
+from supcon_ray.results.table import prepare_table
 from supcon_ray.config import ConfigError
 from supcon_ray.results.folders import load_folders
 from supcon_ray.study import Study, at_own_size, study_from_dict
@@ -94,7 +94,7 @@ def analyze(trials: pd.DataFrame | str | Path | list[str | Path], metric: str = 
     (``{"loss": "method"}``), ``baseline`` is the loss every other one is compared with (default: ``ce``
     where the table has it). A missing column or folder raises :class:`~supcon_ray.config.ConfigError`
     naming it; so do a non-numeric metric or seed, a status outside completed / diverged / failed, and two rows
-    of the same run (:func:`supcon_ray.analysis.table.prepare_table`). ``supcon-ray report --table FILE`` writes
+    of the same run (:func:`supcon_ray.results.table.prepare_table`). ``supcon-ray report --table FILE`` writes
     the same numbers with the HTML page. :func:`supcon_ray.analysis.build_numbers` gives them as typed objects."""
     if isinstance(trials, (str, Path, list, tuple)):
         folders = [str(trials)] if isinstance(trials, (str, Path)) else [str(f) for f in trials]
@@ -102,5 +102,6 @@ def analyze(trials: pd.DataFrame | str | Path | list[str | Path], metric: str = 
         if metric not in table:
             raise ConfigError(f"metric: no column {metric!r} in the trials of {', '.join(folders)}")
         return build_numbers(table, metric, records).to_json()
-    table, records = prepare_table(trials, metric, columns, baseline)
+    table = prepare_table(trials, metric, columns)
+    records = {str(s): table_record(str(s), baseline) for s in table["study"].unique()} if baseline else None
     return build_numbers(table, metric, records).to_json()

@@ -9,7 +9,7 @@ contract) and writes ``report.html`` (:mod:`supcon_ray.reporting.html`), and on 
 side, in one multiple-comparison family.
 
 ``--table FILE`` reports a table of runs from anywhere instead (Ray Tune, Optuna, MLflow, a spreadsheet:
-:mod:`supcon_ray.analysis.table`), with the same HTML, ``--json`` and ``--markdown``.
+:mod:`supcon_ray.results.table`), with the same HTML, ``--json`` and ``--markdown``.
 
 Exit status 2 when nothing can be reported (no trials, a missing folder, an unknown metric, a table with a
 missing or ill-typed column, duplicated runs or an unknown status), and nothing is written.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from supcon_ray.config import EXIT_USAGE, ConfigError
 from supcon_ray.reporting.console import headline
-from supcon_ray.analysis.table import parse_columns, read_table
+from supcon_ray.results.table import parse_columns, read_table
 from supcon_ray.reporting.files import FIGURE_FORMATS, build_report, build_table_report, write_figure
 from supcon_ray.reporting.markdown import results_markdown
 from supcon_ray.results.export import export

@@ -30,13 +30,16 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from supcon_ray.display import display
 from supcon_ray.config import EXIT_USAGE, ConfigError, TrainConfig, make_train_config
 from supcon_ray.execution.progress import StudyConsole, configure_console
+from supcon_ray.execution.runner import storage_uri
 # the run itself lives in the execution layer (supcon_ray.api runs studies too, without this command)
 from supcon_ray.execution.study_run import Outcome, check_dataset_files, exit_status, run_study, values_text
 from supcon_ray.results.manifest import analysed_rows, read_manifest
-from supcon_ray.results.storage import read_results
-from supcon_ray.stats.claims import display
+from supcon_ray.results.storage import ResultStore, read_results, read_text
 from supcon_ray.results.cost import cost_line, fidelity_savings, folder_bytes, study_costs
 from supcon_ray.study import Phase, Study, at_own_size, base_config, load_study
 from supcon_ray.study.protocol import BASE_FROM_FILE, planned_trial_count, print_protocol, source_text
@@ -185,10 +188,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m supcon_ray.tune")
 def file_bases(results_dir: str) -> dict[str, dict]:
     """``{loss: its own base block}`` of the study file the folder recorded (``study.yaml``), for bases given
     in the file ({} where it cannot be read)."""
-    import yaml
-
-    from supcon_ray.results.storage import read_text
-
     try:
         base = (yaml.safe_load(read_text(results_dir, "study.yaml") or "") or {}).get("base") or {}
     except (OSError, yaml.YAMLError):
@@ -199,9 +198,6 @@ def file_bases(results_dir: str) -> dict[str, dict]:
 def trials_left(total: int, study: str, storage: str) -> int | None:
     """How many of the study's ``total`` planned trials have no finished row in ``storage`` yet (None where the
     folder cannot be read)."""
-    from supcon_ray.execution.runner import storage_uri
-    from supcon_ray.results.storage import ResultStore
-
     try:
         done = len(ResultStore(storage_uri(storage), study).finished_ids())
     except Exception:  # noqa: BLE001 - only a count for a message

@@ -63,7 +63,7 @@ def no_plugin_names_outlive_a_test():
     """Plugins a test loads register names in this process; each test starts with the built-in ones only."""
     yield
     from supcon_ray import registry
-    from supcon_ray.stats.claims import forget_display_names
+    from supcon_ray.display import forget_display_names
 
     registry.forget_plugins()
     forget_display_names()

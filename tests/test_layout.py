@@ -46,28 +46,29 @@ def test_the_manifest_file_is_named_and_read_only_by_the_manifest_module():
 
 #: Each subpackage and the supcon_ray modules outside it that it may import: data flows one way (study file
 #: -> validated config -> plan -> trials -> Parquet -> statistics -> analysis -> report), and the statistics
-#: know nothing of how the data was made. The base modules (exports, registry, designs, labels, config)
+#: know nothing of how the data was made. The base modules (exports, registry, designs, labels, display, config)
 #: are below every layer.
 LAYERS = {
-    "plugins": {"registry"},
+    "plugins": {"registry", "display"},
     "data": {"config", "registry", "plugins", "exports"},
     "networks": {"config", "registry", "plugins", "exports"},
     "engine": {"config", "registry", "data", "networks", "plugins", "exports"},
-    "study": {"config", "registry", "designs", "labels", "data", "plugins", "exports"},
-    "results": {"config", "study", "plugins", "exports"},  # plugins: the digests of their files, never their code
-    "execution": {"config", "registry", "study", "results", "engine", "data", "plugins", "exports", "__version__"},
-    "stats": {"designs"},
-    "analysis": {"designs", "labels", "stats", "results", "study", "exports"},
+    "study": {"config", "registry", "designs", "labels", "display", "data", "plugins", "exports"},
+    "results": {"config", "study", "plugins", "display", "exports"},  # plugins: the digests of their files, never their code
+    "execution": {"config", "registry", "study", "results", "engine", "data", "plugins", "display", "exports",
+                  "__version__"},
+    "stats": {"designs", "display"},
+    "analysis": {"designs", "labels", "display", "stats", "results", "study", "exports"},
     "reporting": {"analysis", "labels", "stats", "results", "config", "exports"},
 }
 #: The modules outside the subpackages: the base modules import only the base modules before them; the
 #: commands (``python -m supcon_ray.<name>``) and the API import layers, never a command.
 TOP_LEVEL = {
-    "exports": set(), "registry": set(), "designs": set(), "labels": set(),
+    "exports": set(), "registry": set(), "designs": set(), "labels": set(), "display": set(),
     "config": {"data", "registry"}, "flags": {"data", "registry"},
     "api": {"analysis", "config", "execution", "reporting", "results", "study", "exports"},
     "train": {"config", "data", "engine", "execution", "flags", "plugins"},
-    "tune": {"config", "data", "execution", "reporting", "results", "study"},
+    "tune": {"config", "data", "display", "execution", "reporting", "results", "study"},
     "report": {"config", "reporting", "results"},
     "power": {"analysis", "config", "results", "stats"},
     "cli": {"__version__", "config"},

@@ -5,7 +5,6 @@ which format).
 * :mod:`.model`: the frozen dataclasses (:class:`ReportNumbers` and its entries and answers) and the
   ``--json`` contract they write;
 * :mod:`.records`: a study as the analysis reads it (:class:`StudyRecord`);
-* :mod:`.table`: a table of runs from anywhere (Ray Tune, Optuna, MLflow, a spreadsheet), checked once;
 * :mod:`.units`: one unit per (study, factor, compared pair), before multiplicity;
 * :mod:`.families`: the Holm families, one plan;
 * :mod:`.answers`, :mod:`.across`, :mod:`.entries`: each question's answers, the factors pooled over
@@ -22,8 +21,7 @@ __all__ = [
     "AcrossEntry", "Agreement", "Analysis", "BeyondAnswer", "DropAnswer", "DropDifference", "FactorEntry",
     "Families", "Interval", "LossDrop", "LossSpread", "LossSummary", "Pair", "PooledEntry", "ReportNumbers",
     "SettingMean", "StudyAnalysis", "StudyRecord", "TestResult", "TheseAnswer", "ViewAnswer", "analyze_entries",
-    "build_numbers", "clean_json", "default_baseline", "parse_columns", "prepare_table", "read_study_folders",
-    "read_table", "record_of", "table_record",
+    "build_numbers", "clean_json", "default_baseline", "read_study_folders", "record_of", "table_record",
 ]
 __getattr__, __dir__ = exports(__name__, {
     **{name: "model" for name in (
@@ -35,5 +33,4 @@ __getattr__, __dir__ = exports(__name__, {
     "default_baseline": "units",
     "Analysis": "entries", "analyze_entries": "entries",
     "build_numbers": "build", "read_study_folders": "build",
-    "parse_columns": "table", "prepare_table": "table", "read_table": "table",
 })

@@ -11,7 +11,7 @@ import pandas as pd
 
 from supcon_ray.designs import is_adaptive
 from supcon_ray.results.cost import fidelity_savings, study_costs
-from supcon_ray.stats.claims import record_display_names
+from supcon_ray.display import record_display_names
 from supcon_ray.results.folders import load_folders, stats_rows
 from supcon_ray.results.storage import HYPERPARAMETER_FIELDS
 from supcon_ray.stats import divergence as div

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from supcon_ray.stats.claims import display
+from supcon_ray.display import display
 from supcon_ray.study import Phase
 
 #: Loggers whose INFO lines are Ray's routine chatter (one per checkpoint of every trial, etc.).

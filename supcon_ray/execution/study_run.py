@@ -99,17 +99,7 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
             manifest.steps[step], manifest.analysed = planned.ids, analysed
             _record_rungs(manifest, planned, console)
             save_manifest(store, manifest)
-            ran = executor.run(planned, study.model_dump(mode="json"))
-            while planned.pending and not executor.unfinished:  # successive halving: the next rungs
-                following = protocol.plan(study, step, manifest.decisions, read_results(store.uri)[0].to_pandas())
-                grew = following.ids != planned.ids
-                planned = following
-                manifest.steps[step] = planned.ids
-                _record_rungs(manifest, planned, console)
-                save_manifest(store, manifest)
-                if not grew:  # a rung with failed runs: the step cannot decide (select says why)
-                    break
-                ran += executor.run(planned, study.model_dump(mode="json"))
+            planned, ran = _run_step(study, step, planned, manifest, store, executor, console)
             manifest.steps[step] += [i for i in dict.fromkeys(ran) if i not in planned.ids]
             analysed += protocol.adaptive_entries(read_results(store.uri)[0].to_pandas(), ran) if step == Step.STUDY else []
             manifest.analysed = analysed
@@ -123,6 +113,25 @@ def run_study(study: Study, storage: str = "./results", resume: bool = False, ad
         console.close()
         set_current(None)
     return outcome
+
+
+def _run_step(study: Study, step: Step, planned: protocol.Plan, manifest: Manifest, store: ResultStore,
+              executor: Executor, console: StudyConsole) -> tuple[protocol.Plan, list[str]]:
+    """Run a step's planned trials, then, while a search with fidelity has no pick, its next rungs, each
+    planned from the recorded rows (every rung decided is recorded first). Returns the last plan and the
+    ids the TPE searches ran."""
+    ran = executor.run(planned, study.model_dump(mode="json"))
+    while planned.pending and not executor.unfinished:
+        following = protocol.plan(study, step, manifest.decisions, read_results(store.uri)[0].to_pandas())
+        grew = following.ids != planned.ids
+        planned = following
+        manifest.steps[step] = planned.ids
+        _record_rungs(manifest, planned, console)
+        save_manifest(store, manifest)
+        if not grew:  # a rung with failed runs: the step cannot decide (select says why)
+            break
+        ran += executor.run(planned, study.model_dump(mode="json"))
+    return planned, ran
 
 
 def _halving(study: Study, step: Step) -> bool:

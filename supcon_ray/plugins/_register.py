@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from .. import registry
+from ..display import register_display
 
 Builder = TypeVar("Builder", bound=Callable[..., Any])
 #: A plugin name: lower case, digits, ``_`` and ``-`` (it appears in trial ids and file names).
@@ -88,7 +89,16 @@ def register_loss(name: str, *, kind: str, labels: bool = True, options: Mapping
                                 or display != display.strip()):
         raise PluginError(f"loss {name!r}: display must be a name of 1 to 40 printable characters")
     meta = {"kind": kind, "labels": bool(labels), "options": _check_options(name, options), "batch": batch}
-    return _register(registry.LOSSES, name, {**meta, **({"display": display} if display else {})})
+    decorate = _register(registry.LOSSES, name, {**meta, **({"display": display} if display else {})})
+    if not display:
+        return decorate
+
+    def named(builder: Builder) -> Builder:
+        out = decorate(builder)
+        register_display(name, display)  # once the name is taken: a refused registration names nothing
+        return out
+
+    return named
 
 
 def register_encoder(name: str, *, options: Mapping[str, Any] | None = None) -> Callable[[Builder], Builder]:

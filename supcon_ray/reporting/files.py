@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from supcon_ray.analysis import ReportNumbers, build_numbers, prepare_table, read_study_folders
+from supcon_ray.analysis import ReportNumbers, build_numbers, read_study_folders, table_record
 from supcon_ray.config import ConfigError
 from supcon_ray.reporting import plots
 from supcon_ray.reporting.html import render
 from supcon_ray.reporting.numbers import write_json
 from supcon_ray.results.folders import stats_rows
+from supcon_ray.results.table import prepare_table
 
 __all__ = ["FIGURE_FORMATS", "build_report", "build_table_report", "write_figure"]
 
@@ -41,9 +42,10 @@ def build_report(results_dirs: list[str] | str, output: str | None = None, json_
 def build_table_report(table: pd.DataFrame, output: str | None = None, json_path: str | None = None,
                        metric: str = "test_top1", figure: str | None = None,
                        columns: Mapping[str, str] | None = None, baseline: str | None = None) -> tuple[Path, ReportNumbers]:
-    """Write the report for a table of runs from anywhere (:func:`supcon_ray.analysis.prepare_table` checks it
+    """Write the report for a table of runs from anywhere (:func:`supcon_ray.results.table.prepare_table` checks it
     first, so a bad table writes nothing); default ``./report.html``. The numbers are :func:`supcon_ray.analyze`'s."""
-    trials, records = prepare_table(table, metric, columns, baseline)
+    trials = prepare_table(table, metric, columns)
+    records = {str(s): table_record(str(s), baseline) for s in trials["study"].unique()} if baseline else {}
     return _write(trials, pd.DataFrame(), records, metric, Path(output or "report.html"), json_path, figure)
 
 

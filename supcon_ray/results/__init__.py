@@ -1,5 +1,5 @@
 """Results: the Parquet store of trials and epochs, the study's manifest (its one state), reading study
-folders, and exporting one for publishing.
+folders, exporting one for publishing, and reading a table of runs made elsewhere (:mod:`.table`).
 """
 
 from supcon_ray.exports import exports
@@ -11,8 +11,11 @@ __all__ = [
     "fingerprint",
     "load",
     "open_manifest",
+    "parse_columns",
+    "prepare_table",
     "read_manifest",
     "read_results",
+    "read_table",
     "stats_rows",
 ]
 __getattr__, __dir__ = exports(__name__, {
@@ -25,4 +28,7 @@ __getattr__, __dir__ = exports(__name__, {
     "load": "folders",
     "stats_rows": "folders",
     "export": "export",
+    "parse_columns": "table",
+    "prepare_table": "table",
+    "read_table": "table",
 })

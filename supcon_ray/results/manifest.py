@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from supcon_ray.results.storage import read_text
+from supcon_ray.display import display_names
 from supcon_ray.study import ANALYSIS_KEYS, EXECUTION_KEYS, analysis_settings
 from supcon_ray.study.protocol import Decision
 
@@ -151,14 +152,6 @@ def _rows_in_stats(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["in_stats"].fillna(False).astype(bool) | no_phase]
 
 
-def display_names(study) -> dict[str, str] | None:
-    """``{loss: display}`` of the study's plugin losses that registered a display name (None: none did)."""
-    from supcon_ray import registry
-
-    names = {loss: registry.LOSSES.meta(loss, "display") for loss in study.losses if loss in registry.LOSSES}
-    return {k: str(v) for k, v in names.items() if v} or None
-
-
 def open_manifest(store, study, resume: bool, plugin_digests: dict[str, str] | None = None) -> Manifest:
     """The manifest a run continues (``resume``) or starts, checked before anything runs.
 
@@ -174,11 +167,11 @@ def open_manifest(store, study, resume: bool, plugin_digests: dict[str, str] | N
         if done:
             raise ConfigError(f"--storage: {store.uri} already holds {len(done)} finished trial(s) of study "
                               f"'{study.study}'. Add --resume to continue it, or choose another --storage.")
-        return Manifest(study.study, now, analysis=analysis_settings(study), display_names=display_names(study))
+        return Manifest(study.study, now, analysis=analysis_settings(study), display_names=display_names(study.losses))
     if recorded is None or (recorded.analysed is None and not done):
         if done:
             raise ConfigError(f"--resume: {store.uri} holds trials but no manifest; run the study into another --storage.")
-        return Manifest(study.study, now, analysis=analysis_settings(study), display_names=display_names(study))
+        return Manifest(study.study, now, analysis=analysis_settings(study), display_names=display_names(study.losses))
     if recorded.analysed is None:
         raise ConfigError(f"--resume: {store.uri} was written before studies kept a manifest, so its runs cannot be "
                           "matched to this study file safely. Run the study into another --storage.")

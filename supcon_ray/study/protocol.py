@@ -42,7 +42,7 @@ import pandas as pd
 from supcon_ray.config import ConfigError
 from supcon_ray.designs import DesignKind, design_name
 from supcon_ray.labels import distinct_labels, format_label
-from supcon_ray.stats.claims import display
+from supcon_ray.display import display
 from supcon_ray.study.bases import base_config
 from supcon_ray.study.fidelity import Halving, full_length_epochs, halve, planned_epochs, rung_sizes
 from supcon_ray.study.margins import base_margins

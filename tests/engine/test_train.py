@@ -312,7 +312,7 @@ def test_distributed_cli_runs_with_other_settings_never_share_checkpoints(monkey
 
     names = []
     monkeypatch.setattr(supcon_ray.execution.ray_runtime, "init_ray", lambda address=None: None)
-    monkeypatch.setattr(supcon_ray.execution.distributed, "fit_distributed", lambda cfg, name, storage, plugins=None: names.append(name) or {})
+    monkeypatch.setattr(supcon_ray.execution.distributed, "fit_distributed", lambda cfg, name, storage, plugins=None, **kw: names.append(name) or {})
     base = TrainConfig(loss="supcon", dataset="digits", workers=2)
     for cfg in (base, base, base.model_copy(update={"epochs": 3}), base.model_copy(update={"linear_stage": "cached"})):
         run_ray(cfg, tmp_path, None)

@@ -305,8 +305,8 @@ def test_a_display_name_is_what_every_writer_shows_and_the_recorded_name_stays(t
     from supcon_ray.analysis import read_study_folders
     from supcon_ray.plugins import register_loss
     from supcon_ray.reporting.files import build_report
-    from supcon_ray.results.manifest import display_names
-    from supcon_ray.stats.claims import display, forget_display_names
+    from supcon_ray.display import display_names
+    from supcon_ray.display import display, forget_display_names
 
     (tmp_path / "long.py").write_text(
         'from supcon_ray.plugins import register_loss\n'
@@ -327,7 +327,7 @@ def test_a_display_name_is_what_every_writer_shows_and_the_recorded_name_stays(t
                                                                                         ln.strip().startswith("loss "))]
     assert any(ln.startswith("  Long Method Name study") for ln in table), table
     assert len({ln.index(" study ") if " study " in ln else ln.index(" phase ") for ln in table}) == 1, table  # aligned
-    assert display_names(load_study(space)) == {"longmethodname": "Long Method Name"}
+    assert display_names(load_study(space).losses) == {"longmethodname": "Long Method Name"}
     assert [s.loss for s in plan_trials(load_study(space))] == ["ce", "longmethodname"] * 2  # recorded as named
     with pytest.raises(PluginError, match="display must be a name of 1 to 40 printable characters"):
         register_loss("odd-display", kind="classifier", display="x" * 41)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from supcon_ray.analysis.records import StudyRecord, table_record
 from supcon_ray.config import ConfigError
 
 __all__ = ["OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "STATUSES", "parse_columns", "prepare_table", "read_table"]
@@ -74,11 +73,8 @@ def _numeric(table: pd.DataFrame, name: str, given: str) -> pd.Series:
     return values
 
 
-def prepare_table(trials: pd.DataFrame, metric: str, columns: Mapping[str, str] | None = None,
-                  baseline: str | None = None) -> tuple[pd.DataFrame, dict[str, StudyRecord]]:
-    """The table as the analysis reads it, and a record per study where ``baseline`` names the loss every other
-    one is compared with (none otherwise: the default rule, ``ce`` where the table has it). Raises
-    :class:`ConfigError` (see the module)."""
+def prepare_table(trials: pd.DataFrame, metric: str, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The table as the analysis reads it. Raises :class:`ConfigError` (see the module)."""
     mapping = dict(columns or {})
     known = [*REQUIRED_COLUMNS, metric, *OPTIONAL_COLUMNS, *EXTRA_COLUMNS]
     unknown = [k for k in mapping if k not in known]
@@ -121,5 +117,4 @@ def prepare_table(trials: pd.DataFrame, metric: str, columns: Mapping[str, str] 
                           f"loss, factor, setting, seed) may appear once ({len(twice)} rows so)")
     if "design" not in table:
         table["design"] = "one_factor"
-    records = {s: table_record(s, baseline) for s in table["study"].unique()} if baseline else {}
-    return table, records
+    return table
