@@ -183,6 +183,10 @@ def adopt_cluster_auth(gcs_address: str) -> str:
     return "token"
 
 
+#: Ray Train's switch for its preemption watcher (a node-draining monitor for clusters).
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
 def init_ray(address: str | None = None, num_cpus: float | None = None, num_gpus: int | None = None) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``) in its auth mode, or start a local instance
     with token authentication. Raises :class:`ConfigError` if the cluster cannot be joined."""
@@ -208,6 +212,10 @@ def init_ray(address: str | None = None, num_cpus: float | None = None, num_gpus
     else:
         # a cluster this project starts keeps token auth (workers inherit this environment)
         _set_auth_mode(os.environ.get(AUTH_MODE_ENV) or "token")
+        # Ray Train's preemption watcher follows the draining of a cluster's nodes; one machine has none to
+        # drain, and the watcher's start logs a red core_worker.cc line on every run (shown with --verbose)
+        if os.environ.get("SUPCON_RAY_VERBOSE") != "1":
+            os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
         # "local": always a new instance, never one found running on this machine
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, **kwargs)
     from supcon_ray.execution.progress import quiet_ray_loggers
