@@ -11,7 +11,7 @@ imports Ray: :func:`supcon_ray.execution.progress.configure_console` must run be
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from supcon_ray.config import ConfigError
@@ -121,6 +121,7 @@ def _run_step(study: Study, step: Step, planned: protocol.Plan, manifest: Manife
     planned from the recorded rows (every rung decided is recorded first). Returns the last plan and the
     ids the TPE searches ran."""
     ran = executor.run(planned, study.model_dump(mode="json"))
+    previous = planned.ids
     while planned.pending and not executor.unfinished:
         following = protocol.plan(study, step, manifest.decisions, read_results(store.uri)[0].to_pandas())
         grew = following.ids != planned.ids
@@ -130,7 +131,11 @@ def _run_step(study: Study, step: Step, planned: protocol.Plan, manifest: Manife
         save_manifest(store, manifest)
         if not grew:  # a rung with failed runs: the step cannot decide (select says why)
             break
-        ran += executor.run(planned, study.model_dump(mode="json"))
+        done = set(previous)
+        # the new rung's runs alone: the earlier ones were counted (recorded or run) in this sitting already
+        ran += executor.run(replace(planned, specs=[x for x in planned.specs if x.trial_id not in done], adaptive=[]),
+                            study.model_dump(mode="json"))
+        previous = planned.ids
     return planned, ran
 
 

@@ -214,6 +214,9 @@ def test_a_killed_study_with_fidelity_resumes_without_re_deciding_a_rung(tmp_pat
     # 2 x (4 x 1 + 2 x 2) = 16 selection epochs where full fidelity trains 2 x 4 x 4 = 32; the 2 analysed runs 8
     assert manifest["cost"]["trial_epochs"] == 24 and manifest["cost"]["full_fidelity_epochs"] == 40
     assert "with every selection run at full length 40 trial-epochs (this study trained 60% of them)" in done.stdout
+    # the progress total is what this sitting ran: each later rung counted once, not its earlier rungs again
+    counts = re.findall(r"progress: (\d+)/(\d+) trials done", done.stdout)
+    assert counts and counts[-1][0] == counts[-1][1] and all(int(a) <= int(b) for a, b in counts), counts
     # the report says how each base was picked, and the same cost
     from supcon_ray.report import main as report
 
