@@ -215,10 +215,13 @@ def plan(study: Study, step: str, decisions: dict[str, Any], trials: pd.DataFram
     recorded so far and the ``rungs`` decisions (never decided again): without rows, its first rung.
     Raises ConfigError for a plan with a setting listed twice."""
     rungs = decisions.get(Decision.RUNGS) or {}
+    # indexed once: every search with fidelity of the step reads its runs' rows from it
+    runs = trials.drop_duplicates("trial_id", keep="last").set_index("trial_id") if trials is not None and len(trials) \
+        else None
     if step == Step.TUNE_BASE:
-        return _plan_step1(study, trials, rungs)
+        return _plan_step1(study, runs, rungs)
     if step == Step.STUDY:
-        return _plan_study(study, decisions.get(Decision.BASES), trials, rungs)
+        return _plan_study(study, decisions.get(Decision.BASES), runs, rungs)
     if step == Step.REPLICATES:
         return _plan_replicates(study, decisions.get(Decision.BASES), decisions.get(Decision.NUISANCE) or [])
     raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
@@ -230,12 +233,11 @@ def step1_design(study: Study, loss: str) -> Design:
     return draw_design(tb.sampler, space_for(tb.space, loss), tb.budget, tb.seed)
 
 
-def _scorer(rows: pd.DataFrame | None, select: str):
+def _scorer(indexed: pd.DataFrame | None, select: str):
     """``score(specs)``: the mean of ``select`` over the runs when every one has a scored row (completed or
-    diverged), else None (:func:`supcon_ray.study.fidelity.halve`)."""
-    if rows is None or not len(rows):
+    diverged), else None (:func:`supcon_ray.study.fidelity.halve`). ``indexed``: the recorded rows by trial id."""
+    if indexed is None:
         return lambda specs: None
-    indexed = rows.drop_duplicates("trial_id", keep="last").set_index("trial_id")
 
     def score(specs: list[TrialSpec]) -> float | None:
         ids = [s.trial_id for s in specs]
@@ -249,7 +251,8 @@ def _scorer(rows: pd.DataFrame | None, select: str):
 
 def _halved(name: str, configs: list[dict[str, Any]], seeds: list[int], fidelity: Fidelity, select: str,
             make, rows: pd.DataFrame | None, recorded: dict[str, list[dict[str, Any]]]) -> Halved:
-    """One search with fidelity: ``make(index, rung_epochs or None, seed)`` builds a run (None: full length)."""
+    """One search with fidelity: ``make(index, rung_epochs or None, seed)`` builds a run (None: full length);
+    ``rows``: the recorded rows indexed by trial id (None before any)."""
     epochs = int(make(0, None, seeds[0]).train["epochs"])
     runs: dict[tuple[int, int], list[TrialSpec]] = {}
 
