@@ -139,11 +139,11 @@ def test_an_interrupted_study_counts_what_remains_and_names_the_command_as_typed
     monkeypatch.setattr(tune, "run_study", interrupted)
     assert cli.main(args) == 130
     err = capsys.readouterr().err
-    assert "Interrupted: 44 of 44 planned trials remain. Finished trials are saved." in err
+    assert "Interrupted: 38 of 38 planned trials remain. Finished trials are saved." in err
     assert f"  supcon-ray tune --space {space} --quick --storage {tmp_path} --resume" in err
     monkeypatch.setattr(tune, "run_study", lambda *a, **k: Outcome(str(tmp_path / "optimizers"), unfinished=2))
     monkeypatch.setattr(tune, "summarize", lambda folder: None)
     assert tune.main(args[1:]) == 130
     err = capsys.readouterr().err
-    assert "Stopped: 44 planned trial(s) remain (2 were running)." in err
+    assert "Stopped: 38 planned trial(s) remain (2 were running)." in err
     assert f"  python -m supcon_ray.tune --space {space}" in err
