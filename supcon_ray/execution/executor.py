@@ -25,6 +25,12 @@ from supcon_ray.study.protocol import Adaptive, Block, Plan
 #: (:func:`supcon_ray.execution.runner.reset_process_state`), so results match a fresh process bit for bit.
 REUSE_TRIAL_PROCESSES = True
 
+#: Tune's switch for the loggers it adds to every run: CSV, JSON and, wherever tensorboardX is installed,
+#: TensorBoard event files. A run made here names its JSON logger itself (Tune reads ``result.json`` back
+#: for its ResultGrid) and TensorBoard only with ``tracking.tensorboard``: the default set wrote event files
+#: for every trial and cost the driver seconds importing tensorboardX before the first trial started.
+DEFAULT_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+
 STEP_TITLES = {Step.TUNE_BASE: "step 1 (tune_base)", Step.STUDY: "step 2", Step.REPLICATES: "step 3 (replicates)"}
 #: The Tune experiment folder of each step's planned trials (under the study's storage folder).
 STEP_EXPERIMENTS = {Step.TUNE_BASE: "tune-base", Step.STUDY: "tune", Step.REPLICATES: "tune-replicates"}
@@ -124,6 +130,7 @@ class Executor:
 
     def _run_config(self, name: str, tpe_args: tuple | None = None):
         from ray import tune
+        from ray.tune.logger import JsonLoggerCallback
 
         from supcon_ray.execution.tune_events import TuneEvents
 
@@ -137,7 +144,7 @@ class Executor:
         return tune.RunConfig(name=name, storage_path=self.store.uri, verbose=1 if self.verbose else 0,
                               checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                               progress_reporter=_progress_reporter() if self.verbose else None,
-                              callbacks=[TuneEvents(tpe_args), *tracking],
+                              callbacks=[TuneEvents(tpe_args), JsonLoggerCallback(), *tracking],
                               failure_config=tune.FailureConfig(max_failures=self.study.resources.max_failures))
 
     def _run_planned(self, planned: Plan) -> None:
@@ -209,13 +216,22 @@ class Executor:
         from supcon_ray.execution.runner import error_text, spec_of
 
         if restore and restorable(restore):
-            tuner = tune.Tuner.restore(restore, trainable=trainable, resume_errored=True)
+            # a restored run keeps the callbacks it was made with: a folder made before its JSON logger was
+            # named gets Tune's default loggers back, so its trials still write result.json
+            tuner, defaults = tune.Tuner.restore(restore, trainable=trainable, resume_errored=True), "0"
         elif make_tuner is None:
             return 0
         else:
-            tuner = make_tuner()
+            tuner, defaults = make_tuner(), "1"
         unfinished = 0
-        for res in tuner.fit():
+        before = os.environ.get(DEFAULT_LOGGERS_ENV)
+        os.environ[DEFAULT_LOGGERS_ENV] = before if before is not None else defaults
+        try:
+            results = tuner.fit()
+        finally:
+            if before is None:
+                os.environ.pop(DEFAULT_LOGGERS_ENV, None)
+        for res in results:
             spec = spec_of(res.config, tpe) if res.config else None
             if ran is not None and spec is not None:
                 ran.append(spec["trial_id"])

@@ -76,6 +76,11 @@ def test_tiny_study_records_every_trial_once(ray_session, tmp_path, capsys):
     assert re.search(r"^cost: 4 trials, 4 trial-epochs, .* no selection runs; [0-9.]+ (kB|MB) on disk$", out, re.M), out
     # disk kept to what resume needs: no finished trial keeps a checkpoint (a 3 MB file per epoch before)
     assert not list((storage / "tiny").rglob("checkpoint.pt")), "finished trials' checkpoints were left behind"
+    # Tune's own logs: result.json per trial (its ResultGrid reads it back), no CSV, and TensorBoard event
+    # files only with `tracking.tensorboard` (tensorboardX is installed here, so Tune's defaults would write them)
+    assert len(list((storage / "tiny").rglob("result.json"))) == 4
+    assert not list((storage / "tiny").rglob("events.out.tfevents.*")) and not list((storage / "tiny").rglob("progress.csv"))
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ  # set for the run only
     epochs = ds.dataset(storage / "tiny" / "epochs").to_table()
     assert epochs.schema.names == EPOCH_SCHEMA.names
     per_trial = epochs.to_pandas().groupby("trial_id").size().to_dict()
