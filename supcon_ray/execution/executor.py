@@ -68,6 +68,14 @@ def restorable(path: str) -> bool:
     return "://" in local or bool(glob.glob(os.path.join(glob.escape(local), "experiment_state-*.json")))
 
 
+def made_with_default_loggers(path: str) -> bool:
+    """Whether the Tune experiment at ``path`` was made with Tune's default loggers (before a study named its own
+    JSON logger): its trials hold ``progress.csv``. Its restored run keeps the callbacks it was made with, so it
+    needs the defaults back to write ``result.json``; a folder on object storage is taken to be one."""
+    local = path.removeprefix("file://")
+    return "://" in local or bool(glob.glob(os.path.join(glob.escape(local), "*", "progress.csv")))
+
+
 class Executor:
     """Runs a study's trials on Ray Tune, recording each in ``store``; counts failed and unfinished ones."""
 
@@ -216,9 +224,8 @@ class Executor:
         from supcon_ray.execution.runner import error_text, spec_of
 
         if restore and restorable(restore):
-            # a restored run keeps the callbacks it was made with: a folder made before its JSON logger was
-            # named gets Tune's default loggers back, so its trials still write result.json
-            tuner, defaults = tune.Tuner.restore(restore, trainable=trainable, resume_errored=True), "0"
+            tuner = tune.Tuner.restore(restore, trainable=trainable, resume_errored=True)
+            defaults = "0" if made_with_default_loggers(restore) else "1"
         elif make_tuner is None:
             return 0
         else:

@@ -155,6 +155,9 @@ def test_killed_study_resumes_without_loss_or_duplicates(tmp_path):
     assert not list((storage / "tiny" / ".tmp").glob("*")), "no half-written files left behind"
     # the trials resumed from their checkpoints, then removed them once their rows were written
     assert not list((storage / "tiny").rglob("checkpoint.pt")), "finished trials' checkpoints were left behind"
+    # the restored run keeps this project's loggers: no Tune CSV or TensorBoard files appear on resume
+    assert not list((storage / "tiny").rglob("progress.csv")) and not list((storage / "tiny").rglob("events.out.tfevents.*"))
+    assert len(list((storage / "tiny").rglob("result.json"))) >= 8
 
 
 FIDELITY = TINY.replace("epochs: 1,", "epochs: 4,").replace("vary:", """tune_base:
@@ -330,3 +333,18 @@ def test_an_experiment_killed_as_it_started_is_started_afresh_not_restored(tmp_p
     (started / "experiment_state-2026-12-06_16-12-39.json").write_text("{}")
     assert restorable(str(started))
     assert not restorable(str(tmp_path / "absent"))
+
+
+def test_a_folder_made_with_tunes_default_loggers_gets_them_back_when_restored(tmp_path):
+    """Tune's defaults (CSV, JSON, TensorBoard) are off for runs made now, which name their JSON logger; a
+    restored run keeps the callbacks it was made with, so one made before (its trials hold progress.csv)
+    needs the defaults back, or its trials would write no result.json and Tune would warn of every one."""
+    from supcon_ray.execution.executor import made_with_default_loggers
+
+    made = tmp_path / "tune"
+    (made / "ce-optimizer-sgd-s0-1234-abcde_00000").mkdir(parents=True)
+    (made / "ce-optimizer-sgd-s0-1234-abcde_00000" / "result.json").write_text("{}\n")
+    assert not made_with_default_loggers(str(made)) and not made_with_default_loggers(f"file://{made}")
+    (made / "ce-optimizer-sgd-s0-1234-abcde_00000" / "progress.csv").write_text("a\n1\n")
+    assert made_with_default_loggers(str(made)) and made_with_default_loggers(f"file://{made}")
+    assert made_with_default_loggers("s3://bucket/results/study/tune")
