@@ -16,7 +16,11 @@ For each search and (m, R), it reports:
 * **kept**: the pick is within noise of the full-length pick (the base margin's own rule: Gupta's subset,
   :func:`supcon_ray.study.within_noise`, over the search's full-length scores);
 * **regret**: the full-length pick's mean selection score less that of the replayed pick;
-* **cost**: trial-epochs run, as a share of running every configuration to the full length.
+* **cost**: trial-epochs run, as a share of running every configuration to the full length;
+* **time**: trial-seconds, the same share in measured seconds: a budgeted rung costs its own run's
+  seconds; a continued run the seconds of the epochs it trained plus its run's whole fixed cost (start,
+  read-out: the seconds its full-length run spent outside its epochs), an upper bound, as a run stopped at a
+  rung would skip its read-out.
 
 With ``--budgets FOLDER`` (the same configurations trained for fewer epochs, each schedule decayed within
 its budget: Li et al. 2020's budgeted training), step 1's searches are replayed again with every rung a
@@ -63,6 +67,8 @@ class Search:
     epochs: int
     curves: dict[tuple[str, int], np.ndarray]  # (config, seed) -> score after epoch 1..E
     final: pd.DataFrame  # config, seed, val_top1
+    #: (config, seed) -> (the full-length run's seconds, its seconds per epoch 1..E); None: not recorded
+    seconds: dict[tuple[str, int], tuple[float, np.ndarray]] | None = None
 
 
 def _config_labels(g: pd.DataFrame, hyper: list[str]) -> pd.Series:
@@ -91,17 +97,47 @@ def searches(folder: str) -> list[Search]:
             if e["val_top1"].isna().all():
                 continue  # no rung score (a contrastive search without monitor: knn)
             length = int(g["epochs"].max())
-            curves = {}
+            curves, seconds = {}, {}
             for row in g.itertuples():
-                c = e[e["trial_id"] == row.trial_id].sort_values("epoch")["val_top1"].to_numpy(dtype=float)
+                run = e[e["trial_id"] == row.trial_id].sort_values("epoch")
+                c = run["val_top1"].to_numpy(dtype=float)
                 if len(c) == length and np.isfinite(c).all():
                     curves[(row.config, int(row.seed))] = c
+                    per_epoch = run["epoch_seconds"].to_numpy(dtype=float) if "epoch_seconds" in run else None
+                    if per_epoch is not None and np.isfinite(per_epoch).all() and math.isfinite(row.seconds):
+                        seconds[(row.config, int(row.seed))] = (float(row.seconds), per_epoch)
             final = g[["config", "seed", "val_top1"]].assign(seed=g["seed"].astype(int))
             final = final[[(c, s) in curves for c, s in zip(final["config"], final["seed"])]]
             if final["config"].nunique() >= 2:
                 out.append(Search(f"{trials['study'].iloc[0]} {phase} " + " / ".join(map(str, key)), str(key[0]),
-                                  length, curves, final))
+                                  length, curves, final, seconds if len(seconds) == len(curves) else None))
     return out
+
+
+def _halving(search: Search, configs: list[str], seeds: list[int], min_epochs: int, factor: int,
+             budgets: dict[tuple[str, int, int], float] | None) -> tuple[str, list[tuple[int, list[str]]]]:
+    """The pick of successive halving over ``configs`` x ``seeds``, and its rungs: ``(epochs, configurations
+    run)`` each (see :func:`replay`)."""
+    if budgets is not None:
+        full = search.final[search.final["seed"].isin(seeds)].groupby("config")["val_top1"].mean()
+
+        def score(i: int, r: int) -> float:
+            c = configs[i]
+            return float(full[c]) if r == search.epochs else float(np.mean([budgets[(c, s, r)] for s in seeds]))
+
+        h = halve(len(configs), search.epochs, min_epochs, factor, score)
+        return configs[h.pick], [(rung["epochs"], [configs[i] for i in rung["alive"]]) for rung in h.rungs]
+    alive = list(configs)
+    rungs = []
+    for r in rung_epochs(search.epochs, min_epochs, factor):
+        rungs.append((r, list(alive)))
+        if r == search.epochs:
+            break
+        score = {c: np.mean([search.curves[(c, s)][r - 1] for s in seeds]) for c in alive}
+        keep = max(1, math.ceil(len(alive) / factor))
+        alive = sorted(alive, key=lambda c: (-score[c], configs.index(c)))[:keep]
+    final = search.final[search.final["seed"].isin(seeds)].groupby("config")["val_top1"].mean()
+    return max(alive, key=lambda c: (final[c], -configs.index(c))), rungs
 
 
 def replay(search: Search, configs: list[str], seeds: list[int], min_epochs: int, factor: int,
@@ -111,30 +147,40 @@ def replay(search: Search, configs: list[str], seeds: list[int], min_epochs: int
     epoch). With ``budgets`` (``(config, seed, epochs) -> val_top1`` of runs trained for that many epochs,
     their schedule decayed within them) every rung is a run of its own, exactly as a study's ``fidelity``
     block runs it (:func:`supcon_ray.study.fidelity.halve`: the search ends when one configuration is left)."""
+    pick, rungs = _halving(search, configs, seeds, min_epochs, factor, budgets)
     if budgets is not None:
-        full = search.final[search.final["seed"].isin(seeds)].groupby("config")["val_top1"].mean()
-
-        def score(i: int, r: int) -> float:
-            c = configs[i]
-            return float(full[c]) if r == search.epochs else float(np.mean([budgets[(c, s, r)] for s in seeds]))
-
-        h = halve(len(configs), search.epochs, min_epochs, factor, score)
         spent = planned_epochs(len(configs), len(seeds), search.epochs, min_epochs, factor)
-        return configs[h.pick], spent / full_length_epochs(len(configs), len(seeds), search.epochs)
-    alive = list(configs)
-    spent = 0
-    previous = 0
-    for r in rung_epochs(search.epochs, min_epochs, factor):
+        return pick, spent / full_length_epochs(len(configs), len(seeds), search.epochs)
+    spent, previous = 0, 0
+    for r, alive in rungs:
         spent += (r - previous) * len(alive) * len(seeds)
         previous = r
-        if r == search.epochs:
-            break
-        score = {c: np.mean([search.curves[(c, s)][r - 1] for s in seeds]) for c in alive}
-        keep = max(1, math.ceil(len(alive) / factor))
-        alive = sorted(alive, key=lambda c: (-score[c], configs.index(c)))[:keep]
-    final = search.final[search.final["seed"].isin(seeds)].groupby("config")["val_top1"].mean()
-    pick = max(alive, key=lambda c: (final[c], -configs.index(c)))
     return pick, spent / (search.epochs * len(configs) * len(seeds))
+
+
+def time_share(search: Search, configs: list[str], seeds: list[int], min_epochs: int, factor: int,
+               budgets: dict[tuple[str, int, int], float] | None = None,
+               budget_seconds: dict[tuple[str, int, int], float] | None = None) -> float | None:
+    """The trial-seconds :func:`replay`'s halving spends, as a share of the full-length runs' seconds (None where
+    the seconds are not recorded). Budgeted: each rung's runs cost their own seconds (``budget_seconds``, and the
+    full-length runs' at the last rung). Continued: a run costs the seconds of the epochs it trained plus its
+    full-length run's whole fixed cost (an upper bound: stopped at a rung, it would skip its read-out)."""
+    if search.seconds is None or (budgets is not None and budget_seconds is None):
+        return None
+    _, rungs = _halving(search, configs, seeds, min_epochs, factor, budgets)
+    full = sum(search.seconds[(c, s)][0] for c in configs for s in seeds)
+    spent = 0.0
+    if budgets is not None:
+        for r, alive in rungs:
+            spent += sum(search.seconds[(c, s)][0] if r == search.epochs else budget_seconds[(c, s, r)]
+                         for c in alive for s in seeds)
+        return spent / full
+    trained = {c: r for r, alive in rungs for c in alive}  # the last rung each configuration reached
+    for c in configs:
+        for s in seeds:
+            total, per_epoch = search.seconds[(c, s)]
+            spent += float(per_epoch[:trained[c]].sum()) + (total - float(per_epoch.sum()))
+    return spent / full
 
 
 def judge(search: Search, configs: list[str], seeds: list[int], pick: str) -> tuple[bool, float]:
@@ -147,24 +193,26 @@ def judge(search: Search, configs: list[str], seeds: list[int], pick: str) -> tu
     return kept, float(means[best] - means[pick])
 
 
-def budget_runs(folder: str, search: Search) -> dict[tuple[str, int, int], float] | None:
+def budget_runs(folder: str, search: Search, column: str = "val_top1") -> dict[tuple[str, int, int], float] | None:
     """The runs of a budgets folder (``search_spaces/fidelity_budgets_digits.yaml``) that stand for
-    ``search``'s configurations at fewer epochs: ``(config, seed, epochs) -> val_top1``, configurations
-    labelled as the search labels them (by the hyperparameters that vary in it, epochs aside)."""
+    ``search``'s configurations at fewer epochs: ``(config, seed, epochs) -> column`` (``val_top1``, or
+    ``seconds``), configurations labelled as the search labels them (by the hyperparameters that vary in it,
+    epochs aside)."""
     trials, _, _ = load_folders([folder])
     rows = trials[(trials["loss"] == search.loss) & (trials["status"] == "completed")].drop_duplicates("trial_id")
     keys = sorted({k.split("=", 1)[0] for c in search.final["config"] for k in c.split(",")})
     if not keys or not set(keys) <= set(rows.columns):
         return None
     labels = rows[keys].astype(str).apply(lambda r: ",".join(f"{k}={v}" for k, v in r.items()), axis=1)
-    out = {(c, int(s), int(e)): float(v) for c, s, e, v in zip(labels, rows["seed"], rows["epochs"], rows["val_top1"])}
+    out = {(c, int(s), int(e)): float(v) for c, s, e, v in zip(labels, rows["seed"], rows["epochs"], rows[column])}
     need = {(c, int(sd)) for c, sd in zip(search.final["config"], search.final["seed"])}
     shortest = min((e for _, _, e in out), default=None)
     return out if shortest is not None and all((c, sd, shortest) in out for c, sd in need) else None
 
 
 def evaluate(search: Search, min_epochs: int, factor: int,
-             budgets: dict[tuple[str, int, int], float] | None = None) -> dict:
+             budgets: dict[tuple[str, int, int], float] | None = None,
+             budget_seconds: dict[tuple[str, int, int], float] | None = None) -> dict:
     # each replay set its own stream: the same search and plan draw the same subsets whatever else is replayed
     rng = np.random.default_rng([zlib.crc32(search.name.encode()), min_epochs, factor])
     configs = sorted(search.final["config"].unique())
@@ -172,20 +220,22 @@ def evaluate(search: Search, min_epochs: int, factor: int,
     plans = [(configs, seeds, "all seeds")] + [(configs, [s], "one seed") for s in seeds]
     k = max(2, math.ceil(0.75 * len(configs)))
     plans += [(sorted(rng.choice(configs, k, replace=False).tolist()), seeds, "subset") for _ in range(SUBSETS)]
-    kept, regret, cost = [], [], []
+    kept, regret, cost, seconds = [], [], [], []
     for cs, ss, _ in plans:
         pick, c = replay(search, cs, ss, min_epochs, factor, budgets)
         ok, r = judge(search, cs, ss, pick)
         kept.append(ok)
         regret.append(r)
         cost.append(c)
+        seconds.append(time_share(search, cs, ss, min_epochs, factor, budgets, budget_seconds))
     first_pick, first_cost = replay(search, configs, seeds, min_epochs, factor, budgets)
     return {"search": search.name + (" (budgeted)" if budgets is not None else ""), "loss": search.loss,
             "configurations": len(configs), "seeds": len(seeds),
             "epochs": search.epochs, "min_epochs": min_epochs, "factor": factor,
             "kept_all_seeds": judge(search, configs, seeds, first_pick)[0], "cost_all_seeds": first_cost,
             "kept": float(np.mean(kept)), "regret_mean": float(np.mean(regret)),
-            "regret_90": float(np.quantile(regret, 0.9)), "cost": float(np.mean(cost)), "replays": len(plans)}
+            "regret_90": float(np.quantile(regret, 0.9)), "cost": float(np.mean(cost)),
+            "time": float(np.mean(seconds)) if None not in seconds else math.nan, "replays": len(plans)}
 
 
 def rank_agreement(search: Search) -> list[float]:
@@ -226,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             agreement.append((s, rank_agreement(s)))
             mins = args.min_epochs or sorted({max(1, s.epochs // 4), max(1, s.epochs // 2)})
             budgets = budget_runs(args.budgets, s) if args.budgets and " tune_base " in s.name else None
+            budget_seconds = budget_runs(args.budgets, s, "seconds") if budgets is not None else None
             for m in mins:
                 if m >= s.epochs:
                     continue
@@ -234,25 +285,27 @@ def main(argv: list[str] | None = None) -> int:
                     n = s.final["config"].nunique()
                     if budgets is not None and all(k in {e for (_, _, e) in budgets}
                                                    for k, _ in rung_sizes(n, s.epochs, m, r) if k < s.epochs):
-                        rows.append(evaluate(s, m, r, budgets))
+                        rows.append(evaluate(s, m, r, budgets, budget_seconds))
     if not rows:
         return 1
     df = pd.DataFrame(rows)
-    print("| search | loss | configs x seeds | epochs | rungs | kept (all seeds) | kept (replays) | regret mean / 90% | cost |")
-    print("|---|---|---|---:|---|---|---:|---|---:|")
+    print("| search | loss | configs x seeds | epochs | rungs | kept (all seeds) | kept (replays) | regret mean / 90% | cost "
+          "| time |")
+    print("|---|---|---|---:|---|---|---:|---|---:|---:|")
     for r in rows:
         print(f"| {r['search']} | {r['loss']} | {r['configurations']} x {r['seeds']} | {r['epochs']} | "
               f"{', '.join(map(str, rung_epochs(r['epochs'], r['min_epochs'], r['factor'])))} (R={r['factor']}) | "
               f"{'yes' if r['kept_all_seeds'] else 'no'} | {r['kept']:.2f} | {r['regret_mean']:.3f} / {r['regret_90']:.3f} "
-              f"| {r['cost']:.2f} |")
+              f"| {r['cost']:.2f} | {r['time']:.2f} |")
     print("\nPer loss, rung plan and folder (every search's replays together):")
-    print("| folder | loss | rungs | searches | kept (replays) | kept (all seeds) | regret mean | cost |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| folder | loss | rungs | searches | kept (replays) | kept (all seeds) | regret mean | cost | time |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     df["folder"] = df["search"].str.split(" ").str[0]
     df["mode"] = np.where(df["search"].str.endswith("(budgeted)"), "budgeted", "continued")
     for (folder, loss, mode, m, r), g in df.groupby(["folder", "loss", "mode", "min_epochs", "factor"]):
         print(f"| {folder} | {loss} | {mode}: m={m}, R={r} | {len(g)} | {g['kept'].mean():.2f} | "
-              f"{g['kept_all_seeds'].mean():.2f} | {g['regret_mean'].mean():.3f} | {g['cost'].mean():.2f} |")
+              f"{g['kept_all_seeds'].mean():.2f} | {g['regret_mean'].mean():.3f} | {g['cost'].mean():.2f} | "
+              f"{g['time'].mean():.2f} |")
     print("\nRank agreement of each epoch's score with the full-length selection score (Spearman over the "
           "search's configurations; per loss, the median over its searches):")
     by_loss: dict[tuple[str, str], list[list[float]]] = {}

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.fidelity_replay import Search, rank_agreement, replay, judge
+from benchmarks.fidelity_replay import Search, rank_agreement, replay, judge, time_share
 from supcon_ray.study.fidelity import rung_epochs as rungs
 
 
@@ -64,3 +64,25 @@ def test_budgeted_rungs_are_runs_of_their_own_scored_and_paid_as_such():
     assert pick == "c_late" and judge(s, configs, [0, 1], pick)[0]
     # rungs 2 and 4, each a fresh run; the search ends with one left (its full-length runs are the analysed ones)
     assert cost == pytest.approx((4 * 2 + 2 * 4) / (4 * 5))
+
+
+def test_time_is_paid_in_measured_seconds_continued_runs_with_their_whole_fixed_cost():
+    # four configurations in a fixed order, 1 s an epoch for c0 and c1, 3 s for c2 and c3 (a larger model), each
+    # run 2 s outside its epochs (start and read-out); rungs 1, 2, 4 of 4 epochs: 4 -> 2 -> 1 survivors
+    curves = {f"c{i}": [0.1 * (i + 1)] * 4 for i in range(4)}
+    s = _search(curves, seeds=(0,))
+    per = {"c0": 1.0, "c1": 1.0, "c2": 3.0, "c3": 3.0}
+    timed = Search(s.name, s.loss, s.epochs, s.curves, s.final,
+                   {(c, 0): (4 * per[c] + 2.0, np.full(4, per[c])) for c in curves})
+    configs = sorted(curves)
+    assert time_share(s, configs, [0], 1, 2) is None  # no seconds recorded: no time share
+    # c0, c1 stop after epoch 1, c2 after epoch 2, c3 runs all 4; each pays its 2 s of fixed cost
+    spent = (1 + 2) + (1 + 2) + (2 * 3 + 2) + (4 * 3 + 2)
+    assert time_share(timed, configs, [0], 1, 2) == pytest.approx(spent / (6 + 6 + 14 + 14))
+    # budgeted: every rung its own run, paid at the seconds that run took, fixed cost and all: 4 runs of 1 epoch,
+    # then c2 and c3 for 2; the search ends with one left (its full-length runs are the analysed ones)
+    budgets = {(c, 0, e): 0.1 * (int(c[1]) + 1) for c in curves for e in (1, 2)}
+    seconds = {(c, 0, e): per[c] * e + 2.0 for c in curves for e in (1, 2)}
+    spent = (1 + 2) + (1 + 2) + (3 + 2) + (3 + 2) + 2 * (2 * 3 + 2)
+    assert time_share(timed, configs, [0], 1, 2, budgets, seconds) == pytest.approx(spent / 40)
+    assert time_share(timed, configs, [0], 1, 2, budgets) is None  # budgeted runs without their seconds
