@@ -140,6 +140,38 @@ def _halving(search: Search, configs: list[str], seeds: list[int], min_epochs: i
     return max(alive, key=lambda c: (final[c], -configs.index(c))), rungs
 
 
+def _epoch_share(search: Search, configs: list[str], seeds: list[int], rungs: list[tuple[int, list[str]]],
+                 budgets: bool, min_epochs: int, factor: int) -> float:
+    """Trial-epochs the rungs train, as a share of every configuration at full length: budgeted rungs as the
+    ``fidelity`` block plans them (each run from scratch), a continued one only the epochs since the last rung."""
+    full = full_length_epochs(len(configs), len(seeds), search.epochs)
+    if budgets:
+        return planned_epochs(len(configs), len(seeds), search.epochs, min_epochs, factor) / full
+    spent, previous = 0, 0
+    for r, alive in rungs:
+        spent += (r - previous) * len(alive) * len(seeds)
+        previous = r
+    return spent / full
+
+
+def _seconds_share(search: Search, configs: list[str], seeds: list[int], rungs: list[tuple[int, list[str]]],
+                   budget_seconds: dict[tuple[str, int, int], float] | None, budgeted: bool) -> float | None:
+    """Trial-seconds the rungs spend, as a share of the full-length runs' (see :func:`time_share`)."""
+    if search.seconds is None or (budgeted and budget_seconds is None):
+        return None
+    full = sum(search.seconds[(c, s)][0] for c in configs for s in seeds)
+    if budgeted:
+        return sum(search.seconds[(c, s)][0] if r == search.epochs else budget_seconds[(c, s, r)]
+                   for r, alive in rungs for c in alive for s in seeds) / full
+    trained = {c: r for r, alive in rungs for c in alive}  # the last rung each configuration reached
+    spent = 0.0
+    for c in configs:
+        for s in seeds:
+            total, per_epoch = search.seconds[(c, s)]
+            spent += float(per_epoch[:trained[c]].sum()) + (total - float(per_epoch.sum()))
+    return spent / full
+
+
 def replay(search: Search, configs: list[str], seeds: list[int], min_epochs: int, factor: int,
            budgets: dict[tuple[str, int, int], float] | None = None) -> tuple[str, float]:
     """The pick of successive halving over ``configs`` x ``seeds``, and its cost as a share of full length.
@@ -148,14 +180,7 @@ def replay(search: Search, configs: list[str], seeds: list[int], min_epochs: int
     their schedule decayed within them) every rung is a run of its own, exactly as a study's ``fidelity``
     block runs it (:func:`supcon_ray.study.fidelity.halve`: the search ends when one configuration is left)."""
     pick, rungs = _halving(search, configs, seeds, min_epochs, factor, budgets)
-    if budgets is not None:
-        spent = planned_epochs(len(configs), len(seeds), search.epochs, min_epochs, factor)
-        return pick, spent / full_length_epochs(len(configs), len(seeds), search.epochs)
-    spent, previous = 0, 0
-    for r, alive in rungs:
-        spent += (r - previous) * len(alive) * len(seeds)
-        previous = r
-    return pick, spent / (search.epochs * len(configs) * len(seeds))
+    return pick, _epoch_share(search, configs, seeds, rungs, budgets is not None, min_epochs, factor)
 
 
 def time_share(search: Search, configs: list[str], seeds: list[int], min_epochs: int, factor: int,
@@ -165,22 +190,8 @@ def time_share(search: Search, configs: list[str], seeds: list[int], min_epochs:
     the seconds are not recorded). Budgeted: each rung's runs cost their own seconds (``budget_seconds``, and the
     full-length runs' at the last rung). Continued: a run costs the seconds of the epochs it trained plus its
     full-length run's whole fixed cost (an upper bound: stopped at a rung, it would skip its read-out)."""
-    if search.seconds is None or (budgets is not None and budget_seconds is None):
-        return None
     _, rungs = _halving(search, configs, seeds, min_epochs, factor, budgets)
-    full = sum(search.seconds[(c, s)][0] for c in configs for s in seeds)
-    spent = 0.0
-    if budgets is not None:
-        for r, alive in rungs:
-            spent += sum(search.seconds[(c, s)][0] if r == search.epochs else budget_seconds[(c, s, r)]
-                         for c in alive for s in seeds)
-        return spent / full
-    trained = {c: r for r, alive in rungs for c in alive}  # the last rung each configuration reached
-    for c in configs:
-        for s in seeds:
-            total, per_epoch = search.seconds[(c, s)]
-            spent += float(per_epoch[:trained[c]].sum()) + (total - float(per_epoch.sum()))
-    return spent / full
+    return _seconds_share(search, configs, seeds, rungs, budget_seconds, budgets is not None)
 
 
 def judge(search: Search, configs: list[str], seeds: list[int], pick: str) -> tuple[bool, float]:
@@ -222,12 +233,12 @@ def evaluate(search: Search, min_epochs: int, factor: int,
     plans += [(sorted(rng.choice(configs, k, replace=False).tolist()), seeds, "subset") for _ in range(SUBSETS)]
     kept, regret, cost, seconds = [], [], [], []
     for cs, ss, _ in plans:
-        pick, c = replay(search, cs, ss, min_epochs, factor, budgets)
+        pick, rungs = _halving(search, cs, ss, min_epochs, factor, budgets)  # once per plan: epochs and seconds
         ok, r = judge(search, cs, ss, pick)
         kept.append(ok)
         regret.append(r)
-        cost.append(c)
-        seconds.append(time_share(search, cs, ss, min_epochs, factor, budgets, budget_seconds))
+        cost.append(_epoch_share(search, cs, ss, rungs, budgets is not None, min_epochs, factor))
+        seconds.append(_seconds_share(search, cs, ss, rungs, budget_seconds, budgets is not None))
     first_pick, first_cost = replay(search, configs, seeds, min_epochs, factor, budgets)
     return {"search": search.name + (" (budgeted)" if budgets is not None else ""), "loss": search.loss,
             "configurations": len(configs), "seeds": len(seeds),
